@@ -1,0 +1,115 @@
+"""The one error tree. Retryability is a marker class, not a flag, so ``isinstance(e, Transient)``
+answers "may this be tried again?" wherever the error surfaces.
+
+    CadastreError
+    ├── ConfigurationError (Terminal)              bad settings, unknown adapter, invalid YAML
+    │   └── OwnershipRegistryError (Terminal)      two owners for one field, unknown field
+    ├── ContractError (Terminal)                   a record or change that breaks the canonical contract
+    │   └── SchemaIncompatible (Terminal)          a breaking change between two schema versions
+    ├── OwnershipViolation (Terminal)              nothing in a change may be written by its origin
+    ├── NotFound (Terminal)                        tenant, connection, key or record that does not exist
+    ├── AlreadyExists (Terminal)                   a unique name taken twice
+    ├── AuthenticationError (Terminal)             an API key that is unknown, revoked or lacks a scope
+    ├── CredentialError (Terminal)                 a credential reference that cannot be resolved
+    ├── StoreError                                 the database
+    │   ├── StoreUnavailable (Transient)           connection refused, lock timeout, serialisation failure
+    │   ├── ConcurrentUpdate (Transient)           optimistic version check lost a race; re-read and retry
+    │   └── AuditChainBroken (Terminal)            the hash chain does not verify
+    └── VendorError                                anything a vendor answered (filled in by the gateway)
+        ├── VendorUnavailable (Transient)          5xx, timeouts, resets, 429
+        └── VendorRejected (Terminal)              4xx other than 408/425/429
+
+Messages never contain secrets: errors that concern a credential name its reference, not its value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Transient:
+    """Marker: the same operation may succeed if tried again later."""
+
+
+class Terminal:
+    """Marker: trying again will fail the same way; a person or a fix is needed."""
+
+
+class CadastreError(Exception):
+    """Root of every error Cadastre raises on purpose."""
+
+
+class ConfigurationError(CadastreError, Terminal):
+    pass
+
+
+class OwnershipRegistryError(ConfigurationError):
+    pass
+
+
+class ContractError(CadastreError, Terminal):
+    pass
+
+
+class SchemaIncompatible(ContractError):
+    pass
+
+
+class OwnershipViolation(CadastreError, Terminal):
+    """Raised by ``apply`` only when no field of a change may be written by its origin system.
+
+    ``result`` is the full ``ApplyResult`` (refused fields with reasons); the refusal is already
+    recorded in the audit log when this is raised.
+    """
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class NotFound(CadastreError, Terminal):
+    pass
+
+
+class AlreadyExists(CadastreError, Terminal):
+    pass
+
+
+class AuthenticationError(CadastreError, Terminal):
+    pass
+
+
+class CredentialError(CadastreError, Terminal):
+    pass
+
+
+class StoreError(CadastreError):
+    pass
+
+
+class StoreUnavailable(StoreError, Transient):
+    pass
+
+
+class ConcurrentUpdate(StoreError, Transient):
+    pass
+
+
+class AuditChainBroken(StoreError, Terminal):
+    pass
+
+
+class VendorError(CadastreError):
+    pass
+
+
+class VendorUnavailable(VendorError, Transient):
+    pass
+
+
+class VendorRejected(VendorError, Terminal):
+    pass
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, Transient)

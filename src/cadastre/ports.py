@@ -1,0 +1,386 @@
+"""Ports: the small Protocols the core talks through, and the plain data they carry.
+
+Adapters are named ``<Technology><Role>`` (``SqliteStore``), doubles ``Fake<Role>``; only
+``cadastre.bootstrap`` picks a concrete adapter. Everything here is async: the core is asyncio and
+adapters keep blocking work off the event loop.
+
+This module is longer than most (~300 lines) because each port is kept beside the records it moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+from cadastre.contract.events import EventEnvelope
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from cadastre.contract.changes import ApplyResult
+
+# ------------------------------------------------------------------------------------------ time
+
+
+class Clock(Protocol):
+    """Time as the hub and the simulators see it. ``now()`` is timezone-aware UTC."""
+
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+# ------------------------------------------------------------------------------ store records
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    entity: str
+    id: str
+    version: int  # starts at 1, +1 on every write; the optimistic-concurrency token
+    data: Mapping[str, Any]  # wire name -> value (JSON-compatible)
+    content_hash: str  # sha256 of the canonical JSON of ``data``
+    deleted: bool
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class FieldProvenance:
+    entity: str
+    id: str
+    field: str  # wire name
+    system: str
+    connection: str | None
+    source_time: datetime | None
+    source_version: str | None
+    confidence: float
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class ExternalRef:
+    system: str
+    connection: str  # "" when the system is not reached through a connection (e.g. core)
+    entity: str
+    external_id: str
+    canonical_id: str
+
+
+@dataclass(frozen=True)
+class SyncCursor:
+    connection: str
+    stream: str
+    value: Mapping[str, Any]
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class QuarantinedRecord:
+    id: str
+    connection: str
+    entity: str
+    external_id: str | None
+    reason: str
+    payload: Mapping[str, Any]
+    created_at: datetime
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    event: EventEnvelope
+    position: int  # monotonically increasing per store; the relay publishes in this order
+    published_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    tenant: str
+    seq: int  # 1, 2, 3 ... per tenant, no gaps
+    at: datetime
+    actor: str  # system or principal that caused it
+    action: str  # e.g. "change.applied", "write.refused", "connection.paused", "key.created"
+    entity: str | None
+    entity_id: str | None
+    detail: Mapping[str, Any]
+    prev_hash: str  # hash of entry seq-1; 64 zeros for seq 1
+    hash: str  # sha256 over prev_hash and the canonical JSON of the fields above
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    tenant: str
+    entries: int
+    ok: bool
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+class ApiKeyScope(StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str  # public part, shown in lists ("cad_k1a2b3...")
+    tenant: str
+    scope: ApiKeyScope
+    secret_hash: str  # sha256 hex of the secret part; the secret itself is never stored
+    created_at: datetime
+    revoked_at: datetime | None = None
+    label: str = ""
+
+
+class ConnectionStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True)
+class Connection:
+    tenant: str
+    name: str  # unique per tenant, e.g. "austin-mls"
+    system: str  # the owning-system name used by the ownership registry, e.g. "mls"
+    connector: str  # the connector family/vendor, e.g. "mls/reso"
+    config: Mapping[str, Any]  # non-secret settings: base URL, page size, rate budget ...
+    credential: str | None  # a reference the CredentialProvider resolves, never a secret
+    status: ConnectionStatus
+    version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ConnectionVersion:
+    connection: Connection
+    changed_by: str
+    change: str  # "added", "edited", "paused", "resumed", "imported"
+
+
+# ------------------------------------------------------------------------------ repositories
+
+
+class RecordRepository(Protocol):
+    async def get(self, entity: str, id: str) -> StoredRecord | None: ...
+
+    async def put(
+        self,
+        entity: str,
+        id: str,
+        data: Mapping[str, Any],
+        *,
+        expected_version: int,
+        deleted: bool = False,
+    ) -> StoredRecord:
+        """Write a new version. ``expected_version`` 0 means "must not exist yet"; a mismatch
+        raises ``ConcurrentUpdate``."""
+        ...
+
+    def scan(
+        self,
+        entity: str,
+        *,
+        after_id: str | None = None,
+        limit: int = 100,
+        include_deleted: bool = False,
+    ) -> AsyncIterator[StoredRecord]: ...
+
+    async def count(self, entity: str | None = None) -> int: ...
+
+
+class ProvenanceRepository(Protocol):
+    async def for_record(self, entity: str, id: str) -> dict[str, FieldProvenance]: ...
+
+    async def record(self, items: Sequence[FieldProvenance]) -> None:
+        """Upsert by (entity, id, field)."""
+        ...
+
+
+class XrefRepository(Protocol):
+    async def resolve(
+        self, system: str, connection: str, entity: str, external_id: str
+    ) -> str | None: ...
+
+    async def link(self, ref: ExternalRef) -> None:
+        """Idempotent; linking one external id to two canonical ids raises ``AlreadyExists``."""
+        ...
+
+    async def for_record(self, entity: str, canonical_id: str) -> list[ExternalRef]: ...
+
+
+class CursorRepository(Protocol):
+    async def get(self, connection: str, stream: str) -> SyncCursor | None: ...
+
+    async def put(self, connection: str, stream: str, value: Mapping[str, Any]) -> SyncCursor: ...
+
+
+class QuarantineRepository(Protocol):
+    async def add(
+        self,
+        *,
+        connection: str,
+        entity: str,
+        external_id: str | None,
+        reason: str,
+        payload: Mapping[str, Any],
+    ) -> QuarantinedRecord: ...
+
+    async def open_items(self, connection: str | None = None) -> list[QuarantinedRecord]: ...
+
+    async def resolve(self, id: str) -> None: ...
+
+
+class OutboxRepository(Protocol):
+    async def add(self, event: EventEnvelope) -> OutboxMessage: ...
+
+    async def pending(self, limit: int = 100) -> list[OutboxMessage]: ...
+
+    async def mark_published(self, event_ids: Sequence[str]) -> None: ...
+
+
+class AuditLog(Protocol):
+    async def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        entity: str | None = None,
+        entity_id: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> AuditEntry: ...
+
+    def entries(self, after_seq: int = 0) -> AsyncIterator[AuditEntry]: ...
+
+    async def verify(self) -> AuditReport: ...
+
+
+class AppliedChanges(Protocol):
+    """The idempotency ledger of ``apply``: idempotency key -> the result it produced."""
+
+    async def get(self, idempotency_key: str) -> ApplyResult | None: ...
+
+    async def put(self, result: ApplyResult) -> None: ...
+
+
+class KeyRepository(Protocol):
+    async def add(self, key: ApiKey) -> None: ...
+
+    async def revoke(self, key_id: str) -> ApiKey: ...
+
+    async def all(self) -> list[ApiKey]: ...
+
+
+class ConnectionRepository(Protocol):
+    async def get(self, name: str) -> Connection | None: ...
+
+    async def all(self) -> list[Connection]: ...
+
+    async def save(self, connection: Connection, *, changed_by: str, change: str) -> Connection:
+        """Insert (version 1) or update (version must be current + 1); every save is kept as a
+        ``ConnectionVersion``."""
+        ...
+
+    async def history(self, name: str) -> list[ConnectionVersion]: ...
+
+
+# ------------------------------------------------------------------------------ unit of work
+
+
+class UnitOfWork(Protocol):
+    """One database transaction scoped to one tenant: every repository sees only that tenant.
+
+    ``async with store.unit_of_work(tenant) as uow: ...; await uow.commit()``; leaving the block
+    without ``commit()`` rolls back.
+    """
+
+    tenant: str
+    records: RecordRepository
+    provenance: ProvenanceRepository
+    xref: XrefRepository
+    cursors: CursorRepository
+    quarantine: QuarantineRepository
+    outbox: OutboxRepository
+    audit: AuditLog
+    applied: AppliedChanges
+    keys: KeyRepository
+    connections: ConnectionRepository
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class Store(Protocol):
+    """The persistence port. Tenant-wide data goes through ``unit_of_work``; the directory calls
+    (tenants, key lookup for authentication) are the only cross-tenant ones."""
+
+    def unit_of_work(self, tenant: str) -> UnitOfWork: ...
+
+    async def create_tenant(self, tenant_id: str, name: str) -> Tenant: ...
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    async def list_tenants(self) -> list[Tenant]: ...
+
+    async def find_api_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------------------ credentials
+
+
+class Secret:
+    """A secret value that does not print. ``reveal()`` is the only way to read it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Credential:
+    reference: str  # the name a connection holds, e.g. "env:AUSTIN_MLS"
+    fields: Mapping[str, Secret] = field(default_factory=dict)  # e.g. client_id, client_secret
+
+
+class CredentialProvider(Protocol):
+    async def resolve(self, reference: str) -> Credential:
+        """Raise ``CredentialError`` naming the reference (never a value) when it cannot."""
+        ...
