@@ -1,0 +1,20 @@
+"""The directory: tenants, their API keys and their connections, over the Store port."""
+
+from cadastre.directory.connections import (
+    ConnectionService,
+    ConnectionsFile,
+    ConnectionSpec,
+    parse_connections_yaml,
+)
+from cadastre.directory.keys import IssuedKey, KeyService
+from cadastre.directory.tenants import TenantService
+
+__all__ = [
+    "ConnectionService",
+    "ConnectionSpec",
+    "ConnectionsFile",
+    "IssuedKey",
+    "KeyService",
+    "TenantService",
+    "parse_connections_yaml",
+]

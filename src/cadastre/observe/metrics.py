@@ -1,0 +1,107 @@
+"""Every Prometheus metric Cadastre exports, named in one place.
+
+Later issues add signals here (and nowhere else), so names stay consistent: ``cadastre_`` prefix,
+base units in the name (``_seconds``, ``_bytes``), ``_total`` for counters, labels from ``LABELS``.
+Metrics live in their own ``CollectorRegistry`` so tests and several hubs in one process do not
+collide on the global default registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Labels are a closed set: a new label is a design decision, not a typo.
+LABELS = frozenset(
+    {"tenant", "vendor", "connection", "entity", "outcome", "reason", "state", "stream"}
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    kind: str  # "counter" | "gauge" | "histogram"
+    help: str
+    labels: tuple[str, ...]
+
+
+SPECS: tuple[MetricSpec, ...] = (
+    # sync engine (issue: foundation)
+    MetricSpec("cadastre_changes_applied_total", "counter",
+               "Changes applied to the canonical store.", ("tenant", "entity", "outcome")),
+    MetricSpec("cadastre_fields_refused_total", "counter",
+               "Field writes refused by ownership, staleness or conflict policy.",
+               ("tenant", "entity", "reason")),
+    MetricSpec("cadastre_apply_seconds", "histogram",
+               "Time to apply one change, store transaction included.", ("entity",)),
+    # ingestion
+    MetricSpec("cadastre_records_synced_total", "counter",
+               "Vendor records turned into canonical changes.", ("connection", "stream")),
+    MetricSpec("cadastre_records_quarantined_total", "counter",
+               "Vendor records set aside with a reason.", ("connection", "reason")),
+    MetricSpec("cadastre_sync_lag_seconds", "gauge",
+               "Age of the newest vendor record not yet applied.", ("connection", "stream")),
+    # vendor gateway
+    MetricSpec("cadastre_vendor_requests_total", "counter",
+               "Outbound vendor calls by classified outcome.", ("vendor", "connection", "outcome")),
+    MetricSpec("cadastre_vendor_request_seconds", "histogram",
+               "Outbound vendor call latency.", ("vendor", "connection")),
+    MetricSpec("cadastre_ratelimit_headroom_ratio", "gauge",
+               "Share of the vendor rate budget still free (0..1).", ("vendor", "connection")),
+    MetricSpec("cadastre_breaker_state", "gauge",
+               "Circuit breaker state: 0 closed, 1 half-open, 2 open.", ("vendor", "connection")),
+    # events
+    MetricSpec("cadastre_outbox_backlog", "gauge",
+               "Outbox events not yet published to the bus.", ("tenant",)),
+    MetricSpec("cadastre_delivery_backlog", "gauge",
+               "Outbound webhook deliveries waiting.", ("tenant",)),
+    # auth
+    MetricSpec("cadastre_token_expiry_seconds", "gauge",
+               "Seconds until a vendor access token expires.", ("connection",)),
+    # store
+    MetricSpec("cadastre_audit_entries_total", "counter",
+               "Entries appended to the hash-chained audit log.", ("tenant",)),
+)  # fmt: skip
+
+_KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+
+
+class Metrics:
+    """The live metric objects for one hub, created from ``SPECS``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self._metrics: dict[str, Counter | Gauge | Histogram] = {}
+        for spec in SPECS:
+            unknown = set(spec.labels) - LABELS
+            if unknown:
+                raise ValueError(f"{spec.name}: labels {sorted(unknown)} are not in LABELS")
+            kwargs: dict[str, object] = {}
+            if spec.kind == "histogram":
+                kwargs["buckets"] = LATENCY_BUCKETS
+            # prometheus_client appends _total itself; give it the stem so exposition matches SPECS
+            name = spec.name.removesuffix("_total") if spec.kind == "counter" else spec.name
+            self._metrics[spec.name] = _KINDS[spec.kind](
+                name, spec.help, spec.labels, registry=self.registry, **kwargs
+            )
+
+    def counter(self, name: str) -> Counter:
+        metric = self._metrics[name]
+        if not isinstance(metric, Counter):
+            raise TypeError(f"{name} is not a counter")
+        return metric
+
+    def gauge(self, name: str) -> Gauge:
+        metric = self._metrics[name]
+        if not isinstance(metric, Gauge):
+            raise TypeError(f"{name} is not a gauge")
+        return metric
+
+    def histogram(self, name: str) -> Histogram:
+        metric = self._metrics[name]
+        if not isinstance(metric, Histogram):
+            raise TypeError(f"{name} is not a histogram")
+        return metric
