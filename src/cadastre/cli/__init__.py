@@ -1,0 +1,24 @@
+"""The ``cadastre`` command. One command group per module; each module exposes ``app``."""
+
+from __future__ import annotations
+
+import typer
+
+from cadastre.cli import audit, connections, demo, keys, ownership, schema, tenants
+
+app = typer.Typer(
+    help="Cadastre: the register of which system owns which data.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+app.add_typer(demo.app, name="demo")
+app.add_typer(tenants.app, name="tenants")
+app.add_typer(keys.app, name="keys")
+app.add_typer(connections.app, name="connections")
+app.add_typer(audit.app, name="audit")
+app.add_typer(ownership.app, name="ownership")
+app.add_typer(schema.app, name="schema")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from cadastre.bootstrap import Hub
+from cadastre.cli.runtime import console, run
+from cadastre.directory import ConnectionSpec
+from cadastre.errors import ConfigurationError
+
+app = typer.Typer(help="The connection registry (configuration as code).", no_args_is_help=True)
+
+TENANT = typer.Option(..., "--tenant", "-t", help="tenant id")
+
+
+@app.command("add")
+def add(
+    name: str = typer.Argument(..., help="unique per tenant, e.g. austin-mls"),
+    tenant: str = TENANT,
+    system: str = typer.Option(..., help="owning-system name in the ownership registry"),
+    connector: str = typer.Option(..., help="family/vendor, e.g. mls/reso"),
+    credential: str | None = typer.Option(None, help="credential reference, e.g. env:AUSTIN_MLS"),
+    config: str = typer.Option("{}", help="non-secret settings as a JSON object"),
+) -> None:
+    """Add a connection."""
+    try:
+        parsed = json.loads(config)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--config is not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise typer.BadParameter("--config must be a JSON object")
+
+    async def work(hub: Hub) -> None:
+        try:
+            spec = ConnectionSpec(
+                name=name, system=system, connector=connector, credential=credential,
+                config=parsed,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        saved = await hub.connections.add(tenant, spec)
+        console.print(f"added connection [bold]{saved.name}[/bold] (v{saved.version})")
+
+    run(work)
+
+
+@app.command("list")
+def list_(tenant: str = TENANT) -> None:
+    """List connections."""
+
+    async def work(hub: Hub) -> None:
+        table = Table("name", "system", "connector", "credential", "status", "version")
+        for c in await hub.connections.all(tenant):
+            table.add_row(
+                c.name, c.system, c.connector, c.credential or "", c.status.value, str(c.version)
+            )
+        console.print(table)
+
+    run(work)
+
+
+@app.command("show")
+def show(name: str, tenant: str = TENANT) -> None:
+    """Show one connection and its version history."""
+
+    async def work(hub: Hub) -> None:
+        connection = await hub.connections.get(tenant, name)
+        console.print_json(
+            json.dumps(
+                {
+                    "name": connection.name,
+                    "system": connection.system,
+                    "connector": connection.connector,
+                    "credential": connection.credential,
+                    "status": connection.status.value,
+                    "version": connection.version,
+                    "config": dict(connection.config),
+                },
+                default=str,
+            )
+        )
+        table = Table("version", "change", "by", "at", title="history")
+        for item in await hub.connections.history(tenant, name):
+            at = item.connection.updated_at.isoformat(timespec="seconds")
+            table.add_row(str(item.connection.version), item.change, item.changed_by, at)
+        console.print(table)
+
+    run(work)
+
+
+@app.command("pause")
+def pause(name: str, tenant: str = TENANT) -> None:
+    """Pause a connection (its syncs stop; nothing is deleted)."""
+    saved = run(lambda hub: hub.connections.pause(tenant, name))
+    console.print(f"{saved.name} is {saved.status.value} (v{saved.version})")
+
+
+@app.command("resume")
+def resume(name: str, tenant: str = TENANT) -> None:
+    """Resume a paused connection."""
+    saved = run(lambda hub: hub.connections.resume(tenant, name))
+    console.print(f"{saved.name} is {saved.status.value} (v{saved.version})")
+
+
+@app.command("import")
+def import_(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False), tenant: str = TENANT
+) -> None:
+    """Create or update connections from YAML; the whole file is checked before any write."""
+    outcome = run(lambda hub: hub.connections.import_yaml(tenant, file.read_text(encoding="utf-8")))
+    for name, what in outcome.items():
+        console.print(f"{name}: {what}")
+
+
+@app.command("export")
+def export(
+    tenant: str = TENANT,
+    out: Path | None = typer.Option(None, "--out", "-o", help="file to write; stdout if unset"),
+) -> None:
+    """Write the tenant's connections as YAML."""
+    text = run(lambda hub: hub.connections.export_yaml(tenant))
+    if out is None:
+        console.print(text, highlight=False, markup=False, end="")
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")

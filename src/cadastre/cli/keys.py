@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from cadastre.bootstrap import Hub
+from cadastre.cli.runtime import console, run
+from cadastre.ports import ApiKeyScope
+
+app = typer.Typer(help="Tenant API keys (shown once, stored as a hash).", no_args_is_help=True)
+
+TENANT = typer.Option(..., "--tenant", "-t", help="tenant id")
+
+
+@app.command("create")
+def create(
+    tenant: str = TENANT,
+    scope: ApiKeyScope = typer.Option(..., help="read or write"),
+    label: str = typer.Option("", help="what the key is for"),
+) -> None:
+    """Create a key. The key is printed once; only its hash is stored."""
+    issued = run(lambda hub: hub.keys.create(tenant, scope, label=label))
+    console.print(f"key id [bold]{issued.record.key_id}[/bold], scope {scope.value}")
+    console.print("store it now; it cannot be shown again:")
+    console.print(issued.plaintext, highlight=False, soft_wrap=True)
+
+
+@app.command("revoke")
+def revoke(tenant: str = TENANT, key_id: str = typer.Argument(...)) -> None:
+    """Revoke a key at once."""
+    run(lambda hub: hub.keys.revoke(tenant, key_id))
+    console.print(f"revoked {key_id}")
+
+
+@app.command("rotate")
+def rotate(tenant: str = TENANT, key_id: str = typer.Argument(...)) -> None:
+    """Issue a replacement with the same scope, then revoke the old key."""
+    issued = run(lambda hub: hub.keys.rotate(tenant, key_id))
+    console.print(f"{key_id} revoked; new key id [bold]{issued.record.key_id}[/bold]:")
+    console.print(issued.plaintext, highlight=False, soft_wrap=True)
+
+
+@app.command("list")
+def list_(tenant: str = TENANT) -> None:
+    """List a tenant's keys (ids and scopes; never secrets)."""
+
+    async def work(hub: Hub) -> None:
+        table = Table("key id", "scope", "label", "created", "revoked")
+        for key in await hub.keys.all(tenant):
+            revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
+            created = key.created_at.isoformat(timespec="seconds")
+            table.add_row(key.key_id, key.scope.value, key.label, created, revoked)
+        console.print(table)
+
+    run(work)
