@@ -1,8 +1,8 @@
 """Suite-wide settings.
 
-``CADASTRE_SHARED_DIR`` is the one setting that finds the reference data (``../shared`` beside the
-project by default). Tests that compare against it use the ``shared_dir`` fixture: in CI (``CI`` set)
-a missing folder fails them, elsewhere they skip and say why.
+``CADASTRE_SHARED_DIR`` is the one setting that finds the reference data (``../shared`` beside
+the project by default). Tests that compare against it use the ``shared_dir`` fixture: in CI
+(``CI`` set) a missing folder fails them, elsewhere they skip and say why.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
-app.add_typer(demo.app, name="demo")
+app.command("demo")(demo.demo)
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(keys.app, name="keys")
 app.add_typer(connections.app, name="connections")
