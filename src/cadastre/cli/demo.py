@@ -137,8 +137,10 @@ async def _demo(hub: Hub, count: int, seed: int) -> bool:
         TimeElapsedColumn(), console=console,
     ) as progress:  # fmt: skip
         task = progress.add_task("MLS initial load", total=count)
+        ids: list[str | None] = []
         for fields, at in zip(generated, stamps, strict=True):
-            await apply(mls_change(fields, at, 1), "MLS listing")
+            result = await apply(mls_change(fields, at, 1), "MLS listing")
+            ids.append(result.canonical_id if result else None)
             progress.advance(task)
 
         updates = rng.sample(range(count), k=max(1, count // 5))
@@ -164,11 +166,10 @@ async def _demo(hub: Hub, count: int, seed: int) -> bool:
         crm = min(25, count)
         task = progress.add_task("CRM writing listing prices", total=crm)
         for i in range(crm):
+            # the CRM knows the listing by its canonical id, but a price is the MLS's to set
             change = Change(
-                tenant=TENANT, entity="Listing", fields={"ListPrice": "99000"},
-                origin=Origin(system="crm", external_id=generated[i]["ListingKey"],
-                              source_time=stamps[i] + timedelta(days=3)),
-                canonical_id=None,
+                tenant=TENANT, entity="Listing", canonical_id=ids[i], fields={"ListPrice": "99000"},
+                origin=Origin(system="crm", source_time=stamps[i] + timedelta(days=3)),
             )  # fmt: skip
             await apply(change, "CRM listing price")
             progress.advance(task)
