@@ -1,0 +1,119 @@
+"""Which model each entity name means, and field-level validation against it.
+
+The sync engine validates the fields of a ``Change`` here before writing: a change carries a
+partial record (wire name -> value), so each field is validated on its own against the type the
+model declares for it, with the model's string handling.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from cadastre.contract.platform import (
+    Lease,
+    LedgerAccount,
+    LedgerEntry,
+    Payment,
+    Property,
+    Resident,
+    Unit,
+)
+from cadastre.contract.reso import Contact, Listing, Media, Member, Office, OpenHouse
+from cadastre.errors import ContractError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from cadastre.contract.base import CanonicalModel
+
+# Same order as ``cadastre.contract.events.ENTITIES``; a test holds them equal.
+ENTITY_MODELS: dict[str, type[CanonicalModel]] = {
+    model.entity_name: model
+    for model in (
+        Listing, Property, Member, Office, Media, OpenHouse, Contact,
+        Unit, Lease, Resident, LedgerAccount, LedgerEntry, Payment,
+    )
+}  # fmt: skip
+
+_FIELD_CONFIG = ConfigDict(str_strip_whitespace=True)  # as CanonicalModel strips strings
+
+
+def entity_model(entity: str) -> type[CanonicalModel]:
+    try:
+        return ENTITY_MODELS[entity]
+    except KeyError:
+        known = ", ".join(ENTITY_MODELS)
+        raise ContractError(f"unknown entity {entity!r}; the contract has {known}") from None
+
+
+def field_names(entity: str) -> frozenset[str]:
+    """Wire names of every field of the entity, ``LocalFields`` included."""
+    return frozenset(entity_model(entity).wire_fields())
+
+
+@cache
+def _adapters(model: type[CanonicalModel]) -> dict[str, TypeAdapter[Any]]:
+    out: dict[str, TypeAdapter[Any]] = {}
+    for name, info in model.model_fields.items():
+        # The constraints (max_length, pattern, ge) live in the metadata, not the annotation.
+        annotated: Any = info.annotation
+        if info.metadata:
+            annotated = Annotated[(annotated, *info.metadata)]
+        out[info.alias or name] = TypeAdapter(annotated, config=_FIELD_CONFIG)
+    return out
+
+
+def validate_fields(entity: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a partial record given by wire names; return its JSON-compatible values.
+
+    ``None`` clears an optional field. Decimals come back as normalised strings ("350000", not
+    "350000.00") so that equal amounts compare and hash equal whatever precision a vendor sent.
+    Raises ``ContractError`` naming every field that is unknown or invalid.
+    """
+    adapters = _adapters(entity_model(entity))
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    for wire, raw in fields.items():
+        adapter = adapters.get(wire)
+        if adapter is None:
+            problems.append(f"{wire}: not a field of {entity}")
+            continue
+        try:
+            value = adapter.validate_python(raw)
+        except ValidationError as exc:
+            problems.extend(_describe(wire, exc))
+            continue
+        if isinstance(value, Decimal):
+            value = _normal(value)
+        out[wire] = adapter.dump_python(value, mode="json")
+    if problems:
+        raise ContractError(f"invalid {entity} fields: " + "; ".join(problems))
+    return out
+
+
+def _normal(value: Decimal) -> Decimal:
+    normal = value.normalize()
+    exponent = normal.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0:
+        # normalize() alone turns 350000 into 3.5E+5; JSON readers want plain digits.
+        return normal.quantize(Decimal(1))
+    return normal
+
+
+def _describe(wire: str, exc: ValidationError) -> list[str]:
+    out = []
+    for error in exc.errors(include_url=False):
+        where = "".join(f"[{part!r}]" for part in error["loc"])
+        message = error["msg"]
+        if error["type"] == "enum":
+            # pydantic lists every member; RESO lookups run to hundreds of values.
+            message = "not one of the values of its enumeration"
+        shown = repr(error["input"])
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        out.append(f"{wire}{where}: {message} (got {shown})")
+    return out
