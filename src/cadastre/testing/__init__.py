@@ -2,5 +2,6 @@
 adapter authors can run the same tests Cadastre runs."""
 
 from cadastre.testing.clock import EPOCH, FakeClock
+from cadastre.testing.fakes import FakeStore, FakeUnitOfWork
 
-__all__ = ["EPOCH", "FakeClock"]
+__all__ = ["EPOCH", "FakeClock", "FakeStore", "FakeUnitOfWork"]

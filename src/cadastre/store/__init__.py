@@ -1,0 +1,60 @@
+"""The store: SQLAlchemy 2 tables behind the ``Store`` / ``UnitOfWork`` ports, on SQLite (the
+embedded default, a file under ``./var/``) or PostgreSQL (by URL), with Alembic migrations shipped
+in the package. See ``docs/store.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cadastre.errors import ConfigurationError
+from cadastre.store.audit import GENESIS_HASH, audit_entry_hash
+from cadastre.store.base import SqlAlchemyStore, SqlAlchemyUnitOfWork
+from cadastre.store.canonical import canonical_json, content_hash
+from cadastre.store.postgres import PostgresStore
+from cadastre.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from cadastre.ports import Clock
+
+__all__ = [
+    "GENESIS_HASH",
+    "PostgresStore",
+    "SqlAlchemyStore",
+    "SqlAlchemyUnitOfWork",
+    "SqliteStore",
+    "audit_entry_hash",
+    "canonical_json",
+    "content_hash",
+    "open_store",
+]
+
+
+async def open_store(
+    url: str, *, clock: Clock | None = None, migrate: bool = True
+) -> SqlAlchemyStore:
+    """The adapter for a SQLAlchemy URL: ``sqlite[+aiosqlite]:///path`` or
+    ``postgresql[+psycopg]://...``; with ``migrate`` the schema is upgraded to head first."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    store: SqlAlchemyStore
+    match parsed.get_backend_name():
+        case "sqlite":
+            if not parsed.database or parsed.database == ":memory:":
+                raise ConfigurationError(
+                    "the SQLite store needs a file path, not an in-memory database"
+                )
+            store = SqliteStore(Path(parsed.database), clock)
+        case "postgresql":
+            store = PostgresStore(url, clock)
+        case other:
+            raise ConfigurationError(f"no store for database URL scheme {other!r}")
+    if migrate:
+        try:
+            await store.migrate()
+        except BaseException:
+            await store.close()
+            raise
+    return store

@@ -1,0 +1,1 @@
+"""The repositories of ``SqlAlchemyUnitOfWork``, one module per group of tables."""

@@ -1,0 +1,211 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations create them; this module is what the
+repositories query and what the migration test compares against.
+
+Every tenant-scoped table has a ``tenant`` column at the front of its key, and every repository
+query filters on the unit of work's tenant. There is no foreign key to ``tenants``: the directory
+creates tenants, but the sync engine and its tests may write for a tenant id they were handed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out. SQLite keeps no offset, so values are stored
+    as UTC and the offset is put back on the way out; naive values are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the store keeps timezone-aware datetimes only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
+Position = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _tenant() -> Column[str]:
+    return Column("tenant", String(64), primary_key=True)
+
+
+tenants = Table(
+    "tenants", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)  # fmt: skip
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("tenant", String(64), nullable=False, index=True),
+    Column("scope", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False),  # sha256 hex; the secret is never stored
+    Column("label", String(200), nullable=False, default=""),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+)  # fmt: skip
+
+records = Table(
+    "records", metadata,
+    _tenant(),
+    Column("entity", String(64), primary_key=True),
+    Column("id", String(200), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("data", Json, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)  # fmt: skip
+
+external_refs = Table(
+    "external_refs", metadata,
+    _tenant(),
+    Column("system", String(64), primary_key=True),
+    Column("connection", String(64), primary_key=True),
+    Column("entity", String(64), primary_key=True),
+    Column("external_id", String(200), primary_key=True),
+    Column("canonical_id", String(200), nullable=False),
+    Index("ix_external_refs_canonical", "tenant", "entity", "canonical_id"),
+)  # fmt: skip
+
+field_provenance = Table(
+    "field_provenance", metadata,
+    _tenant(),
+    Column("entity", String(64), primary_key=True),
+    Column("id", String(200), primary_key=True),
+    Column("field", String(200), primary_key=True),
+    Column("system", String(64), nullable=False),
+    Column("connection", String(64), nullable=True),
+    Column("source_time", UtcDateTime(), nullable=True),
+    Column("source_version", String(200), nullable=True),
+    Column("confidence", Float, nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+)  # fmt: skip
+
+sync_cursors = Table(
+    "sync_cursors", metadata,
+    _tenant(),
+    Column("connection", String(64), primary_key=True),
+    Column("stream", String(200), primary_key=True),
+    Column("value", Json, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)  # fmt: skip
+
+quarantine = Table(
+    "quarantine", metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("tenant", String(64), nullable=False),
+    Column("connection", String(64), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("external_id", String(200), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    Index("ix_quarantine_open", "tenant", "resolved_at", "connection"),
+)  # fmt: skip
+
+outbox = Table(
+    "outbox", metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("tenant", String(64), nullable=False),
+    Column("event", Json, nullable=False),  # the CloudEvents envelope, JSON mode
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("published_at", UtcDateTime(), nullable=True),
+    Index("ix_outbox_pending", "tenant", "published_at", "position"),
+)  # fmt: skip
+
+audit_log = Table(
+    "audit_log", metadata,
+    _tenant(),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(200), nullable=False),
+    Column("entity", String(64), nullable=True),
+    Column("entity_id", String(200), nullable=True),
+    Column("detail", Json, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)  # fmt: skip
+
+applied_changes = Table(
+    "applied_changes", metadata,
+    _tenant(),
+    Column("idempotency_key", String(200), primary_key=True),
+    Column("result", Json, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)  # fmt: skip
+
+connections = Table(
+    "connections", metadata,
+    _tenant(),
+    Column("name", String(64), primary_key=True),
+    Column("system", String(64), nullable=False),
+    Column("connector", String(64), nullable=False),
+    Column("config", Json, nullable=False),
+    Column("credential", String(200), nullable=True),  # a reference, never a secret
+    Column("status", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)  # fmt: skip
+
+connection_versions = Table(
+    "connection_versions", metadata,
+    _tenant(),
+    Column("name", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("system", String(64), nullable=False),
+    Column("connector", String(64), nullable=False),
+    Column("config", Json, nullable=False),
+    Column("credential", String(200), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("changed_by", String(200), nullable=False),
+    Column("change", String(32), nullable=False),
+)  # fmt: skip
+
+TABLE_NAMES = tuple(sorted(metadata.tables))

@@ -1,0 +1,433 @@
+"""``FakeStore``: the ``Store`` port in memory, for unit tests of everything above the store.
+
+It passes the same conformance suite as the SQLite and PostgreSQL adapters. A unit of work takes
+a copy of the committed state when it begins and swaps it in on ``commit()``, so a rolled-back or
+abandoned unit of work leaves nothing behind. Units of work are serialised (one at a time, like
+SQLite's ``BEGIN IMMEDIATE``); opening a second one inside the first in the same task would wait
+forever, so it raises ``StoreError`` instead.
+
+One module (~420 lines) on purpose: each fake repository is a few lines over the shared state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Self
+
+from cadastre.clock import SystemClock
+from cadastre.contract.changes import ApplyResult
+from cadastre.errors import AlreadyExists, ConcurrentUpdate, NotFound, StoreError
+from cadastre.ports import (
+    ApiKey,
+    AuditEntry,
+    AuditReport,
+    Clock,
+    Connection,
+    ConnectionVersion,
+    ExternalRef,
+    FieldProvenance,
+    OutboxMessage,
+    QuarantinedRecord,
+    StoredRecord,
+    SyncCursor,
+    Tenant,
+)
+from cadastre.store.audit import GENESIS_HASH, seal, verify_chain
+from cadastre.store.canonical import content_hash, json_copy
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping, Sequence
+    from types import TracebackType
+
+    from cadastre.contract.events import EventEnvelope
+    from cadastre.ports import (
+        AppliedChanges,
+        AuditLog,
+        ConnectionRepository,
+        CursorRepository,
+        KeyRepository,
+        OutboxRepository,
+        ProvenanceRepository,
+        QuarantineRepository,
+        RecordRepository,
+        XrefRepository,
+    )
+
+
+@dataclass
+class _State:
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    keys: dict[str, ApiKey] = field(default_factory=dict)
+    # everything below is keyed by tenant first
+    records: dict[tuple[str, str, str], StoredRecord] = field(default_factory=dict)
+    provenance: dict[tuple[str, str, str, str], FieldProvenance] = field(default_factory=dict)
+    xref: dict[tuple[str, str, str, str, str], str] = field(default_factory=dict)
+    cursors: dict[tuple[str, str, str], SyncCursor] = field(default_factory=dict)
+    quarantine: dict[str, tuple[str, QuarantinedRecord]] = field(default_factory=dict)
+    outbox: dict[int, tuple[str, OutboxMessage]] = field(default_factory=dict)
+    next_position: int = 1
+    audit: dict[str, list[AuditEntry]] = field(default_factory=dict)
+    applied: dict[tuple[str, str], ApplyResult] = field(default_factory=dict)
+    connections: dict[tuple[str, str], Connection] = field(default_factory=dict)
+    history: dict[tuple[str, str], list[ConnectionVersion]] = field(default_factory=dict)
+
+    def copy(self) -> _State:
+        # Values are frozen and their mappings are private copies, so one level is enough.
+        new = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, dict):
+                setattr(
+                    new, name, {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
+                )
+        return new
+
+
+class FakeStore:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self._state = _State()
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+
+    def unit_of_work(self, tenant: str) -> FakeUnitOfWork:
+        return FakeUnitOfWork(self, tenant)
+
+    async def create_tenant(self, tenant_id: str, name: str) -> Tenant:
+        async with self._serialised():
+            if tenant_id in self._state.tenants:
+                raise AlreadyExists(f"tenant {tenant_id!r} already exists")
+            tenant = Tenant(tenant_id, name, self.clock.now())
+            self._state.tenants[tenant_id] = tenant
+            return tenant
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        return self._state.tenants.get(tenant_id)
+
+    async def list_tenants(self) -> list[Tenant]:
+        return sorted(self._state.tenants.values(), key=lambda t: t.id)
+
+    async def find_api_key(self, key_id: str) -> ApiKey | None:
+        return self._state.keys.get(key_id)
+
+    async def close(self) -> None:
+        return None
+
+    # -- serialisation -------------------------------------------------------------------
+
+    async def _acquire(self) -> None:
+        task = asyncio.current_task()
+        if self._holder is not None and self._holder is task:
+            raise StoreError("a unit of work is already open in this task; nesting would deadlock")
+        await self._lock.acquire()
+        self._holder = task
+
+    def _release(self) -> None:
+        self._holder = None
+        self._lock.release()
+
+    def _serialised(self) -> _Held:
+        return _Held(self)
+
+
+class _Held:
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    async def __aenter__(self) -> None:
+        await self._store._acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._store._release()
+
+
+class FakeUnitOfWork:
+    def __init__(self, store: FakeStore, tenant: str) -> None:
+        self.tenant = tenant
+        self._store = store
+        self._clock = store.clock
+        self._state: _State | None = None
+        self.records: RecordRepository = _Records(self)
+        self.provenance: ProvenanceRepository = _Provenance(self)
+        self.xref: XrefRepository = _Xref(self)
+        self.cursors: CursorRepository = _Cursors(self)
+        self.quarantine: QuarantineRepository = _Quarantine(self)
+        self.outbox: OutboxRepository = _Outbox(self)
+        self.audit: AuditLog = _Audit(self)
+        self.applied: AppliedChanges = _Applied(self)
+        self.keys: KeyRepository = _Keys(self)
+        self.connections: ConnectionRepository = _Connections(self)
+
+    @property
+    def state(self) -> _State:
+        if self._state is None:
+            raise StoreError("the unit of work is not open; use 'async with'")
+        return self._state
+
+    async def __aenter__(self) -> Self:
+        await self._store._acquire()
+        self._state = self._store._state.copy()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._state = None
+        self._store._release()
+
+    async def commit(self) -> None:
+        self._store._state = self.state
+        self._state = self._store._state.copy()
+
+    async def rollback(self) -> None:
+        self.state  # noqa: B018 - raises when not open
+        self._state = self._store._state.copy()
+
+
+class _Repo:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self._uow = uow
+
+    @property
+    def _s(self) -> _State:
+        return self._uow.state
+
+    @property
+    def _t(self) -> str:
+        return self._uow.tenant
+
+    def _now(self) -> Any:
+        return self._uow._clock.now()
+
+
+def _own(tenant: str, owner: str, what: str) -> None:
+    if owner != tenant:
+        raise ValueError(
+            f"{what} belongs to tenant {owner!r}, not to this unit of work's {tenant!r}"
+        )
+
+
+class _Records(_Repo):
+    async def get(self, entity: str, id: str) -> StoredRecord | None:
+        found = self._s.records.get((self._t, entity, id))
+        return None if found is None else replace(found, data=copy.deepcopy(found.data))
+
+    async def put(
+        self, entity: str, id: str, data: Mapping[str, Any], *, expected_version: int,
+        deleted: bool = False,
+    ) -> StoredRecord:  # fmt: skip
+        current = self._s.records.get((self._t, entity, id))
+        version = current.version if current else 0
+        if version != expected_version:
+            raise ConcurrentUpdate(
+                f"{entity} {id!r} is at version {version}, not {expected_version}"
+            )
+        stored = StoredRecord(
+            entity, id, version + 1, json_copy(data), content_hash(data), deleted, self._now()
+        )
+        self._s.records[(self._t, entity, id)] = stored
+        return replace(stored, data=copy.deepcopy(stored.data))
+
+    async def scan(
+        self, entity: str, *, after_id: str | None = None, limit: int = 100,
+        include_deleted: bool = False,
+    ) -> AsyncIterator[StoredRecord]:  # fmt: skip
+        rows = sorted(
+            (r for (t, e, i), r in self._s.records.items()
+             if t == self._t and e == entity and (after_id is None or i > after_id)
+             and (include_deleted or not r.deleted)),
+            key=lambda r: r.id,
+        )  # fmt: skip
+        for record in rows[:limit]:
+            yield replace(record, data=copy.deepcopy(record.data))
+
+    async def count(self, entity: str | None = None) -> int:
+        return sum(
+            1 for (t, e, _), r in self._s.records.items()
+            if t == self._t and (entity is None or e == entity) and not r.deleted
+        )  # fmt: skip
+
+
+class _Provenance(_Repo):
+    async def for_record(self, entity: str, id: str) -> dict[str, FieldProvenance]:
+        return {
+            f: p for (t, e, i, f), p in self._s.provenance.items()
+            if t == self._t and e == entity and i == id
+        }  # fmt: skip
+
+    async def record(self, items: Sequence[FieldProvenance]) -> None:
+        for item in items:
+            self._s.provenance[(self._t, item.entity, item.id, item.field)] = item
+
+
+class _Xref(_Repo):
+    async def resolve(
+        self, system: str, connection: str, entity: str, external_id: str
+    ) -> str | None:
+        return self._s.xref.get((self._t, system, connection, entity, external_id))
+
+    async def link(self, ref: ExternalRef) -> None:
+        key = (self._t, ref.system, ref.connection, ref.entity, ref.external_id)
+        current = self._s.xref.get(key)
+        if current is not None and current != ref.canonical_id:
+            raise AlreadyExists(
+                f"{ref.system}/{ref.connection} {ref.entity} {ref.external_id!r} is already "
+                f"linked to {current!r}"
+            )
+        self._s.xref[key] = ref.canonical_id
+
+    async def for_record(self, entity: str, canonical_id: str) -> list[ExternalRef]:
+        refs = [
+            ExternalRef(s, c, e, x, cid) for (t, s, c, e, x), cid in self._s.xref.items()
+            if t == self._t and e == entity and cid == canonical_id
+        ]  # fmt: skip
+        return sorted(refs, key=lambda r: (r.system, r.connection, r.external_id))
+
+
+class _Cursors(_Repo):
+    async def get(self, connection: str, stream: str) -> SyncCursor | None:
+        found = self._s.cursors.get((self._t, connection, stream))
+        return None if found is None else replace(found, value=copy.deepcopy(found.value))
+
+    async def put(self, connection: str, stream: str, value: Mapping[str, Any]) -> SyncCursor:
+        cursor = SyncCursor(connection, stream, json_copy(value), self._now())
+        self._s.cursors[(self._t, connection, stream)] = cursor
+        return replace(cursor, value=copy.deepcopy(cursor.value))
+
+
+class _Quarantine(_Repo):
+    async def add(
+        self, *, connection: str, entity: str, external_id: str | None, reason: str,
+        payload: Mapping[str, Any],
+    ) -> QuarantinedRecord:  # fmt: skip
+        item = QuarantinedRecord(
+            uuid.uuid4().hex, connection, entity, external_id, reason, json_copy(payload),
+            self._now(),
+        )  # fmt: skip
+        self._s.quarantine[item.id] = (self._t, item)
+        return item
+
+    async def open_items(self, connection: str | None = None) -> list[QuarantinedRecord]:
+        return [
+            q for t, q in self._s.quarantine.values()
+            if t == self._t and q.resolved_at is None
+            and (connection is None or q.connection == connection)
+        ]  # fmt: skip
+
+    async def resolve(self, id: str) -> None:
+        found = self._s.quarantine.get(id)
+        if found is None or found[0] != self._t:
+            raise NotFound(f"quarantined record {id!r} does not exist")
+        if found[1].resolved_at is None:
+            self._s.quarantine[id] = (self._t, replace(found[1], resolved_at=self._now()))
+
+
+class _Outbox(_Repo):
+    async def add(self, event: EventEnvelope) -> OutboxMessage:
+        _own(self._t, event.tenant, "the event")
+        if any(m.event.id == event.id for _, m in self._s.outbox.values()):
+            raise AlreadyExists(f"event {event.id!r} is already in the outbox")
+        message = OutboxMessage(event, self._s.next_position, None)
+        self._s.outbox[message.position] = (self._t, message)
+        self._s.next_position += 1
+        return message
+
+    async def pending(self, limit: int = 100) -> list[OutboxMessage]:
+        waiting = [
+            m for p, (t, m) in sorted(self._s.outbox.items())
+            if t == self._t and m.published_at is None
+        ]  # fmt: skip
+        return waiting[:limit]
+
+    async def mark_published(self, event_ids: Sequence[str]) -> None:
+        wanted, now = set(event_ids), self._now()
+        for position, (tenant, message) in list(self._s.outbox.items()):
+            if tenant == self._t and message.event.id in wanted and message.published_at is None:
+                self._s.outbox[position] = (tenant, replace(message, published_at=now))
+
+
+class _Audit(_Repo):
+    async def append(
+        self, *, actor: str, action: str, entity: str | None = None,
+        entity_id: str | None = None, detail: Mapping[str, Any] | None = None,
+    ) -> AuditEntry:  # fmt: skip
+        chain = self._s.audit.setdefault(self._t, [])
+        entry = seal(
+            tenant=self._t, seq=len(chain) + 1,
+            prev_hash=chain[-1].hash if chain else GENESIS_HASH, at=self._now(), actor=actor,
+            action=action, entity=entity, entity_id=entity_id, detail=json_copy(detail or {}),
+        )  # fmt: skip
+        chain.append(entry)
+        return entry
+
+    async def entries(self, after_seq: int = 0) -> AsyncIterator[AuditEntry]:
+        for entry in list(self._s.audit.get(self._t, [])):
+            if entry.seq > after_seq:
+                yield entry
+
+    async def verify(self) -> AuditReport:
+        return await verify_chain(self._t, self.entries())
+
+
+class _Applied(_Repo):
+    async def get(self, idempotency_key: str) -> ApplyResult | None:
+        return self._s.applied.get((self._t, idempotency_key))
+
+    async def put(self, result: ApplyResult) -> None:
+        _own(self._t, result.tenant, "the result")
+        key = (self._t, result.idempotency_key)
+        if key in self._s.applied:
+            raise ConcurrentUpdate(f"idempotency key {result.idempotency_key!r} already recorded")
+        self._s.applied[key] = result
+
+
+class _Keys(_Repo):
+    async def add(self, key: ApiKey) -> None:
+        _own(self._t, key.tenant, "the key")
+        if key.key_id in self._s.keys:
+            raise AlreadyExists(f"key {key.key_id!r} already exists")
+        self._s.keys[key.key_id] = key
+
+    async def revoke(self, key_id: str) -> ApiKey:
+        found = self._s.keys.get(key_id)
+        if found is None or found.tenant != self._t:
+            raise NotFound(f"key {key_id!r} does not exist in tenant {self._t!r}")
+        if found.revoked_at is None:
+            found = self._s.keys[key_id] = replace(found, revoked_at=self._now())
+        return found
+
+    async def all(self) -> list[ApiKey]:
+        mine = [k for k in self._s.keys.values() if k.tenant == self._t]
+        return sorted(mine, key=lambda k: (k.created_at, k.key_id))
+
+
+class _Connections(_Repo):
+    async def get(self, name: str) -> Connection | None:
+        return self._s.connections.get((self._t, name))
+
+    async def all(self) -> list[Connection]:
+        mine = [c for (t, _), c in self._s.connections.items() if t == self._t]
+        return sorted(mine, key=lambda c: c.name)
+
+    async def save(self, connection: Connection, *, changed_by: str, change: str) -> Connection:
+        _own(self._t, connection.tenant, "the connection")
+        key = (self._t, connection.name)
+        current = self._s.connections.get(key)
+        expected = current.version + 1 if current else 1
+        if connection.version != expected:
+            raise ConcurrentUpdate(
+                f"connection {connection.name!r} would go to version {connection.version}, "
+                f"expected {expected}"
+            )
+        saved = replace(connection, config=json_copy(connection.config))
+        self._s.connections[key] = saved
+        self._s.history.setdefault(key, []).append(ConnectionVersion(saved, changed_by, change))
+        return saved
+
+    async def history(self, name: str) -> list[ConnectionVersion]:
+        return list(self._s.history.get((self._t, name), []))
