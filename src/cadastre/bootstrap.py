@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from cadastre.clock import SystemClock
 from cadastre.config import Settings
 from cadastre.directory import ConnectionService, KeyService, TenantService
+from cadastre.errors import ConfigurationError
 from cadastre.observe import Metrics, configure_logging
 from cadastre.ownership import OwnershipRegistry, load_registry
 from cadastre.ports import Clock, CredentialProvider, Store
@@ -44,8 +45,13 @@ async def bootstrap(
     clock = clock or SystemClock()
     if configure_logs:
         configure_logging(settings.log_level, json=settings.log_json)
+    try:
+        registry = load_registry(settings.ownership_file)
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"CADASTRE_OWNERSHIP_FILE points at {settings.ownership_file}, which does not exist"
+        ) from None
     store = await open_store(settings.resolved_database_url(), clock=clock, migrate=migrate)
-    registry = load_registry(settings.ownership_file)
     providers: dict[str, CredentialProvider] = {"env": EnvCredentialProvider()}
     if settings.credentials_file is not None:
         providers["file"] = FileCredentialProvider(settings.credentials_file)

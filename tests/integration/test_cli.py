@@ -20,7 +20,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     def invoke(*args: str, code: int = 0) -> str:
         result = runner.invoke(app, list(args))
-        output = result.output
+        output = " ".join(result.output.split())  # rich wraps at the runner's 80 columns
         assert result.exit_code == code, (
             f"{args} -> {result.exit_code}\n{output}\n{result.exception}"
         )
