@@ -1,0 +1,147 @@
+"""What one change would do to one record, decided without I/O: which fields apply, which are
+unchanged, which are refused and why, and which provenance stamps move.
+
+``engine.py`` loads the record and its provenance, asks for a ``Plan`` and writes it.
+
+Deletes are ordered like field writes, so that applying a record's changes in any order, with
+duplicates, ends in the state of applying them in source order (RELIABILITY.md promise 14): a
+delete stamped T clears every field last written at or before T and is remembered as the record's
+``@deleted`` stamp; a field write not newer than that stamp is stale; a record is deleted while no
+field outlives its newest delete. A newer upsert from the record owner revives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic_core import to_jsonable_python
+
+from cadastre.contract.changes import Change, FieldRefusal, RefusalReason
+from cadastre.ports import StoredRecord
+from cadastre.sync.conflicts import Verdict, admit, after_delete, judge
+from cadastre.sync.origin import DELETED_FIELD, Stamp, compare, stamp_of
+
+if TYPE_CHECKING:
+    from cadastre.ownership import OwnershipRegistry
+
+# entity, {wire name: raw value} -> {wire name: valid value}; raises ContractError
+Validator = Callable[[str, Mapping[str, Any]], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Target:
+    change: Change
+    canonical_id: str
+    current: StoredRecord | None  # tombstones included
+    stamps: Mapping[str, Stamp]  # stored provenance by field (and DELETED_FIELD)
+
+
+@dataclass
+class Plan:
+    values: dict[str, Any] = field(default_factory=dict)  # applied: field -> new JSON value
+    removed: list[str] = field(default_factory=list)  # fields a delete cleared
+    unchanged: list[str] = field(default_factory=list)
+    refused: list[FieldRefusal] = field(default_factory=list)
+    stamps: dict[str, Stamp] = field(default_factory=dict)  # provenance to store
+    create: bool = False  # the record is created, or a tombstone revived
+    delete: bool = False
+
+    @property
+    def writes_record(self) -> bool:
+        return bool(self.values or self.removed) or self.delete
+
+
+def plan_upsert(registry: OwnershipRegistry, validate: Validator, target: Target) -> Plan:
+    change, plan = target.change, Plan()
+    entity, incoming = change.entity, stamp_of(change.origin)
+    known: dict[str, Any] = {}
+    for name, value in change.fields.items():
+        if registry.knows(entity, name):
+            known[name] = value
+        else:
+            detail = f"{entity} has no field {name} in the contract"
+            plan.refused.append(
+                FieldRefusal(field=name, reason=RefusalReason.UNKNOWN_FIELD, detail=detail)
+            )
+    creating = target.current is None or target.current.deleted
+    if creating and known and (denied := _existence(registry, target, "create")) is not None:
+        reason, detail = denied
+        plan.refused += [FieldRefusal(field=n, reason=reason, detail=detail) for n in known]
+        return plan
+
+    admitted = {}
+    deleted = target.stamps.get(DELETED_FIELD)
+    for name, value in known.items():
+        decision = registry.decide(entity, name, incoming.system)
+        refusal = admit(decision, incoming, target.stamps.get(name), deleted)
+        if refusal is None:
+            admitted[name] = (decision, value)
+        else:
+            plan.refused.append(refusal)
+    if not admitted:
+        return plan
+
+    # Only fields that may be written are validated: a refused field's value is not our business.
+    raw = {name: value for name, (_, value) in admitted.items()}
+    values = to_jsonable_python(dict(validate(entity, raw)))
+    data = target.current.data if target.current is not None else {}
+    for name, (decision, _) in admitted.items():
+        value, current = values[name], target.stamps.get(name)
+        verdict = judge(
+            decision, incoming, current, same_value=name in data and data[name] == value
+        )
+        if verdict.verdict is Verdict.APPLY:
+            plan.values[name] = value
+        elif verdict.verdict is Verdict.UNCHANGED:
+            plan.unchanged.append(name)
+        elif verdict.refusal is not None:
+            plan.refused.append(verdict.refusal)
+        if verdict.restamp:
+            plan.stamps[name] = incoming.after(current)
+    plan.create = creating and bool(plan.values)
+    return plan
+
+
+def plan_delete(registry: OwnershipRegistry, target: Target) -> Plan:
+    plan, incoming = Plan(), stamp_of(target.change.origin)
+    if (denied := _existence(registry, target, "delete")) is not None:
+        reason, detail = denied
+        plan.refused.append(FieldRefusal(field=DELETED_FIELD, reason=reason, detail=detail))
+        return plan
+    previous = target.stamps.get(DELETED_FIELD)
+    if previous is not None and compare(incoming, previous, versions=True) != 1:
+        return plan  # an equal or later delete is already on record
+    plan.stamps[DELETED_FIELD] = incoming.after(previous)
+    current = target.current
+    if current is not None and current.deleted:
+        return plan  # stays deleted; only the newer delete time is remembered
+    data = current.data if current is not None else {}
+    survivors = {
+        name for name in data if (s := target.stamps.get(name)) and after_delete(s, incoming)
+    }
+    if survivors:
+        # Fields written after this delete (their changes arrived first) outlive it.
+        plan.removed = sorted(set(data) - survivors)
+    else:
+        # A delete for a record never seen still leaves a tombstone: an older upsert arriving
+        # later must not create what its source has already deleted.
+        plan.delete = True
+    return plan
+
+
+def _existence(
+    registry: OwnershipRegistry, target: Target, verb: str
+) -> tuple[RefusalReason, str] | None:
+    """Whether the change's system may create (or revive) or delete records of the entity."""
+    entity, system = target.change.entity, target.change.origin.system
+    owner = registry.record_owner(entity)
+    if owner is None:
+        return (
+            RefusalReason.NO_OWNER_DECLARED,
+            f"no system may {verb} {entity} records: the registry gives its key field no owner",
+        )
+    if system != owner:
+        return RefusalReason.NOT_OWNER, f"only {owner} may {verb} {entity} records"
+    return None
