@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -11,8 +12,8 @@ from cadastre.contract.events import ENTITIES, TYPE_PATTERN
 AT = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _change(**overrides) -> Change:
-    values = {
+def _change(**overrides: Any) -> Change:
+    values: dict[str, Any] = {
         "tenant": "acme",
         "entity": "Listing",
         "fields": {"ListPrice": "350000"},
