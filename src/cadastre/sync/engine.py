@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cadastre.contract.changes import ApplyResult, Change, Operation, RefusalReason
 from cadastre.contract.events import EventEnvelope, entity_event_type
-from cadastre.errors import ContractError, OwnershipViolation
+from cadastre.errors import AlreadyExists, ConcurrentUpdate, ContractError, OwnershipViolation
 from cadastre.ports import ExternalRef, FieldProvenance
 from cadastre.sync.origin import Stamp, event_source, new_record_id
 from cadastre.sync.plan import Plan, Target, Validator, plan_delete, plan_upsert
@@ -46,7 +46,11 @@ class SyncEngine:
         metrics: Metrics | None = None,
         validate: Validator | None = None,
         new_id: Callable[[], str] | None = None,
+        attempts: int = 3,
     ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self._attempts = attempts
         self._store = store
         self._registry = registry
         self._clock = clock
@@ -59,21 +63,33 @@ class SyncEngine:
 
         Raises ``ContractError`` (nothing written, nothing recorded: a fixed change may be sent
         again), ``OwnershipViolation`` when ownership forbids every field (the refusal is
-        committed first), and ``ConcurrentUpdate`` (Transient) when another writer won a race.
+        committed first), and ``ConcurrentUpdate`` (Transient) when other writers won the race
+        ``attempts`` times in a row.
         """
         started = self._clock.monotonic()
         if not self._registry.fields(change.entity):
             raise ContractError(f"unknown entity {change.entity!r}")
-        async with self._store.unit_of_work(change.tenant) as uow:
-            seen = await uow.applied.get(change.idempotency_key)
-            if seen is not None:
-                result = seen.model_copy(update={"duplicate": True})
-            else:
-                result = await self._apply(uow, change)
-                await uow.commit()
+        for attempt in range(1, self._attempts + 1):
+            try:
+                result = await self._attempt(change)
+                break
+            except ConcurrentUpdate:
+                # Another writer committed first (same record, same external id or same
+                # idempotency key). Nothing of ours was written; a fresh read decides again.
+                if attempt == self._attempts:
+                    raise
         self._observe(change, result, self._clock.monotonic() - started)
         if forbidden_by_ownership(result):
             raise OwnershipViolation(_violation_message(change, result), result=result)
+        return result
+
+    async def _attempt(self, change: Change) -> ApplyResult:
+        async with self._store.unit_of_work(change.tenant) as uow:
+            seen = await uow.applied.get(change.idempotency_key)
+            if seen is not None:
+                return seen.model_copy(update={"duplicate": True})
+            result = await self._apply(uow, change)
+            await uow.commit()
         return result
 
     async def _apply(self, uow: UnitOfWork, change: Change) -> ApplyResult:
@@ -142,11 +158,17 @@ class SyncEngine:
             )  # fmt: skip
         exists = current is not None or plan.writes_record or bool(plan.stamps)
         if link and exists and origin.external_id is not None:
-            await uow.xref.link(
-                ExternalRef(
-                    origin.system, origin.connection or "", entity, origin.external_id, canonical_id
-                )
+            ref = ExternalRef(
+                origin.system, origin.connection or "", entity, origin.external_id, canonical_id
             )
+            try:
+                await uow.xref.link(ref)
+            except AlreadyExists:
+                # _resolve found no link, so another transaction linked this external id after
+                # we looked: a race, not a conflict. The retry will resolve to its record.
+                raise ConcurrentUpdate(
+                    f"{origin.system} {entity} {origin.external_id!r} was linked concurrently"
+                ) from None
         if plan.writes_record:
             event_id = await self._record_write(uow, target, plan, version)
         if plan.refused:
