@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,31 @@ def test_audit_verify_reports_every_tenant(cli) -> None:
     assert "acme" in out
     assert "globex" in out
     assert "intact" in out
+
+
+def test_audit_verify_fails_and_names_the_entry_after_tampering(cli, tmp_path: Path) -> None:
+    cli("tenants", "create", "acme")
+    for _ in range(3):
+        cli("keys", "create", "--tenant", "acme", "--scope", "read")
+    with sqlite3.connect(tmp_path / "var" / "cadastre.db") as db:
+        # what someone with file access could do: drop the append-only trigger and edit history
+        db.execute("DROP TRIGGER audit_log_no_update")
+        db.execute("UPDATE audit_log SET actor = 'mallory' WHERE tenant = 'acme' AND seq = 3")
+    out = cli("audit", "verify", "--tenant", "acme", code=1)
+    assert "broken at entry 3" in out
+
+
+def test_an_unreachable_database_is_a_clear_error_without_the_password(
+    cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "CADASTRE_DATABASE_URL", "postgresql+psycopg://app:canary-pw-5@127.0.0.1:1/x"
+    )
+    out = cli("tenants", "list", code=1)
+    assert "connection failed" in out
+    assert "try again" in out
+    assert "canary-pw-5" not in out
+    monkeypatch.setenv("CADASTRE_DATABASE_URL", "mysql://app:canary-pw-5@127.0.0.1/x")
+    out = cli("tenants", "list", code=2)
+    assert "no store for database URL scheme 'mysql'" in out
+    assert "canary-pw-5" not in out

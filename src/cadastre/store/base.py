@@ -126,10 +126,12 @@ class SqlAlchemyStore:
 
     async def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema (Alembic, in a worker thread with a synchronous engine)."""
-        await asyncio.to_thread(self._alembic, "upgrade", revision)
+        with self.translate():  # an unreachable database is StoreUnavailable here too
+            await asyncio.to_thread(self._alembic, "upgrade", revision)
 
     async def downgrade(self, revision: str = "base") -> None:
-        await asyncio.to_thread(self._alembic, "downgrade", revision)
+        with self.translate():
+            await asyncio.to_thread(self._alembic, "downgrade", revision)
 
     def _alembic(self, direction: str, revision: str) -> None:
         from alembic import command
