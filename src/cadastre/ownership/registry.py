@@ -180,7 +180,13 @@ def _compile_rules(
         rule = Rule(index, pattern, raw.owner, frozenset(raw.writers), raw.conflict, raw.note, line)
         found = [f"{label}: {p}" for p in _rule_problems(raw, pattern, spec, catalogue)]
         if raw.match in seen:
-            found.append(f"{label}: repeats the match of {seen[raw.match].label()}")
+            first = seen[raw.match]
+            claimants = (
+                f"both claim owner {raw.owner}"
+                if first.owner == raw.owner
+                else f"owners {first.owner} and {raw.owner} both claim it"
+            )
+            found.append(f"{label}: repeats the match of {first.label()}; {claimants}")
         seen.setdefault(raw.match, rule)
         problems += found
         if not found:

@@ -126,6 +126,12 @@ def test_repeated_match_is_refused_even_with_the_same_owner(build) -> None:
         build({"match": "Listing.*", "owner": "mls"}, {"match": "Listing.*", "owner": "mls"})
 
 
+def test_repeated_match_with_two_owners_names_both_claimants(build) -> None:
+    with pytest.raises(OwnershipRegistryError, match="owners mls and crm both claim it"):
+        build({"match": "Listing.ListPrice", "owner": "mls"},
+              {"match": "Listing.ListPrice", "owner": "crm"})  # fmt: skip
+
+
 def test_unknown_field_names_the_field_and_suggests(build) -> None:
     with pytest.raises(OwnershipRegistryError) as caught:
         build({"match": "Listing.ListPrize", "owner": "mls"})
