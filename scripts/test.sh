@@ -9,8 +9,8 @@ ensure_venv dev
 # The services the suite talks to over real connections (the embedded default needs none).
 bash scripts/services.sh postgres
 
-echo "==> ruff";          .venv/bin/ruff check src tests tools
-echo "==> ruff format";   .venv/bin/ruff format --check src tests tools
+echo "==> ruff";          .venv/bin/ruff check src tests tools bench
+echo "==> ruff format";   .venv/bin/ruff format --check src tests tools bench
 echo "==> mypy";          .venv/bin/mypy
 echo "==> import-linter"; .venv/bin/lint-imports --no-cache
 echo "==> pytest";        .venv/bin/pytest "$@"

@@ -173,7 +173,11 @@ class ConnectionVersion:
 
 
 class RecordRepository(Protocol):
-    async def get(self, entity: str, id: str) -> StoredRecord | None: ...
+    async def get(self, entity: str, id: str, *, for_update: bool = False) -> StoredRecord | None:
+        """``for_update`` locks the row until the unit of work ends, so concurrent writers of one
+        record queue instead of failing their version check (PostgreSQL; SQLite and the fake
+        already run one writing unit of work at a time)."""
+        ...
 
     async def put(
         self,

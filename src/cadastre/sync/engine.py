@@ -94,7 +94,7 @@ class SyncEngine:
 
     async def _apply(self, uow: UnitOfWork, change: Change) -> ApplyResult:
         canonical_id, resolved = await self._resolve(uow, change)
-        current = await uow.records.get(change.entity, canonical_id)
+        current = await uow.records.get(change.entity, canonical_id, for_update=True)
         stamps: dict[str, Stamp] = {}
         if current is not None:
             provenance = await uow.provenance.for_record(change.entity, canonical_id)

@@ -1,10 +1,10 @@
 """``FakeStore``: the ``Store`` port in memory, for unit tests of everything above the store.
 
 It passes the same conformance suite as the SQLite and PostgreSQL adapters. A unit of work takes
-a copy of the committed state when it begins and swaps it in on ``commit()``, so a rolled-back or
-abandoned unit of work leaves nothing behind. Units of work are serialised (one at a time, like
-SQLite's ``BEGIN IMMEDIATE``); opening a second one inside the first in the same task would wait
-forever, so it raises ``StoreError`` instead.
+a (shallow, copy-on-write) copy of the committed state when it begins and swaps it in on
+``commit()``, so a rolled-back or abandoned unit of work leaves nothing behind. Units of work
+are serialised (one at a time, like SQLite's ``BEGIN IMMEDIATE``); opening a second one inside
+the first in the same task would wait forever, so it raises ``StoreError`` instead.
 
 One module (~420 lines) on purpose: each fake repository is a few lines over the shared state.
 """
@@ -63,11 +63,13 @@ class _State:
     keys: dict[str, ApiKey] = field(default_factory=dict)
     # everything below is keyed by tenant first
     records: dict[tuple[str, str, str], StoredRecord] = field(default_factory=dict)
-    provenance: dict[tuple[str, str, str, str], FieldProvenance] = field(default_factory=dict)
+    # (tenant, entity, id) -> field -> provenance: one record's provenance is one lookup
+    provenance: dict[tuple[str, str, str], dict[str, FieldProvenance]] = field(default_factory=dict)
     xref: dict[tuple[str, str, str, str, str], str] = field(default_factory=dict)
     cursors: dict[tuple[str, str, str], SyncCursor] = field(default_factory=dict)
     quarantine: dict[str, tuple[str, QuarantinedRecord]] = field(default_factory=dict)
     outbox: dict[int, tuple[str, OutboxMessage]] = field(default_factory=dict)
+    outbox_ids: dict[str, int] = field(default_factory=dict)  # event id -> position
     next_position: int = 1
     audit: dict[str, list[AuditEntry]] = field(default_factory=dict)
     applied: dict[tuple[str, str], ApplyResult] = field(default_factory=dict)
@@ -75,13 +77,13 @@ class _State:
     history: dict[tuple[str, str], list[ConnectionVersion]] = field(default_factory=dict)
 
     def copy(self) -> _State:
-        # Values are frozen and their mappings are private copies, so one level is enough.
+        # A shallow copy of each table is enough because nothing below is changed in place:
+        # values are frozen, and the nested lists and dicts are replaced, never mutated, by the
+        # repositories (copy-on-write). That keeps a unit of work's start a C-speed dict copy.
         new = copy.copy(self)
         for name, value in vars(self).items():
             if isinstance(value, dict):
-                setattr(
-                    new, name, {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
-                )
+                setattr(new, name, dict(value))
         return new
 
 
@@ -213,7 +215,7 @@ def _own(tenant: str, owner: str, what: str) -> None:
 
 
 class _Records(_Repo):
-    async def get(self, entity: str, id: str) -> StoredRecord | None:
+    async def get(self, entity: str, id: str, *, for_update: bool = False) -> StoredRecord | None:
         found = self._s.records.get((self._t, entity, id))
         return None if found is None else replace(found, data=copy.deepcopy(found.data))
 
@@ -255,14 +257,12 @@ class _Records(_Repo):
 
 class _Provenance(_Repo):
     async def for_record(self, entity: str, id: str) -> dict[str, FieldProvenance]:
-        return {
-            f: p for (t, e, i, f), p in self._s.provenance.items()
-            if t == self._t and e == entity and i == id
-        }  # fmt: skip
+        return dict(self._s.provenance.get((self._t, entity, id), {}))
 
     async def record(self, items: Sequence[FieldProvenance]) -> None:
         for item in items:
-            self._s.provenance[(self._t, item.entity, item.id, item.field)] = item
+            key = (self._t, item.entity, item.id)
+            self._s.provenance[key] = {**self._s.provenance.get(key, {}), item.field: item}
 
 
 class _Xref(_Repo):
@@ -330,10 +330,11 @@ class _Quarantine(_Repo):
 class _Outbox(_Repo):
     async def add(self, event: EventEnvelope) -> OutboxMessage:
         _own(self._t, event.tenant, "the event")
-        if any(m.event.id == event.id for _, m in self._s.outbox.values()):
+        if event.id in self._s.outbox_ids:
             raise AlreadyExists(f"event {event.id!r} is already in the outbox")
         message = OutboxMessage(event, self._s.next_position, None)
         self._s.outbox[message.position] = (self._t, message)
+        self._s.outbox_ids[event.id] = message.position
         self._s.next_position += 1
         return message
 
@@ -356,13 +357,13 @@ class _Audit(_Repo):
         self, *, actor: str, action: str, entity: str | None = None,
         entity_id: str | None = None, detail: Mapping[str, Any] | None = None,
     ) -> AuditEntry:  # fmt: skip
-        chain = self._s.audit.setdefault(self._t, [])
+        chain = self._s.audit.get(self._t, [])
         entry = seal(
             tenant=self._t, seq=len(chain) + 1,
             prev_hash=chain[-1].hash if chain else GENESIS_HASH, at=self._now(), actor=actor,
             action=action, entity=entity, entity_id=entity_id, detail=json_copy(detail or {}),
         )  # fmt: skip
-        chain.append(entry)
+        self._s.audit[self._t] = [*chain, entry]  # copy-on-write, see _State.copy
         return entry
 
     async def entries(self, after_seq: int = 0) -> AsyncIterator[AuditEntry]:
@@ -426,7 +427,10 @@ class _Connections(_Repo):
             )
         saved = replace(connection, config=json_copy(connection.config))
         self._s.connections[key] = saved
-        self._s.history.setdefault(key, []).append(ConnectionVersion(saved, changed_by, change))
+        self._s.history[key] = [
+            *self._s.history.get(key, []),
+            ConnectionVersion(saved, changed_by, change),
+        ]  # copy-on-write, see _State.copy
         return saved
 
     async def history(self, name: str) -> list[ConnectionVersion]:

@@ -30,8 +30,11 @@ class SqlRecords(SqlRepository):
         c = t.records.c
         return (c.tenant == self.tenant) & (c.entity == entity) & (c.id == id)
 
-    async def get(self, entity: str, id: str) -> StoredRecord | None:
-        row = (await self.execute(select(t.records).where(self._key(entity, id)))).first()
+    async def get(self, entity: str, id: str, *, for_update: bool = False) -> StoredRecord | None:
+        query = select(t.records).where(self._key(entity, id))
+        if for_update:
+            query = query.with_for_update()  # SQLite renders nothing: BEGIN IMMEDIATE holds it
+        row = (await self.execute(query)).first()
         return None if row is None else _record(row)
 
     async def put(
