@@ -50,6 +50,28 @@ class StoredRecord:
 
 
 @dataclass(frozen=True)
+class RecordWrite:
+    """One record write of a batch: the same rules as ``RecordRepository.put``."""
+
+    entity: str
+    id: str
+    data: Mapping[str, Any]
+    expected_version: int
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class AuditDraft:
+    """An audit entry before the store gives it its place (seq) and hash in the chain."""
+
+    actor: str
+    action: str
+    entity: str | None = None
+    entity_id: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FieldProvenance:
     entity: str
     id: str
@@ -192,6 +214,17 @@ class RecordRepository(Protocol):
         raises ``ConcurrentUpdate``."""
         ...
 
+    async def get_many(
+        self, entity: str, ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, StoredRecord]:
+        """The records among ``ids`` that exist (tombstones included), by id."""
+        ...
+
+    async def put_many(self, writes: Sequence[RecordWrite]) -> list[StoredRecord]:
+        """``put`` for each write, in bulk; at most one write per record. One failed version
+        check raises ``ConcurrentUpdate`` (the caller rolls the unit of work back)."""
+        ...
+
     def scan(
         self,
         entity: str,
@@ -207,6 +240,12 @@ class RecordRepository(Protocol):
 class ProvenanceRepository(Protocol):
     async def for_record(self, entity: str, id: str) -> dict[str, FieldProvenance]: ...
 
+    async def for_records(
+        self, entity: str, ids: Sequence[str]
+    ) -> dict[str, dict[str, FieldProvenance]]:
+        """Record id -> field -> provenance, for the ids that have any."""
+        ...
+
     async def record(self, items: Sequence[FieldProvenance]) -> None:
         """Upsert by (entity, id, field)."""
         ...
@@ -217,8 +256,18 @@ class XrefRepository(Protocol):
         self, system: str, connection: str, entity: str, external_id: str
     ) -> str | None: ...
 
+    async def resolve_many(
+        self, system: str, connection: str, entity: str, external_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """External id -> canonical id, for the external ids that are linked."""
+        ...
+
     async def link(self, ref: ExternalRef) -> None:
         """Idempotent; linking one external id to two canonical ids raises ``AlreadyExists``."""
+        ...
+
+    async def link_many(self, refs: Sequence[ExternalRef]) -> None:
+        """``link`` for each ref, in bulk; any conflict raises ``AlreadyExists``."""
         ...
 
     async def for_record(self, entity: str, canonical_id: str) -> list[ExternalRef]: ...
@@ -249,6 +298,10 @@ class QuarantineRepository(Protocol):
 class OutboxRepository(Protocol):
     async def add(self, event: EventEnvelope) -> OutboxMessage: ...
 
+    async def add_many(self, events: Sequence[EventEnvelope]) -> list[OutboxMessage]:
+        """``add`` for each event, in order (positions increase in list order)."""
+        ...
+
     async def pending(self, limit: int = 100) -> list[OutboxMessage]: ...
 
     async def mark_published(self, event_ids: Sequence[str]) -> None: ...
@@ -265,6 +318,10 @@ class AuditLog(Protocol):
         detail: Mapping[str, Any] | None = None,
     ) -> AuditEntry: ...
 
+    async def append_many(self, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:
+        """``append`` for each draft, in order, with one lock of the chain head."""
+        ...
+
     def entries(self, after_seq: int = 0) -> AsyncIterator[AuditEntry]: ...
 
     async def verify(self) -> AuditReport: ...
@@ -276,6 +333,12 @@ class AppliedChanges(Protocol):
     async def get(self, idempotency_key: str) -> ApplyResult | None: ...
 
     async def put(self, result: ApplyResult) -> None: ...
+
+    async def get_many(self, idempotency_keys: Sequence[str]) -> dict[str, ApplyResult]: ...
+
+    async def put_many(self, results: Sequence[ApplyResult]) -> None:
+        """``put`` for each result; a key already present raises ``ConcurrentUpdate``."""
+        ...
 
 
 class KeyRepository(Protocol):

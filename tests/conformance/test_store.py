@@ -1,18 +1,23 @@
 """The store conformance suite against every adapter, plus what only a real database can show:
-the append-only audit log refuses changes, and tampering is found and named by its entry."""
+the append-only audit log refuses changes, tampering is found and named by its entry, and the bulk
+methods send a handful of statements however many rows they carry."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from cadastre.contract.changes import ApplyResult
+from cadastre.contract.events import EventEnvelope
 from cadastre.errors import StoreError
+from cadastre.ports import AuditDraft, ExternalRef, FieldProvenance, RecordWrite
 from cadastre.store import PostgresStore, SqlAlchemyStore, SqliteStore
 from cadastre.store.tables import TABLE_NAMES
-from cadastre.testing import FakeClock, FakeStore
+from cadastre.testing import EPOCH, FakeClock, FakeStore
 from cadastre.testing.store_suite import StoreSuite
 
 
@@ -67,6 +72,71 @@ class SqlStoreChecks:
         async with store.unit_of_work("acme") as uow:
             report = await uow.audit.verify()
         assert (report.first_bad_seq, report.problem) == (1, "gap: expected entry 1, found entry 3")
+
+    async def test_bulk_methods_send_a_constant_number_of_statements(
+        self, store: SqlAlchemyStore
+    ) -> None:
+        n = 200
+        ids = [f"L{i:03}" for i in range(n)]
+        events = [
+            EventEnvelope(source="/mls", type="cadastre.listing.updated.v1", subject=id,
+                          time=EPOCH, tenant="acme", data={})
+            for id in ids
+        ]  # fmt: skip
+        results = [
+            ApplyResult(tenant="acme", entity="Listing", canonical_id=id, idempotency_key=id,
+                        applied=[], version=1, created=True, event_id=None)
+            for id in ids
+        ]  # fmt: skip
+        provenance = [
+            FieldProvenance("Listing", id, "n", "mls", None, None, None, 1.0, EPOCH) for id in ids
+        ]
+        refs = [ExternalRef("mls", "c", "Listing", f"X{id}", id) for id in ids]
+        statements: list[str] = []
+
+        def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            async with store.unit_of_work("acme") as uow:
+                calls: dict[str, Callable[[], Awaitable[object]]] = {
+                    "records.put_many (new)": lambda: uow.records.put_many(
+                        [RecordWrite("Listing", id, {"n": 1}, 0) for id in ids]
+                    ),
+                    "records.put_many (update)": lambda: uow.records.put_many(
+                        [RecordWrite("Listing", id, {"n": 2}, 1) for id in ids]
+                    ),
+                    "records.get_many": lambda: uow.records.get_many("Listing", ids),
+                    "records.get_many (for_update)": lambda: uow.records.get_many(
+                        "Listing", ids, for_update=True
+                    ),
+                    "provenance.record": lambda: uow.provenance.record(provenance),
+                    "provenance.for_records": lambda: uow.provenance.for_records("Listing", ids),
+                    "xref.link_many": lambda: uow.xref.link_many(refs),
+                    "xref.resolve_many": lambda: uow.xref.resolve_many(
+                        "mls", "c", "Listing", [r.external_id for r in refs]
+                    ),
+                    "outbox.add_many": lambda: uow.outbox.add_many(events),
+                    "audit.append_many": lambda: uow.audit.append_many(
+                        [AuditDraft("mls", "change.applied")] * n
+                    ),
+                    "applied.put_many": lambda: uow.applied.put_many(results),
+                    "applied.get_many": lambda: uow.applied.get_many(ids),
+                }
+                await uow.records.count()  # the transaction has begun before counting starts
+                counted = {}
+                for name, call in calls.items():
+                    statements.clear()
+                    await call()
+                    counted[name] = len(statements)
+                await uow.commit()
+        finally:
+            event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+        # the audit chain is locked, then its head read, then the entries inserted; PostgreSQL
+        # takes the lock with a statement of its own (SQLite holds it since BEGIN IMMEDIATE)
+        audit = 3 if isinstance(store, PostgresStore) else 2
+        assert counted == {name: audit if name.startswith("audit") else 1 for name in counted}
 
 
 class TestSqliteStore(StoreSuite, SqlStoreChecks):

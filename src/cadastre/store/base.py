@@ -25,10 +25,11 @@ from cadastre.ports import ApiKey, Tenant
 from cadastre.store import tables as t
 from cadastre.store.repositories.directory import SqlConnections, SqlKeys, key_from_row
 from cadastre.store.repositories.ledger import SqlApplied, SqlAudit, SqlOutbox, SqlQuarantine
-from cadastre.store.repositories.records import SqlCursors, SqlProvenance, SqlRecords, SqlXref
+from cadastre.store.repositories.links import SqlCursors, SqlProvenance, SqlXref
+from cadastre.store.repositories.records import SqlRecords
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping, Sequence
     from datetime import datetime
     from types import TracebackType
 
@@ -211,9 +212,16 @@ class SqlAlchemyUnitOfWork:
             raise StoreError("the unit of work is not open; use 'async with'")
         return self._conn
 
-    async def execute(self, statement: Executable) -> Result[Any]:
+    async def execute(
+        self,
+        statement: Executable,
+        params: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+    ) -> Result[Any]:
+        """Run one statement; with ``params`` (a list of rows), run it for every row - one
+        multi-row statement for an INSERT with RETURNING (SQLAlchemy's "insertmanyvalues"), the
+        driver's executemany otherwise."""
         with self.store.translate():
-            return await self.connection.execute(statement)
+            return await self.connection.execute(statement, params)
 
     async def __aenter__(self) -> Self:
         self._conn = await self.store._connect()

@@ -31,6 +31,7 @@ from cadastre.ports import (
     FieldProvenance,
     OutboxMessage,
     QuarantinedRecord,
+    RecordWrite,
     StoredRecord,
     SyncCursor,
     Tenant,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from cadastre.contract.events import EventEnvelope
     from cadastre.ports import (
         AppliedChanges,
+        AuditDraft,
         AuditLog,
         ConnectionRepository,
         CursorRepository,
@@ -235,6 +237,23 @@ class _Records(_Repo):
         self._s.records[(self._t, entity, id)] = stored
         return replace(stored, data=copy.deepcopy(stored.data))
 
+    # The fake's bulk methods are the single ones in a loop: it has no statements to save.
+    async def get_many(
+        self, entity: str, ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, StoredRecord]:
+        found = {id: await self.get(entity, id) for id in dict.fromkeys(ids)}
+        return {id: record for id, record in found.items() if record is not None}
+
+    async def put_many(self, writes: Sequence[RecordWrite]) -> list[StoredRecord]:
+        keys = [(w.entity, w.id) for w in writes]
+        if len(set(keys)) != len(keys):
+            raise ValueError("put_many takes at most one write per record")
+        return [
+            await self.put(w.entity, w.id, w.data, expected_version=w.expected_version,
+                           deleted=w.deleted)
+            for w in writes
+        ]  # fmt: skip
+
     async def scan(
         self, entity: str, *, after_id: str | None = None, limit: int = 100,
         include_deleted: bool = False,
@@ -259,6 +278,15 @@ class _Provenance(_Repo):
     async def for_record(self, entity: str, id: str) -> dict[str, FieldProvenance]:
         return dict(self._s.provenance.get((self._t, entity, id), {}))
 
+    async def for_records(
+        self, entity: str, ids: Sequence[str]
+    ) -> dict[str, dict[str, FieldProvenance]]:
+        return {
+            id: dict(found)
+            for id in dict.fromkeys(ids)
+            if (found := self._s.provenance.get((self._t, entity, id)))
+        }
+
     async def record(self, items: Sequence[FieldProvenance]) -> None:
         for item in items:
             key = (self._t, item.entity, item.id)
@@ -280,6 +308,16 @@ class _Xref(_Repo):
                 f"linked to {current!r}"
             )
         self._s.xref[key] = ref.canonical_id
+
+    async def resolve_many(
+        self, system: str, connection: str, entity: str, external_ids: Sequence[str]
+    ) -> dict[str, str]:
+        found = {x: await self.resolve(system, connection, entity, x) for x in external_ids}
+        return {x: cid for x, cid in found.items() if cid is not None}
+
+    async def link_many(self, refs: Sequence[ExternalRef]) -> None:
+        for ref in refs:
+            await self.link(ref)
 
     async def for_record(self, entity: str, canonical_id: str) -> list[ExternalRef]:
         refs = [
@@ -338,6 +376,9 @@ class _Outbox(_Repo):
         self._s.next_position += 1
         return message
 
+    async def add_many(self, events: Sequence[EventEnvelope]) -> list[OutboxMessage]:
+        return [await self.add(event) for event in events]
+
     async def pending(self, limit: int = 100) -> list[OutboxMessage]:
         waiting = [
             m for p, (t, m) in sorted(self._s.outbox.items())
@@ -366,6 +407,13 @@ class _Audit(_Repo):
         self._s.audit[self._t] = [*chain, entry]  # copy-on-write, see _State.copy
         return entry
 
+    async def append_many(self, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:
+        return [
+            await self.append(actor=d.actor, action=d.action, entity=d.entity,
+                              entity_id=d.entity_id, detail=d.detail)
+            for d in drafts
+        ]  # fmt: skip
+
     async def entries(self, after_seq: int = 0) -> AsyncIterator[AuditEntry]:
         for entry in list(self._s.audit.get(self._t, [])):
             if entry.seq > after_seq:
@@ -385,6 +433,14 @@ class _Applied(_Repo):
         if key in self._s.applied:
             raise ConcurrentUpdate(f"idempotency key {result.idempotency_key!r} already recorded")
         self._s.applied[key] = result
+
+    async def get_many(self, idempotency_keys: Sequence[str]) -> dict[str, ApplyResult]:
+        found = {k: self._s.applied.get((self._t, k)) for k in idempotency_keys}
+        return {k: result for k, result in found.items() if result is not None}
+
+    async def put_many(self, results: Sequence[ApplyResult]) -> None:
+        for result in results:
+            await self.put(result)
 
 
 class _Keys(_Repo):

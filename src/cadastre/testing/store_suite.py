@@ -39,6 +39,7 @@ from cadastre.ports import (
 from cadastre.store.audit import GENESIS_HASH, audit_entry_hash
 from cadastre.store.canonical import content_hash
 from cadastre.testing.clock import EPOCH, FakeClock
+from cadastre.testing.store_bulk_suite import BulkStoreSuite
 
 if TYPE_CHECKING:
     from cadastre.ports import Store
@@ -73,7 +74,9 @@ def result(tenant: str = A, key: str = "idem-1") -> ApplyResult:
     )  # fmt: skip
 
 
-class StoreSuite:
+class StoreSuite(BulkStoreSuite):
+    """The rules of every port method; the bulk methods' tests come from ``BulkStoreSuite``."""
+
     @pytest.fixture
     def clock(self) -> FakeClock:
         return FakeClock()

@@ -3,11 +3,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
     from datetime import datetime
 
     from sqlalchemy import Executable, Result, Table
 
     from cadastre.store.base import SqlAlchemyUnitOfWork
+
+
+# Bulk reads send ``WHERE key IN (...)`` lists of at most this many values per statement, well
+# under SQLite's limit of 32 766 variables and small enough to keep PostgreSQL plans cheap.
+IN_CHUNK = 500
+
+
+def chunked(values: Sequence[str], size: int = IN_CHUNK) -> Iterator[list[str]]:
+    """``values`` without repeats, in slices of at most ``size``."""
+    unique = list(dict.fromkeys(values))
+    for start in range(0, len(unique), size):
+        yield unique[start : start + size]
 
 
 class SqlRepository:
@@ -24,8 +37,12 @@ class SqlRepository:
     def insert(self, table: Table) -> Any:
         return self._uow.store.insert(table)
 
-    async def execute(self, statement: Executable) -> Result[Any]:
-        return await self._uow.execute(statement)
+    async def execute(
+        self,
+        statement: Executable,
+        params: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+    ) -> Result[Any]:
+        return await self._uow.execute(statement, params)
 
     async def wrote(self, statement: Executable) -> bool:
         """Run an INSERT ... ON CONFLICT DO NOTHING or a guarded UPDATE with RETURNING, and say

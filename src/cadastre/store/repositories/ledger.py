@@ -11,11 +11,11 @@ from sqlalchemy import select, update
 from cadastre.contract.changes import ApplyResult
 from cadastre.contract.events import EventEnvelope
 from cadastre.errors import AlreadyExists, ConcurrentUpdate, NotFound
-from cadastre.ports import AuditEntry, AuditReport, OutboxMessage, QuarantinedRecord
+from cadastre.ports import AuditDraft, AuditEntry, AuditReport, OutboxMessage, QuarantinedRecord
 from cadastre.store import tables as t
 from cadastre.store.audit import GENESIS_HASH, seal, verify_chain
 from cadastre.store.canonical import json_copy
-from cadastre.store.repositories.base import SqlRepository
+from cadastre.store.repositories.base import SqlRepository, chunked
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -85,22 +85,31 @@ class SqlQuarantine(SqlRepository):
 
 class SqlOutbox(SqlRepository):
     async def add(self, event: EventEnvelope) -> OutboxMessage:
-        self.own(event.tenant, "the event")
-        result = await self.execute(
-            self.insert(t.outbox)
-            .values(
-                event_id=event.id,
-                tenant=self.tenant,
-                event=event.model_dump(mode="json"),
-                created_at=self.now(),
-            )
-            .on_conflict_do_nothing()
-            .returning(t.outbox.c.position)
-        )
-        position = result.scalar_one_or_none()
-        if position is None:
-            raise AlreadyExists(f"event {event.id!r} is already in the outbox")
-        return OutboxMessage(event, int(position), None)
+        return (await self.add_many([event]))[0]
+
+    async def add_many(self, events: Sequence[EventEnvelope]) -> list[OutboxMessage]:
+        """One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``; the rows are inserted
+        in list order, so their positions increase in list order."""
+        if not events:
+            return []
+        for event in events:
+            self.own(event.tenant, "the event")
+        now = self.now()
+        rows = [
+            {"event_id": e.id, "tenant": self.tenant, "event": e.model_dump(mode="json"),
+             "created_at": now}
+            for e in events
+        ]  # fmt: skip
+        c = t.outbox.c
+        statement = self.insert(t.outbox).on_conflict_do_nothing().returning(c.event_id, c.position)
+        positions = {r.event_id: int(r.position) for r in await self.execute(statement, rows)}
+        messages = []
+        for event in events:
+            position = positions.pop(event.id, None)  # pop: a repeat in the list is refused too
+            if position is None:
+                raise AlreadyExists(f"event {event.id!r} is already in the outbox")
+            messages.append(OutboxMessage(event, position, None))
+        return messages
 
     async def pending(self, limit: int = 100) -> list[OutboxMessage]:
         c = t.outbox.c
@@ -144,6 +153,15 @@ class SqlAudit(SqlRepository):
         entity_id: str | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
+        draft = AuditDraft(actor, action, entity, entity_id, detail or {})
+        return (await self.append_many([draft]))[0]
+
+    async def append_many(self, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:
+        """Lock the chain, read its head, seal the entries in order, insert them in one
+        statement: two (PostgreSQL: three) statements however many drafts."""
+        if not drafts:
+            return []
+        details = [json_copy(d.detail) for d in drafts]  # refuse non-JSON before taking the lock
         # Serialise appends per tenant first, then read the head: two writers must never both
         # see seq N as the head and both write N + 1.
         await self._uow.store.lock_audit_chain(self._uow)
@@ -153,26 +171,26 @@ class SqlAudit(SqlRepository):
                 select(c.seq, c.hash).where(c.tenant == self.tenant).order_by(c.seq.desc()).limit(1)
             )
         ).first()
-        entry = seal(
-            tenant=self.tenant, seq=head.seq + 1 if head else 1,
-            prev_hash=head.hash if head else GENESIS_HASH, at=self.now(), actor=actor,
-            action=action, entity=entity, entity_id=entity_id, detail=json_copy(detail or {}),
-        )  # fmt: skip
-        await self.execute(
-            t.audit_log.insert().values(
-                tenant=entry.tenant,
-                seq=entry.seq,
-                at=entry.at,
-                actor=actor,
-                action=action,
-                entity=entity,
-                entity_id=entity_id,
-                detail=entry.detail,
-                prev_hash=entry.prev_hash,
-                hash=entry.hash,
-            )
-        )
-        return entry
+        seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+        at = self.now()
+        entries = []
+        for draft, detail in zip(drafts, details, strict=True):
+            seq += 1
+            entry = seal(
+                tenant=self.tenant, seq=seq, prev_hash=prev_hash, at=at, actor=draft.actor,
+                action=draft.action, entity=draft.entity, entity_id=draft.entity_id, detail=detail,
+            )  # fmt: skip
+            entries.append(entry)
+            prev_hash = entry.hash
+        rows = [
+            {"tenant": e.tenant, "seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action,
+             "entity": e.entity, "entity_id": e.entity_id, "detail": e.detail,
+             "prev_hash": e.prev_hash, "hash": e.hash}
+            for e in entries
+        ]  # fmt: skip
+        # RETURNING makes SQLAlchemy send one multi-row INSERT rather than an executemany.
+        await self.execute(t.audit_log.insert().returning(c.seq), rows)
+        return entries
 
     async def entries(self, after_seq: int = 0) -> AsyncIterator[AuditEntry]:
         c = t.audit_log.c
@@ -197,26 +215,43 @@ class SqlAudit(SqlRepository):
 
 class SqlApplied(SqlRepository):
     async def get(self, idempotency_key: str) -> ApplyResult | None:
+        return (await self.get_many([idempotency_key])).get(idempotency_key)
+
+    async def get_many(self, idempotency_keys: Sequence[str]) -> dict[str, ApplyResult]:
         c = t.applied_changes.c
-        query = select(c.result).where(
-            c.tenant == self.tenant, c.idempotency_key == idempotency_key
-        )
-        found = (await self.execute(query)).scalar_one_or_none()
-        return None if found is None else ApplyResult.model_validate(found)
+        found: dict[str, ApplyResult] = {}
+        for chunk in chunked(idempotency_keys):
+            query = select(c.idempotency_key, c.result).where(
+                c.tenant == self.tenant, c.idempotency_key.in_(chunk)
+            )
+            for r in await self.execute(query):
+                found[r.idempotency_key] = ApplyResult.model_validate(r.result)
+        return found
 
     async def put(self, result: ApplyResult) -> None:
-        self.own(result.tenant, "the result")
-        inserted = await self.wrote(
-            self.insert(t.applied_changes)
-            .values(
-                tenant=self.tenant,
-                idempotency_key=result.idempotency_key,
-                result=result.model_dump(mode="json"),
-                created_at=self.now(),
-            )
-            .on_conflict_do_nothing()
-            .returning(t.applied_changes.c.tenant)
-        )
-        if not inserted:
-            # Another transaction applied the same key first: retrying finds its stored result.
-            raise ConcurrentUpdate(f"idempotency key {result.idempotency_key!r} already recorded")
+        await self.put_many([result])
+
+    async def put_many(self, results: Sequence[ApplyResult]) -> None:
+        if not results:
+            return
+        for result in results:
+            self.own(result.tenant, "the result")
+        now = self.now()
+        rows = [
+            {"tenant": self.tenant, "idempotency_key": r.idempotency_key,
+             "result": r.model_dump(mode="json"), "created_at": now}
+            for r in results
+        ]  # fmt: skip
+        c = t.applied_changes.c
+        statement = self.insert(t.applied_changes).on_conflict_do_nothing()
+        inserted = {
+            r.idempotency_key
+            for r in await self.execute(statement.returning(c.idempotency_key), rows)
+        }
+        for result in results:
+            if result.idempotency_key not in inserted:
+                # Another transaction applied the same key first: a retry finds its stored result.
+                raise ConcurrentUpdate(
+                    f"idempotency key {result.idempotency_key!r} already recorded"
+                )
+            inserted.discard(result.idempotency_key)  # a repeat in the list is refused too

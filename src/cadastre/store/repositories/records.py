@@ -1,22 +1,38 @@
-"""Canonical records and what hangs off them: field provenance, the external-id cross reference
-and the per-connection sync cursors."""
+"""Canonical records, one at a time or a page at a time.
+
+The bulk methods exist for the sync engine's page-level apply: whatever the page size,
+``get_many`` is one ``SELECT ... WHERE id IN (...)`` per ``IN_CHUNK`` ids and ``put_many`` is at
+most one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (new records) plus one
+executemany ``UPDATE ... WHERE version = ?`` (existing ones). The single-row methods are the bulk
+ones with one item, so both follow the same rules.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
-from cadastre.errors import AlreadyExists, ConcurrentUpdate
-from cadastre.ports import ExternalRef, FieldProvenance, StoredRecord, SyncCursor
+from cadastre.errors import ConcurrentUpdate
+from cadastre.ports import RecordWrite, StoredRecord
 from cadastre.store import tables as t
 from cadastre.store.canonical import content_hash, json_copy
-from cadastre.store.repositories.base import SqlRepository
+from cadastre.store.repositories.base import SqlRepository, chunked
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
 
     from sqlalchemy import Row
+
+_c = t.records.c
+# One compiled statement for every batch: the key and the expected version are bound per row,
+# the new values go to SET by their column names.
+_UPDATE = update(t.records).where(
+    _c.tenant == bindparam("k_tenant"),
+    _c.entity == bindparam("k_entity"),
+    _c.id == bindparam("k_id"),
+    _c.version == bindparam("k_expected"),
+)
 
 
 def _record(row: Row[Any]) -> StoredRecord:
@@ -25,17 +41,32 @@ def _record(row: Row[Any]) -> StoredRecord:
     )
 
 
-class SqlRecords(SqlRepository):
-    def _key(self, entity: str, id: str) -> Any:
-        c = t.records.c
-        return (c.tenant == self.tenant) & (c.entity == entity) & (c.id == id)
+def _values(record: StoredRecord) -> dict[str, Any]:
+    return {
+        "version": record.version, "data": record.data, "content_hash": record.content_hash,
+        "deleted": record.deleted, "updated_at": record.updated_at,
+    }  # fmt: skip
 
+
+class SqlRecords(SqlRepository):
     async def get(self, entity: str, id: str, *, for_update: bool = False) -> StoredRecord | None:
-        query = select(t.records).where(self._key(entity, id))
-        if for_update:
-            query = query.with_for_update()  # SQLite renders nothing: BEGIN IMMEDIATE holds it
-        row = (await self.execute(query)).first()
-        return None if row is None else _record(row)
+        return (await self.get_many(entity, [id], for_update=for_update)).get(id)
+
+    async def get_many(
+        self, entity: str, ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, StoredRecord]:
+        found: dict[str, StoredRecord] = {}
+        # Sorted, and locked in id order: two batches that lock overlapping records queue on
+        # each other instead of deadlocking.
+        for chunk in chunked(sorted(ids) if for_update and len(ids) > 1 else ids):
+            query = select(t.records).where(
+                _c.tenant == self.tenant, _c.entity == entity, _c.id.in_(chunk)
+            )
+            if for_update:  # SQLite renders nothing: BEGIN IMMEDIATE already holds the lock
+                query = query.order_by(_c.id).with_for_update()
+            for row in await self.execute(query):
+                found[row.id] = _record(row)
+        return found
 
     async def put(
         self,
@@ -46,33 +77,65 @@ class SqlRecords(SqlRepository):
         expected_version: int,
         deleted: bool = False,
     ) -> StoredRecord:
-        copied = json_copy(data)
-        stored = StoredRecord(
-            entity, id, expected_version + 1, copied, content_hash(copied), deleted, self.now()
-        )
-        values = {
-            "version": stored.version, "data": copied, "content_hash": stored.content_hash,
-            "deleted": deleted, "updated_at": stored.updated_at,
-        }  # fmt: skip
-        if expected_version == 0:
-            statement = (
-                self.insert(t.records)
-                .values(tenant=self.tenant, entity=entity, id=id, **values)
-                .on_conflict_do_nothing()
-            )
-        else:
-            statement = (
-                update(t.records)
-                .where(self._key(entity, id), t.records.c.version == expected_version)
-                .values(**values)
-            )
-        if not await self.wrote(statement.returning(t.records.c.version)):
-            current = await self.get(entity, id)
-            raise ConcurrentUpdate(
-                f"{entity} {id!r} is at version {current.version if current else 0}, "
-                f"not {expected_version}"
-            )
+        write = RecordWrite(entity, id, data, expected_version, deleted)
+        return (await self.put_many([write]))[0]
+
+    async def put_many(self, writes: Sequence[RecordWrite]) -> list[StoredRecord]:
+        if not writes:
+            return []
+        if len({(w.entity, w.id) for w in writes}) != len(writes):
+            raise ValueError("put_many takes at most one write per record")
+        now = self.now()
+        stored: list[StoredRecord] = []
+        for w in writes:
+            copied = json_copy(w.data)
+            version, digest = w.expected_version + 1, content_hash(copied)
+            stored.append(StoredRecord(w.entity, w.id, version, copied, digest, w.deleted, now))
+        new = [s for s, w in zip(stored, writes, strict=True) if w.expected_version == 0]
+        changed = [s for s, w in zip(stored, writes, strict=True) if w.expected_version != 0]
+        if new:
+            await self._insert(new)
+        if changed:
+            await self._update(changed)
         return stored
+
+    async def _insert(self, new: list[StoredRecord]) -> None:
+        rows = [{"tenant": self.tenant, "entity": s.entity, "id": s.id, **_values(s)} for s in new]
+        statement = self.insert(t.records).on_conflict_do_nothing().returning(_c.entity, _c.id)
+        inserted = {(r.entity, r.id) for r in await self.execute(statement, rows)}
+        if len(inserted) != len(new):
+            raise await self._conflict([s for s in new if (s.entity, s.id) not in inserted])
+
+    async def _update(self, changed: list[StoredRecord]) -> None:
+        rows = [
+            {"k_tenant": self.tenant, "k_entity": s.entity, "k_id": s.id,
+             "k_expected": s.version - 1, **_values(s)}
+            for s in changed
+        ]  # fmt: skip
+        # An executemany's rowcount is the sum over its rows on both drivers (SQLAlchemy's
+        # supports_sane_multi_rowcount; the conformance suite checks a mismatch inside a batch).
+        if len(rows) == 1 or not self._uow.connection.dialect.supports_sane_multi_rowcount:
+            updated = 0
+            for row in rows:  # one guarded UPDATE ... RETURNING per row
+                updated += (await self.execute(_UPDATE.returning(_c.id), row)).first() is not None
+        else:
+            updated = (await self.execute(_UPDATE, rows)).rowcount  # type: ignore[attr-defined]
+        if updated != len(changed):
+            raise await self._conflict(changed)
+
+    async def _conflict(self, candidates: list[StoredRecord]) -> ConcurrentUpdate:
+        """The error for a batch some of whose ``candidates`` were not written: names the first
+        one whose stored state is not what was written."""
+        current: dict[tuple[str, str], StoredRecord] = {}
+        for entity in dict.fromkeys(s.entity for s in candidates):
+            found = await self.get_many(entity, [s.id for s in candidates if s.entity == entity])
+            current.update({(entity, id): record for id, record in found.items()})
+        failed = next((s for s in candidates if current.get((s.entity, s.id)) != s), candidates[0])
+        now = current.get((failed.entity, failed.id))
+        return ConcurrentUpdate(
+            f"{failed.entity} {failed.id!r} is at version {now.version if now else 0}, "
+            f"not {failed.version - 1}"
+        )
 
     async def scan(
         self,
@@ -82,146 +145,16 @@ class SqlRecords(SqlRepository):
         limit: int = 100,
         include_deleted: bool = False,
     ) -> AsyncIterator[StoredRecord]:
-        c = t.records.c
-        query = select(t.records).where(c.tenant == self.tenant, c.entity == entity)
+        query = select(t.records).where(_c.tenant == self.tenant, _c.entity == entity)
         if after_id is not None:
-            query = query.where(c.id > after_id)
+            query = query.where(_c.id > after_id)
         if not include_deleted:
-            query = query.where(c.deleted.is_(False))
-        for row in await self.execute(query.order_by(c.id).limit(limit)):
+            query = query.where(_c.deleted.is_(False))
+        for row in await self.execute(query.order_by(_c.id).limit(limit)):
             yield _record(row)
 
     async def count(self, entity: str | None = None) -> int:
-        c = t.records.c
-        query = select(func.count()).where(c.tenant == self.tenant, c.deleted.is_(False))
+        query = select(func.count()).where(_c.tenant == self.tenant, _c.deleted.is_(False))
         if entity is not None:
-            query = query.where(c.entity == entity)
+            query = query.where(_c.entity == entity)
         return int((await self.execute(query)).scalar_one())
-
-
-class SqlProvenance(SqlRepository):
-    async def for_record(self, entity: str, id: str) -> dict[str, FieldProvenance]:
-        c = t.field_provenance.c
-        rows = await self.execute(
-            select(t.field_provenance).where(
-                c.tenant == self.tenant, c.entity == entity, c.id == id
-            )
-        )
-        return {
-            r.field: FieldProvenance(
-                r.entity,
-                r.id,
-                r.field,
-                r.system,
-                r.connection,
-                r.source_time,
-                r.source_version,
-                r.confidence,
-                r.recorded_at,
-            )
-            for r in rows
-        }
-
-    async def record(self, items: Sequence[FieldProvenance]) -> None:
-        if not items:
-            return
-        rows = [
-            {
-                "tenant": self.tenant,
-                "entity": p.entity,
-                "id": p.id,
-                "field": p.field,
-                "system": p.system,
-                "connection": p.connection,
-                "source_time": p.source_time,
-                "source_version": p.source_version,
-                "confidence": p.confidence,
-                "recorded_at": p.recorded_at,
-            }
-            for p in items
-        ]
-        statement = self.insert(t.field_provenance).values(rows)
-        changing = ("system", "connection", "source_time", "source_version", "confidence",
-                    "recorded_at")  # fmt: skip
-        await self.execute(
-            statement.on_conflict_do_update(
-                index_elements=["tenant", "entity", "id", "field"],
-                set_={name: statement.excluded[name] for name in changing},
-            )
-        )
-
-
-class SqlXref(SqlRepository):
-    async def resolve(
-        self, system: str, connection: str, entity: str, external_id: str
-    ) -> str | None:
-        c = t.external_refs.c
-        query = select(c.canonical_id).where(
-            c.tenant == self.tenant, c.system == system, c.connection == connection,
-            c.entity == entity, c.external_id == external_id,
-        )  # fmt: skip
-        found: str | None = (await self.execute(query)).scalar_one_or_none()
-        return found
-
-    async def link(self, ref: ExternalRef) -> None:
-        await self.execute(
-            self.insert(t.external_refs)
-            .values(
-                tenant=self.tenant,
-                system=ref.system,
-                connection=ref.connection,
-                entity=ref.entity,
-                external_id=ref.external_id,
-                canonical_id=ref.canonical_id,
-            )
-            .on_conflict_do_nothing()
-        )
-        current = await self.resolve(ref.system, ref.connection, ref.entity, ref.external_id)
-        if current != ref.canonical_id:
-            raise AlreadyExists(
-                f"{ref.system}/{ref.connection} {ref.entity} {ref.external_id!r} is already "
-                f"linked to {current!r}"
-            )
-
-    async def for_record(self, entity: str, canonical_id: str) -> list[ExternalRef]:
-        c = t.external_refs.c
-        rows = await self.execute(
-            select(t.external_refs)
-            .where(c.tenant == self.tenant, c.entity == entity, c.canonical_id == canonical_id)
-            .order_by(c.system, c.connection, c.external_id)
-        )
-        return [
-            ExternalRef(r.system, r.connection, r.entity, r.external_id, r.canonical_id)
-            for r in rows
-        ]
-
-
-class SqlCursors(SqlRepository):
-    async def get(self, connection: str, stream: str) -> SyncCursor | None:
-        c = t.sync_cursors.c
-        query = select(t.sync_cursors).where(
-            c.tenant == self.tenant, c.connection == connection, c.stream == stream
-        )
-        row = (await self.execute(query)).first()
-        return (
-            None
-            if row is None
-            else SyncCursor(row.connection, row.stream, row.value, row.updated_at)
-        )
-
-    async def put(self, connection: str, stream: str, value: Mapping[str, Any]) -> SyncCursor:
-        cursor = SyncCursor(connection, stream, json_copy(value), self.now())
-        statement = self.insert(t.sync_cursors).values(
-            tenant=self.tenant, connection=connection, stream=stream, value=cursor.value,
-            updated_at=cursor.updated_at,
-        )  # fmt: skip
-        await self.execute(
-            statement.on_conflict_do_update(
-                index_elements=["tenant", "connection", "stream"],
-                set_={
-                    "value": statement.excluded.value,
-                    "updated_at": statement.excluded.updated_at,
-                },
-            )
-        )
-        return cursor

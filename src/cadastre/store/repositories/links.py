@@ -1,0 +1,178 @@
+"""What hangs off canonical records: field provenance, the external-id cross reference and the
+per-connection sync cursors. (Kept apart from ``records.py`` since the bulk methods arrived, to
+keep both modules short.)"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from cadastre.errors import AlreadyExists
+from cadastre.ports import ExternalRef, FieldProvenance, SyncCursor
+from cadastre.store import tables as t
+from cadastre.store.canonical import json_copy
+from cadastre.store.repositories.base import SqlRepository, chunked
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from sqlalchemy import Row
+
+
+def _provenance(r: Row[Any]) -> FieldProvenance:
+    return FieldProvenance(
+        r.entity, r.id, r.field, r.system, r.connection, r.source_time, r.source_version,
+        r.confidence, r.recorded_at,
+    )  # fmt: skip
+
+
+class SqlProvenance(SqlRepository):
+    async def for_record(self, entity: str, id: str) -> dict[str, FieldProvenance]:
+        return (await self.for_records(entity, [id])).get(id, {})
+
+    async def for_records(
+        self, entity: str, ids: Sequence[str]
+    ) -> dict[str, dict[str, FieldProvenance]]:
+        c = t.field_provenance.c
+        found: dict[str, dict[str, FieldProvenance]] = {}
+        for chunk in chunked(ids):
+            rows = await self.execute(
+                select(t.field_provenance).where(
+                    c.tenant == self.tenant, c.entity == entity, c.id.in_(chunk)
+                )
+            )
+            for r in rows:
+                found.setdefault(r.id, {})[r.field] = _provenance(r)
+        return found
+
+    async def record(self, items: Sequence[FieldProvenance]) -> None:
+        if not items:
+            return
+        rows = [
+            {
+                "tenant": self.tenant,
+                "entity": p.entity,
+                "id": p.id,
+                "field": p.field,
+                "system": p.system,
+                "connection": p.connection,
+                "source_time": p.source_time,
+                "source_version": p.source_version,
+                "confidence": p.confidence,
+                "recorded_at": p.recorded_at,
+            }
+            for p in items
+        ]
+        statement = self.insert(t.field_provenance)
+        changing = ("system", "connection", "source_time", "source_version", "confidence",
+                    "recorded_at")  # fmt: skip
+        # executemany form: the statement compiles once and is cached; a multi-row VALUES
+        # built per call compiled anew every time and cost more than the database work.
+        await self.execute(
+            statement.on_conflict_do_update(
+                index_elements=["tenant", "entity", "id", "field"],
+                set_={name: statement.excluded[name] for name in changing},
+            ),
+            rows,
+        )
+
+
+class SqlXref(SqlRepository):
+    async def resolve(
+        self, system: str, connection: str, entity: str, external_id: str
+    ) -> str | None:
+        return (await self.resolve_many(system, connection, entity, [external_id])).get(external_id)
+
+    async def resolve_many(
+        self, system: str, connection: str, entity: str, external_ids: Sequence[str]
+    ) -> dict[str, str]:
+        c = t.external_refs.c
+        found: dict[str, str] = {}
+        for chunk in chunked(external_ids):
+            query = select(c.external_id, c.canonical_id).where(
+                c.tenant == self.tenant, c.system == system, c.connection == connection,
+                c.entity == entity, c.external_id.in_(chunk),
+            )  # fmt: skip
+            found.update((r.external_id, r.canonical_id) for r in await self.execute(query))
+        return found
+
+    async def link(self, ref: ExternalRef) -> None:
+        await self.link_many([ref])
+
+    async def link_many(self, refs: Sequence[ExternalRef]) -> None:
+        """One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``; the refs it did not
+        insert (already linked) are read back and must point at the same canonical id."""
+        if not refs:
+            return
+        c = t.external_refs.c
+        rows = [
+            {"tenant": self.tenant, "system": r.system, "connection": r.connection,
+             "entity": r.entity, "external_id": r.external_id, "canonical_id": r.canonical_id}
+            for r in refs
+        ]  # fmt: skip
+        statement = (
+            self.insert(t.external_refs)
+            .on_conflict_do_nothing()
+            .returning(c.system, c.connection, c.entity, c.external_id, c.canonical_id)
+        )
+        linked: dict[tuple[str, str, str, str], str] = {}
+        for row in await self.execute(statement, rows):
+            linked[(row.system, row.connection, row.entity, row.external_id)] = row.canonical_id
+        already: dict[tuple[str, str, str], list[str]] = {}
+        for r in refs:
+            if (r.system, r.connection, r.entity, r.external_id) not in linked:
+                already.setdefault((r.system, r.connection, r.entity), []).append(r.external_id)
+        for (system, connection, entity), external_ids in already.items():
+            found = await self.resolve_many(system, connection, entity, external_ids)
+            linked.update(((system, connection, entity, x), cid) for x, cid in found.items())
+        for ref in refs:
+            current = linked.get((ref.system, ref.connection, ref.entity, ref.external_id))
+            if current != ref.canonical_id:
+                raise AlreadyExists(
+                    f"{ref.system}/{ref.connection} {ref.entity} {ref.external_id!r} is already "
+                    f"linked to {current!r}"
+                )
+
+    async def for_record(self, entity: str, canonical_id: str) -> list[ExternalRef]:
+        c = t.external_refs.c
+        rows = await self.execute(
+            select(t.external_refs)
+            .where(c.tenant == self.tenant, c.entity == entity, c.canonical_id == canonical_id)
+            .order_by(c.system, c.connection, c.external_id)
+        )
+        return [
+            ExternalRef(r.system, r.connection, r.entity, r.external_id, r.canonical_id)
+            for r in rows
+        ]
+
+
+class SqlCursors(SqlRepository):
+    async def get(self, connection: str, stream: str) -> SyncCursor | None:
+        c = t.sync_cursors.c
+        query = select(t.sync_cursors).where(
+            c.tenant == self.tenant, c.connection == connection, c.stream == stream
+        )
+        row = (await self.execute(query)).first()
+        return (
+            None
+            if row is None
+            else SyncCursor(row.connection, row.stream, row.value, row.updated_at)
+        )
+
+    async def put(self, connection: str, stream: str, value: Mapping[str, Any]) -> SyncCursor:
+        cursor = SyncCursor(connection, stream, json_copy(value), self.now())
+        statement = self.insert(t.sync_cursors).values(
+            tenant=self.tenant, connection=connection, stream=stream, value=cursor.value,
+            updated_at=cursor.updated_at,
+        )  # fmt: skip
+        await self.execute(
+            statement.on_conflict_do_update(
+                index_elements=["tenant", "connection", "stream"],
+                set_={
+                    "value": statement.excluded.value,
+                    "updated_at": statement.excluded.updated_at,
+                },
+            )
+        )
+        return cursor
