@@ -1,9 +1,12 @@
-"""Apply throughput: changes per second through ``SyncEngine.apply`` on each store.
+"""Apply throughput: changes per second through ``SyncEngine`` on each store, one change per
+transaction (``apply``) and a page per transaction (``apply_batch``).
 
-The baseline is the in-memory FakeStore measured in the same run, so the figures that matter are
-the ratios (the machines are small and shared; absolute numbers drift from run to run).
+The baseline is the in-memory FakeStore with one change per transaction, measured in the same
+run, so the figures that matter are the ratios (the machines are small and shared; absolute
+numbers drift from run to run).
 
-    .venv/bin/python bench/apply_throughput.py [--changes 2000] [--postgres URL | --no-postgres]
+    .venv/bin/python bench/apply_throughput.py [--changes 2000] [--page 500]
+                                               [--postgres URL | --no-postgres]
 """
 
 from __future__ import annotations
@@ -62,12 +65,19 @@ def changes(count: int) -> list[Change]:
     return made
 
 
-async def measure(store: Store, batch: list[Change]) -> float:
+async def measure(store: Store, batch: list[Change], page: int) -> float:
+    """Changes per second; ``page`` 0 means one ``apply`` per change."""
     await store.create_tenant("bench", "Bench")
     engine = SyncEngine(store, load_registry(), FakeClock())
     started = time.perf_counter()
-    for change in batch:
-        await engine.apply(change)
+    if page == 0:
+        for change in batch:
+            await engine.apply(change)
+    else:
+        for start in range(0, len(batch), page):
+            items = await engine.apply_batch(batch[start : start + page])
+            if any(item.error for item in items):
+                raise SystemExit(f"a change failed: {next(i.error for i in items if i.error)}")
     return len(batch) / (time.perf_counter() - started)
 
 
@@ -119,6 +129,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--changes", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--page", type=int, default=500, help="changes per apply_batch")
     parser.add_argument(
         "--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     )
@@ -137,13 +148,15 @@ async def main() -> None:
           f"median of {args.rounds} rounds")  # fmt: skip
     baseline = None
     for label, opener in stores.items():
-        rates = []
-        for _ in range(args.rounds):
-            async with opener() as store:
-                rates.append(await measure(store, batch))
-        rate = statistics.median(rates)
-        baseline = baseline or rate
-        print(f"  {label:<24} {rate:9.0f} changes/s   {rate / baseline:6.2f} x baseline")
+        for page in (0, args.page):
+            rates = []
+            for _ in range(args.rounds):
+                async with opener() as store:
+                    rates.append(await measure(store, batch, page))
+            rate = statistics.median(rates)
+            baseline = baseline or rate
+            mode = "apply, 1 per txn" if page == 0 else f"apply_batch, {page} per txn"
+            print(f"  {label:<22} {mode:<26} {rate:8.0f} changes/s  {rate / baseline:7.2f} x")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,11 @@ from cadastre.cli.runtime import console, run
 from cadastre.contract import ApplyResult, Change, Origin
 from cadastre.directory import ConnectionSpec
 from cadastre.errors import AlreadyExists, ContractError, OwnershipViolation
+from cadastre.sync import BatchItem, CursorAdvance
 
 TENANT = "demo"
 MLS = "demo-mls"
+PAGE = 100
 CITIES = [("Austin", "TX", "787"), ("Round Rock", "TX", "786"), ("Georgetown", "TX", "786"),
           ("Pflugerville", "TX", "786"), ("Cedar Park", "TX", "786")]  # fmt: skip
 STREETS = ["Oak", "Pecan", "Live Oak", "Barton Springs", "Congress", "Lamar", "Guadalupe"]
@@ -114,12 +116,15 @@ async def _demo(hub: Hub, count: int, seed: int) -> bool:
     stamps = [START + timedelta(minutes=n) for n in range(count)]
 
     async def apply(change: Change, label: str) -> ApplyResult | None:
-        try:
-            result = await hub.engine.apply(change)
-        except OwnershipViolation:
+        (item,) = await hub.engine.apply_batch([change])
+        return count_item(item, label)
+
+    def count_item(item: BatchItem, label: str) -> ApplyResult | None:
+        result = item.result
+        if isinstance(item.error, OwnershipViolation):
             tally[f"{label}: refused (not the owner)"] += 1
             return None
-        except ContractError:
+        if isinstance(item.error, ContractError) or result is None:
             tally[f"{label}: rejected (breaks the contract)"] += 1
             return None
         if result.duplicate:
@@ -136,12 +141,26 @@ async def _demo(hub: Hub, count: int, seed: int) -> bool:
         TextColumn("{task.description:<38}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=console,
     ) as progress:  # fmt: skip
-        task = progress.add_task("MLS initial load", total=count)
+        # The initial load goes in pages, as a feed would: one transaction per page, and the
+        # page's cursor committed with it.
+        task = progress.add_task("MLS initial load (pages of 100)", total=count)
         ids: list[str | None] = []
-        for fields, at in zip(generated, stamps, strict=True):
-            result = await apply(mls_change(fields, at, 1), "MLS listing")
-            ids.append(result.canonical_id if result else None)
-            progress.advance(task)
+        for start in range(0, count, PAGE):
+            page = [
+                mls_change(f, at, 1)
+                for f, at in zip(
+                    generated[start : start + PAGE], stamps[start : start + PAGE], strict=True
+                )
+            ]
+            last = page[-1].origin
+            cursor = CursorAdvance(MLS, "Property", {
+                "ModificationTimestamp": last.source_time.isoformat() if last.source_time else None,
+                "ListingKey": last.external_id,
+            })  # fmt: skip
+            for item in await hub.engine.apply_batch(page, cursor=cursor):
+                result = count_item(item, "MLS listing")
+                ids.append(result.canonical_id if result else None)
+            progress.advance(task, len(page))
 
         updates = rng.sample(range(count), k=max(1, count // 5))
         task = progress.add_task("MLS price changes", total=len(updates))
@@ -203,6 +222,7 @@ async def _report(hub: Hub, tally: Counter[str], bad_message: str) -> bool:
         async for record in uow.records.scan("Listing", limit=1_000_000):
             statuses[str(record.data.get("StandardStatus"))] += 1
         pending = len(await uow.outbox.pending(limit=1_000_000))
+        cursor = await uow.cursors.get(MLS, "Property")
         report = await uow.audit.verify()
 
     store_table = Table("in the store", "count")
@@ -210,6 +230,9 @@ async def _report(hub: Hub, tally: Counter[str], bad_message: str) -> bool:
         store_table.add_row(f"{entity} records", str(n))
     store_table.add_row("events waiting in the outbox", str(pending))
     store_table.add_row("audit log entries", str(report.entries))
+    if cursor is not None:
+        position = ", ".join(f"{k}={v}" for k, v in cursor.value.items())
+        store_table.add_row(f"{MLS} cursor", position)
     console.print(store_table)
 
     console.print("[bold]listings by StandardStatus[/bold]")

@@ -1,7 +1,14 @@
-"""Pure sync logic over the ports: ``SyncEngine.apply`` and the decisions behind it."""
+"""Pure sync logic over the ports: ``SyncEngine.apply`` / ``apply_batch`` and the decisions
+behind them."""
 
 from cadastre.sync.conflicts import Judgement, Verdict, admit, after_delete, judge
-from cadastre.sync.engine import REFUSED_EVENT, SyncEngine, forbidden_by_ownership
+from cadastre.sync.engine import (
+    REFUSED_EVENT,
+    BatchItem,
+    CursorAdvance,
+    SyncEngine,
+    forbidden_by_ownership,
+)
 from cadastre.sync.origin import (
     DELETED_FIELD,
     Stamp,
@@ -15,6 +22,8 @@ from cadastre.sync.plan import Plan, Target, Validator, plan_delete, plan_upsert
 __all__ = [
     "DELETED_FIELD",
     "REFUSED_EVENT",
+    "BatchItem",
+    "CursorAdvance",
     "Judgement",
     "Plan",
     "Stamp",

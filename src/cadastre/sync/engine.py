@@ -1,31 +1,46 @@
-"""``SyncEngine.apply``: one change, one transaction.
+"""``SyncEngine``: changes in, one transaction out.
 
-Inside one unit of work: the idempotency ledger, record id resolution, the field-by-field ``Plan``
-(``plan.py``), then the writes - record, provenance, cross-reference, one outbox event per record
-write, audit entries for what was applied and what was refused, and the ledger entry. A change
-whose every field is forbidden by ownership raises ``OwnershipViolation`` after that commit, so
-the refusal is on record either way.
+``apply_batch`` takes a page of changes for one tenant and, inside one unit of work: reads the
+idempotency ledger, the cross-references, the records (row-locked) and their provenance in bulk;
+decides each change in order against that in-memory view (``plan.py``), so later changes of the
+page see earlier ones; turns each decision into a ``WriteSet`` (``writes.py``); and writes them with
+one bulk call per table, together with the caller's sync cursor when it passes one. A change that
+breaks the contract is reported and skipped (nothing of it written or recorded); a change whose
+every field ownership forbids is reported with its refusal recorded.
+
+``apply`` is a batch of one that raises instead of reporting: ``ContractError`` (nothing written,
+nothing recorded, so a fixed change may be sent again) or ``OwnershipViolation`` (after the
+refusal is committed).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cadastre.contract.changes import ApplyResult, Change, Operation, RefusalReason
-from cadastre.contract.events import EventEnvelope, entity_event_type
-from cadastre.errors import AlreadyExists, ConcurrentUpdate, ContractError, OwnershipViolation
-from cadastre.ports import ExternalRef, FieldProvenance
-from cadastre.sync.origin import Stamp, event_source, new_record_id
-from cadastre.sync.plan import Plan, Target, Validator, plan_delete, plan_upsert
+from cadastre.errors import (
+    AlreadyExists,
+    CadastreError,
+    ConcurrentUpdate,
+    ContractError,
+    OwnershipViolation,
+)
+from cadastre.sync.origin import Stamp, new_record_id
+from cadastre.sync.plan import Target, Validator, plan_delete, plan_upsert
+from cadastre.sync.writes import REFUSED_EVENT, WriteSet, build_writes, flush
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from cadastre.observe import Metrics
     from cadastre.ownership import OwnershipRegistry
-    from cadastre.ports import Clock, Store, UnitOfWork
+    from cadastre.ports import Clock, FieldProvenance, Store, StoredRecord, UnitOfWork
 
-REFUSED_EVENT = "cadastre.write.refused.v1"
+__all__ = ["REFUSED_EVENT", "BatchItem", "CursorAdvance", "SyncEngine", "forbidden_by_ownership"]
+
 _OWNERSHIP = frozenset({RefusalReason.NOT_OWNER, RefusalReason.NO_OWNER_DECLARED})
 
 
@@ -34,6 +49,25 @@ def _contract_validator(entity: str, fields: Mapping[str, Any]) -> Mapping[str, 
     from cadastre.contract import validate_fields
 
     return validate_fields(entity, fields)
+
+
+@dataclass(frozen=True)
+class CursorAdvance:
+    """A sync cursor to store in the same transaction as the page it follows."""
+
+    connection: str
+    stream: str
+    value: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """What became of one change of a batch: a result, an error, or both (a refused change's
+    result is recorded and its ``OwnershipViolation`` reported)."""
+
+    change: Change
+    result: ApplyResult | None
+    error: CadastreError | None = None
 
 
 class SyncEngine:
@@ -61,61 +95,150 @@ class SyncEngine:
     async def apply(self, change: Change) -> ApplyResult:
         """Apply what ``change.origin`` may write; refuse the rest, field by field.
 
-        Raises ``ContractError`` (nothing written, nothing recorded: a fixed change may be sent
-        again), ``OwnershipViolation`` when ownership forbids every field (the refusal is
-        committed first), and ``ConcurrentUpdate`` (Transient) when other writers won the race
-        ``attempts`` times in a row.
+        Raises ``ContractError``, ``OwnershipViolation`` (the refusal is committed first), and
+        ``ConcurrentUpdate`` (Transient) when other writers won the race ``attempts`` times.
         """
+        (item,) = await self.apply_batch([change])
+        if item.error is not None:
+            raise item.error
+        assert item.result is not None  # noqa: S101 - no error means a result
+        return item.result
+
+    async def apply_batch(
+        self, changes: Sequence[Change], *, cursor: CursorAdvance | None = None
+    ) -> list[BatchItem]:
+        """Apply a page of changes of one tenant in one transaction; one item per change, in
+        order. ``cursor`` is stored in the same transaction, so it never runs ahead of the
+        records it covers."""
+        if not changes:
+            return []
+        tenants = {c.tenant for c in changes}
+        if len(tenants) != 1:
+            raise ValueError(f"a batch belongs to one tenant, not {sorted(tenants)}")
+        for change in changes:
+            if not self._registry.fields(change.entity):
+                raise ContractError(f"unknown entity {change.entity!r}")
         started = self._clock.monotonic()
-        if not self._registry.fields(change.entity):
-            raise ContractError(f"unknown entity {change.entity!r}")
         for attempt in range(1, self._attempts + 1):
             try:
-                result = await self._attempt(change)
+                items = await self._attempt(changes, cursor)
                 break
             except ConcurrentUpdate:
                 # Another writer committed first (same record, same external id or same
                 # idempotency key). Nothing of ours was written; a fresh read decides again.
                 if attempt == self._attempts:
                     raise
-        self._observe(change, result, self._clock.monotonic() - started)
-        if forbidden_by_ownership(result):
-            raise OwnershipViolation(_violation_message(change, result), result=result)
-        return result
+        self._observe(items, self._clock.monotonic() - started)
+        return items
 
-    async def _attempt(self, change: Change) -> ApplyResult:
-        async with self._store.unit_of_work(change.tenant) as uow:
-            seen = await uow.applied.get(change.idempotency_key)
-            if seen is not None:
-                return seen.model_copy(update={"duplicate": True})
-            result = await self._apply(uow, change)
+    async def _attempt(
+        self, changes: Sequence[Change], cursor: CursorAdvance | None
+    ) -> list[BatchItem]:
+        async with self._store.unit_of_work(changes[0].tenant) as uow:
+            view = await _View.load(uow, changes)
+            items = [await self._decide(uow, view, change) for change in changes]
+            await view.flush(uow)
+            if cursor is not None:
+                await uow.cursors.put(cursor.connection, cursor.stream, cursor.value)
             await uow.commit()
-        return result
+        return items
 
-    async def _apply(self, uow: UnitOfWork, change: Change) -> ApplyResult:
-        canonical_id, resolved = await self._resolve(uow, change)
-        current = await uow.records.get(change.entity, canonical_id, for_update=True)
-        stamps: dict[str, Stamp] = {}
-        if current is not None:
-            provenance = await uow.provenance.for_record(change.entity, canonical_id)
-            stamps = {name: Stamp.of(p) for name, p in provenance.items()}
+    async def _decide(self, uow: UnitOfWork, view: _View, change: Change) -> BatchItem:
+        seen = view.ledger.get(change.idempotency_key)
+        if seen is not None:
+            result = seen.model_copy(update={"duplicate": True})
+            return BatchItem(change, result, _violation(change, result))
+        try:
+            canonical_id, linked = view.resolve(change, self._new_id)
+        except ContractError as exc:
+            return BatchItem(change, None, exc)
+        key = (change.entity, canonical_id)
+        if key in view.touched:
+            # A second write to one record in a page: flush first, so a flush holds at most one
+            # write per record and the bulk statements stay simple.
+            await view.flush(uow)
+        current = view.records.get(key)
+        stamps = {name: Stamp.of(p) for name, p in view.provenance.get(key, {}).items()}
         target = Target(change, canonical_id, current, stamps)
-        if change.operation is Operation.DELETE:
-            plan = plan_delete(self._registry, target)
-        else:
-            plan = plan_upsert(self._registry, self._validate, target)
-        result = await self._write(uow, target, plan, link=not resolved)
-        await uow.applied.put(result)
-        return result
+        try:
+            if change.operation is Operation.DELETE:
+                plan = plan_delete(self._registry, target)
+            else:
+                plan = plan_upsert(self._registry, self._validate, target)
+        except ContractError as exc:
+            return BatchItem(change, None, exc)
+        writes = build_writes(target, plan, now=self._clock.now(), link=not linked)
+        view.add(change, writes)
+        return BatchItem(change, writes.result, _violation(change, writes.result))
 
-    async def _resolve(self, uow: UnitOfWork, change: Change) -> tuple[str, bool]:
-        """The canonical id, and whether it came from the cross-reference (already linked)."""
+    def _observe(self, items: list[BatchItem], seconds: float) -> None:
+        if self._metrics is None:
+            return
+        applied = self._metrics.counter("cadastre_changes_applied_total")
+        refused = self._metrics.counter("cadastre_fields_refused_total")
+        for item in items:
+            labels = {"tenant": item.change.tenant, "entity": item.change.entity}
+            applied.labels(outcome=_outcome(item), **labels).inc()
+            if item.result is not None and not item.result.duplicate:
+                for refusal in item.result.refused:
+                    refused.labels(reason=refusal.reason.value, **labels).inc()
+        if items:
+            per_change = seconds / len(items)
+            histogram = self._metrics.histogram("cadastre_apply_seconds")
+            for item in items:
+                histogram.labels(entity=item.change.entity).observe(per_change)
+
+
+class _View:
+    """The batch's records as the store holds them plus the writes decided so far."""
+
+    def __init__(
+        self,
+        ledger: dict[str, ApplyResult],
+        xrefs: dict[tuple[str, str, str, str], str],
+        records: dict[tuple[str, str], StoredRecord],
+        provenance: dict[tuple[str, str], dict[str, FieldProvenance]],
+    ) -> None:
+        self.ledger = ledger
+        self.xrefs = xrefs
+        self.records = records
+        self.provenance = provenance
+        self.pending: list[WriteSet] = []
+        self.touched: set[tuple[str, str]] = set()
+
+    @classmethod
+    async def load(cls, uow: UnitOfWork, changes: Sequence[Change]) -> _View:
+        ledger = await uow.applied.get_many(list(dict.fromkeys(c.idempotency_key for c in changes)))
+        wanted: defaultdict[tuple[str, str, str], set[str]] = defaultdict(set)
+        for change in changes:
+            if change.origin.external_id is not None:
+                wanted[_xref_group(change)].add(change.origin.external_id)
+        xrefs: dict[tuple[str, str, str, str], str] = {}
+        for (system, connection, entity), external_ids in wanted.items():
+            found = await uow.xref.resolve_many(system, connection, entity, sorted(external_ids))
+            xrefs.update({(system, connection, entity, x): cid for x, cid in found.items()})
+        ids: defaultdict[str, set[str]] = defaultdict(set)
+        for change in changes:
+            if change.canonical_id is not None:
+                ids[change.entity].add(change.canonical_id)
+            if (linked := xrefs.get(_xref_key(change))) is not None:
+                ids[change.entity].add(linked)
+        records: dict[tuple[str, str], StoredRecord] = {}
+        provenance: dict[tuple[str, str], dict[str, FieldProvenance]] = {}
+        for entity, id_set in ids.items():
+            ordered = sorted(id_set)  # one lock order for every writer: no deadlocks
+            for id, record in (
+                await uow.records.get_many(entity, ordered, for_update=True)
+            ).items():
+                records[(entity, id)] = record
+            for id, fields in (await uow.provenance.for_records(entity, ordered)).items():
+                provenance[(entity, id)] = fields
+        return cls(ledger, xrefs, records, provenance)
+
+    def resolve(self, change: Change, new_id: Callable[[], str]) -> tuple[str, bool]:
+        """The canonical id, and whether the external id is already linked to it."""
         origin = change.origin
-        found = None
-        if origin.external_id is not None:
-            found = await uow.xref.resolve(
-                origin.system, origin.connection or "", change.entity, origin.external_id
-            )
+        found = self.xrefs.get(_xref_key(change)) if origin.external_id is not None else None
         if change.canonical_id is not None:
             if found is not None and found != change.canonical_id:
                 raise ContractError(
@@ -125,148 +248,49 @@ class SyncEngine:
             return change.canonical_id, found is not None
         if found is not None:
             return found, True
-        return self._new_id(), False
+        return new_id(), False
 
-    async def _write(
-        self, uow: UnitOfWork, target: Target, plan: Plan, *, link: bool
-    ) -> ApplyResult:
-        change, current, now = target.change, target.current, self._clock.now()
-        entity, canonical_id, origin = change.entity, target.canonical_id, change.origin
-        version = current.version if current is not None else 0
-        event_id = None
-        if plan.writes_record:
-            base = dict(current.data) if current is not None and not plan.delete else {}
-            for name in plan.removed:
-                base.pop(name, None)
-            stored = await uow.records.put(
-                entity,
-                canonical_id,
-                {**base, **plan.values},
-                expected_version=version,
-                deleted=plan.delete,
+    def add(self, change: Change, writes: WriteSet) -> None:
+        key = (change.entity, writes.result.canonical_id)
+        self.pending.append(writes)
+        self.ledger[change.idempotency_key] = writes.result
+        if writes.link is not None:
+            link = writes.link
+            self.xrefs[(link.system, link.connection, link.entity, link.external_id)] = (
+                link.canonical_id
             )
-            version = stored.version
-        if plan.stamps:
-            await uow.provenance.record(
-                [
-                    FieldProvenance(
-                        entity, canonical_id, name, s.system, s.connection, s.source_time,
-                        s.source_version, change.confidence, now,
-                    )
-                    for name, s in plan.stamps.items()
-                ]
-            )  # fmt: skip
-        exists = current is not None or plan.writes_record or bool(plan.stamps)
-        if link and exists and origin.external_id is not None:
-            ref = ExternalRef(
-                origin.system, origin.connection or "", entity, origin.external_id, canonical_id
-            )
-            try:
-                await uow.xref.link(ref)
-            except AlreadyExists:
-                # _resolve found no link, so another transaction linked this external id after
-                # we looked: a race, not a conflict. The retry will resolve to its record.
-                raise ConcurrentUpdate(
-                    f"{origin.system} {entity} {origin.external_id!r} was linked concurrently"
-                ) from None
-        if plan.writes_record:
-            event_id = await self._record_write(uow, target, plan, version)
-        if plan.refused:
-            await self._record_refusal(uow, target, plan)
-        return ApplyResult(
-            tenant=change.tenant,
-            entity=entity,
-            canonical_id=canonical_id,
-            idempotency_key=change.idempotency_key,
-            applied=[*plan.values, *plan.removed],
-            unchanged=plan.unchanged,
-            refused=plan.refused,
-            version=version,
-            created=plan.create and plan.writes_record,
-            deleted=plan.delete,
-            event_id=event_id,
-        )
+        if writes.provenance:
+            fields = {p.field: p for p in writes.provenance}
+            self.provenance[key] = {**self.provenance.get(key, {}), **fields}
+        if writes.record is not None or writes.provenance:
+            self.touched.add(key)
 
-    async def _record_write(self, uow: UnitOfWork, target: Target, plan: Plan, version: int) -> str:
-        change = target.change
-        verb = "deleted" if plan.delete else "created" if plan.create else "updated"
-        event = EventEnvelope(
-            source=event_source(change.origin),
-            type=entity_event_type(change.entity, verb),
-            subject=target.canonical_id,
-            time=self._clock.now(),
-            tenant=change.tenant,
-            data={
-                "entity": change.entity,
-                "fields": {**dict.fromkeys(plan.removed), **plan.values},
-                "removed": plan.removed,
-                "origin": change.origin.model_dump(mode="json"),
-                "version": version,
-                "idempotency_key": change.idempotency_key,
-                "causation_id": change.origin.causation_id,
-            },
-        )
-        await uow.outbox.add(event)
-        await uow.audit.append(
-            actor=change.origin.system,
-            action="change.applied",
-            entity=change.entity,
-            entity_id=target.canonical_id,
-            detail={
-                "operation": verb,
-                "applied": list(plan.values),
-                "removed": plan.removed,
-                "unchanged": plan.unchanged,
-                "version": version,
-                "connection": change.origin.connection,
-                "idempotency_key": change.idempotency_key,
-                "event_id": event.id,
-            },
-        )
-        return event.id
+    async def flush(self, uow: UnitOfWork) -> None:
+        try:
+            stored = await flush(uow, self.pending)
+        except AlreadyExists as exc:
+            # Only a link can collide here, and only because another transaction linked the
+            # same external id after we looked: a race, which a fresh read resolves.
+            raise ConcurrentUpdate(f"linked concurrently: {exc}") from None
+        for record in stored:
+            self.records[(record.entity, record.id)] = record
+        self.pending, self.touched = [], set()
 
-    async def _record_refusal(self, uow: UnitOfWork, target: Target, plan: Plan) -> None:
-        change = target.change
-        detail = {
-            "entity": change.entity,
-            "system": change.origin.system,
-            "connection": change.origin.connection,
-            "external_id": change.origin.external_id,
-            "idempotency_key": change.idempotency_key,
-            "refused": [r.model_dump(mode="json") for r in plan.refused],
-        }
-        await uow.audit.append(
-            actor=change.origin.system,
-            action="write.refused",
-            entity=change.entity,
-            entity_id=target.canonical_id,
-            detail=detail,
-        )
-        await uow.outbox.add(
-            EventEnvelope(
-                source=event_source(change.origin),
-                type=REFUSED_EVENT,
-                subject=target.canonical_id,
-                time=self._clock.now(),
-                tenant=change.tenant,
-                data=detail,
-            )
-        )
 
-    def _observe(self, change: Change, result: ApplyResult, seconds: float) -> None:
-        if self._metrics is None:
-            return
-        labels = {"tenant": change.tenant, "entity": change.entity}
-        self._metrics.counter("cadastre_changes_applied_total").labels(
-            outcome=_outcome(result), **labels
-        ).inc()
-        if not result.duplicate:
-            refused = self._metrics.counter("cadastre_fields_refused_total")
-            for refusal in result.refused:
-                refused.labels(reason=refusal.reason.value, **labels).inc()
-        self._metrics.histogram("cadastre_apply_seconds").labels(entity=change.entity).observe(
-            seconds
-        )
+def _xref_group(change: Change) -> tuple[str, str, str]:
+    return (change.origin.system, change.origin.connection or "", change.entity)
+
+
+def _xref_key(change: Change) -> tuple[str, str, str, str]:
+    return (*_xref_group(change), change.origin.external_id or "")
+
+
+def _violation(change: Change, result: ApplyResult) -> OwnershipViolation | None:
+    if not forbidden_by_ownership(result):
+        return None
+    reasons = "; ".join(f"{r.field}: {r.reason.value} ({r.detail})" for r in result.refused)
+    message = f"{change.origin.system} may not write {change.entity} {result.canonical_id}: "
+    return OwnershipViolation(message + reasons, result=result)
 
 
 def forbidden_by_ownership(result: ApplyResult) -> bool:
@@ -279,7 +303,10 @@ def forbidden_by_ownership(result: ApplyResult) -> bool:
     return bool(reasons & _OWNERSHIP) and reasons <= _OWNERSHIP | {RefusalReason.UNKNOWN_FIELD}
 
 
-def _outcome(result: ApplyResult) -> str:
+def _outcome(item: BatchItem) -> str:
+    result = item.result
+    if result is None:
+        return "rejected"
     if result.duplicate:
         return "duplicate"
     if result.deleted:
@@ -287,8 +314,3 @@ def _outcome(result: ApplyResult) -> str:
     if result.applied:
         return "applied"
     return "refused" if result.refused else "unchanged"
-
-
-def _violation_message(change: Change, result: ApplyResult) -> str:
-    reasons = "; ".join(f"{r.field}: {r.reason.value} ({r.detail})" for r in result.refused)
-    return f"{change.origin.system} may not write {change.entity} {result.canonical_id}: {reasons}"

@@ -1,0 +1,167 @@
+"""What a decided ``Plan`` writes, as data (``WriteSet``), and how a batch of them is flushed.
+
+Building the writes is pure, so the engine can decide a whole page of changes in memory and then
+write it with a handful of bulk statements: one per table, not one per change and table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cadastre.contract.changes import ApplyResult
+from cadastre.contract.events import EventEnvelope, entity_event_type
+from cadastre.ports import AuditDraft, ExternalRef, FieldProvenance, RecordWrite, StoredRecord
+from cadastre.sync.origin import event_source
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from cadastre.ports import UnitOfWork
+    from cadastre.sync.plan import Plan, Target
+
+REFUSED_EVENT = "cadastre.write.refused.v1"
+
+
+@dataclass
+class WriteSet:
+    """Everything one change writes, in the order a flush writes it."""
+
+    result: ApplyResult
+    record: RecordWrite | None = None
+    provenance: list[FieldProvenance] = field(default_factory=list)
+    link: ExternalRef | None = None
+    events: list[EventEnvelope] = field(default_factory=list)
+    audit: list[AuditDraft] = field(default_factory=list)
+
+
+def build_writes(target: Target, plan: Plan, *, now: datetime, link: bool) -> WriteSet:
+    change, current = target.change, target.current
+    entity, canonical_id, origin = change.entity, target.canonical_id, change.origin
+    version = current.version if current is not None else 0
+    writes = WriteSet(
+        result=ApplyResult(
+            tenant=change.tenant,
+            entity=entity,
+            canonical_id=canonical_id,
+            idempotency_key=change.idempotency_key,
+            applied=[*plan.values, *plan.removed],
+            unchanged=plan.unchanged,
+            refused=plan.refused,
+            version=version + 1 if plan.writes_record else version,
+            created=plan.create and plan.writes_record,
+            deleted=plan.delete,
+        )
+    )
+    if plan.writes_record:
+        base = dict(current.data) if current is not None and not plan.delete else {}
+        for name in plan.removed:
+            base.pop(name, None)
+        writes.record = RecordWrite(
+            entity, canonical_id, {**base, **plan.values}, expected_version=version,
+            deleted=plan.delete,
+        )  # fmt: skip
+    writes.provenance = [
+        FieldProvenance(
+            entity, canonical_id, name, s.system, s.connection, s.source_time, s.source_version,
+            change.confidence, now,
+        )
+        for name, s in plan.stamps.items()
+    ]  # fmt: skip
+    exists = current is not None or plan.writes_record or bool(plan.stamps)
+    if link and exists and origin.external_id is not None:
+        writes.link = ExternalRef(
+            origin.system, origin.connection or "", entity, origin.external_id, canonical_id
+        )
+    if plan.writes_record:
+        _record_write(writes, target, plan, now)
+    if plan.refused:
+        _record_refusal(writes, target, now)
+    return writes
+
+
+def _record_write(writes: WriteSet, target: Target, plan: Plan, now: datetime) -> None:
+    change, version = target.change, writes.result.version
+    verb = "deleted" if plan.delete else "created" if plan.create else "updated"
+    event = EventEnvelope(
+        source=event_source(change.origin),
+        type=entity_event_type(change.entity, verb),
+        subject=target.canonical_id,
+        time=now,
+        tenant=change.tenant,
+        data={
+            "entity": change.entity,
+            "fields": {**dict.fromkeys(plan.removed), **plan.values},
+            "removed": plan.removed,
+            "origin": change.origin.model_dump(mode="json"),
+            "version": version,
+            "idempotency_key": change.idempotency_key,
+            "causation_id": change.origin.causation_id,
+        },
+    )
+    writes.events.append(event)
+    writes.result = writes.result.model_copy(update={"event_id": event.id})
+    writes.audit.append(
+        AuditDraft(
+            actor=change.origin.system,
+            action="change.applied",
+            entity=change.entity,
+            entity_id=target.canonical_id,
+            detail={
+                "operation": verb,
+                "applied": list(plan.values),
+                "removed": plan.removed,
+                "unchanged": plan.unchanged,
+                "version": version,
+                "connection": change.origin.connection,
+                "idempotency_key": change.idempotency_key,
+                "event_id": event.id,
+            },
+        )
+    )
+
+
+def _record_refusal(writes: WriteSet, target: Target, now: datetime) -> None:
+    change = target.change
+    detail: dict[str, Any] = {
+        "entity": change.entity,
+        "system": change.origin.system,
+        "connection": change.origin.connection,
+        "external_id": change.origin.external_id,
+        "idempotency_key": change.idempotency_key,
+        "refused": [r.model_dump(mode="json") for r in writes.result.refused],
+    }
+    writes.audit.append(
+        AuditDraft(
+            actor=change.origin.system,
+            action="write.refused",
+            entity=change.entity,
+            entity_id=target.canonical_id,
+            detail=detail,
+        )
+    )
+    writes.events.append(
+        EventEnvelope(
+            source=event_source(change.origin),
+            type=REFUSED_EVENT,
+            subject=target.canonical_id,
+            time=now,
+            tenant=change.tenant,
+            data=detail,
+        )
+    )
+
+
+async def flush(uow: UnitOfWork, batch: list[WriteSet]) -> list[StoredRecord]:
+    """Write a batch (at most one record write per record) with one bulk call per table."""
+    if not batch:
+        return []
+    stored = await uow.records.put_many([w.record for w in batch if w.record is not None])
+    provenance = [p for w in batch for p in w.provenance]
+    if provenance:
+        await uow.provenance.record(provenance)
+    await uow.xref.link_many([w.link for w in batch if w.link is not None])
+    await uow.outbox.add_many([e for w in batch for e in w.events])
+    await uow.audit.append_many([a for w in batch for a in w.audit])
+    await uow.applied.put_many([w.result for w in batch])
+    return stored
