@@ -68,6 +68,45 @@ class ApplyConcurrency:
             assert len(await uow.outbox.pending(limit=1000)) == 1
             assert (await uow.audit.verify()).entries == 1
 
+    async def test_overlapping_pages_in_opposite_orders_all_land(
+        self, store: SqlAlchemyStore
+    ) -> None:
+        """Pages that create and update the same records in opposite orders: no deadlock
+        surfaces, nothing is lost, and every record ends at its newest value."""
+        engine = SyncEngine(store, load_registry(), FakeClock())
+        keys = [f"L{n:02d}" for n in range(30)]
+
+        def page(order: list[str], minute: int) -> list[Change]:
+            return [
+                Change(
+                    tenant="acme",
+                    entity="Listing",
+                    fields={"ListingKey": k, "ListPrice": str(minute * 1000 + i)},
+                    origin=Origin(
+                        system="mls",
+                        connection="austin",
+                        external_id=k,
+                        source_time=T0 + timedelta(minutes=minute, seconds=i),
+                    ),
+                )
+                for i, k in enumerate(order)
+            ]
+
+        pages = [page(keys if m % 2 else keys[::-1], m) for m in range(1, 7)]
+        results = await asyncio.gather(*(engine.apply_batch(p) for p in pages))
+        assert all(item.error is None for items in results for item in items)
+        async with store.unit_of_work("acme") as uow:
+            assert await uow.records.count("Listing") == len(keys)
+            newest = {item.change.origin.external_id: item.change for item in results[-1]}
+            for key, change in newest.items():
+                assert key is not None
+                canonical = await uow.xref.resolve("mls", "austin", "Listing", key)
+                assert canonical is not None
+                record = await uow.records.get("Listing", canonical)
+                assert record is not None
+                assert record.data["ListPrice"] == change.fields["ListPrice"]
+            assert (await uow.audit.verify()).ok
+
 
 class TestSqliteApply(ApplyConcurrency):
     @pytest.fixture
@@ -88,4 +127,38 @@ class TestPostgresApply(ApplyConcurrency):
             await conn.execute(text(f"TRUNCATE {', '.join(TABLE_NAMES)} RESTART IDENTITY"))
         await store.create_tenant("acme", "Acme")
         yield store
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_real_deadlock_is_a_lost_race_not_an_outage(postgres_url: str) -> None:
+    from cadastre.errors import ConcurrentUpdate
+
+    store = PostgresStore(postgres_url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {', '.join(TABLE_NAMES)} RESTART IDENTITY"))
+        await store.create_tenant("t1", "one")
+        await store.create_tenant("t2", "two")
+        both_locked = asyncio.Barrier(2)
+
+        async def cross(first: str, second: str) -> None:
+            async with store.unit_of_work("t1") as uow:
+                await uow.execute(
+                    text("UPDATE tenants SET name = name WHERE id = :i").bindparams(i=first)
+                )
+                await both_locked.wait()
+                await uow.execute(
+                    text("UPDATE tenants SET name = name WHERE id = :i").bindparams(i=second)
+                )
+                await uow.commit()
+
+        outcomes = await asyncio.gather(
+            cross("t1", "t2"), cross("t2", "t1"), return_exceptions=True
+        )
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(errors) == 1, outcomes  # PostgreSQL picks one victim
+        assert isinstance(errors[0], ConcurrentUpdate)
+        assert "deadlock" in str(errors[0]).lower()
+    finally:
         await store.close()

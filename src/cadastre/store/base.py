@@ -20,7 +20,13 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 
 from cadastre.clock import SystemClock
-from cadastre.errors import AlreadyExists, CadastreError, StoreError, StoreUnavailable
+from cadastre.errors import (
+    AlreadyExists,
+    CadastreError,
+    ConcurrentUpdate,
+    StoreError,
+    StoreUnavailable,
+)
 from cadastre.ports import ApiKey, Tenant
 from cadastre.store import tables as t
 from cadastre.store.repositories.directory import SqlConnections, SqlKeys, key_from_row
@@ -75,6 +81,10 @@ class SqlAlchemyStore:
 
     async def lock_audit_chain(self, uow: SqlAlchemyUnitOfWork) -> None:
         """Serialise audit appends for ``uow.tenant`` until the transaction ends."""
+
+    def is_lost_race(self, error: sa_exc.DBAPIError) -> bool:
+        """A deadlock or serialisation failure: retryable as ``ConcurrentUpdate``."""
+        return False
 
     def is_unavailable(self, error: sa_exc.DBAPIError) -> bool:
         return isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError) or (
@@ -181,6 +191,8 @@ class _Translate:
         if exc is None or isinstance(exc, CadastreError):
             return
         if isinstance(exc, sa_exc.DBAPIError):
+            if self._store.is_lost_race(exc):
+                raise ConcurrentUpdate(f"database: {type(exc.orig).__name__}: {exc.orig}") from exc
             kind = StoreUnavailable if self._store.is_unavailable(exc) else StoreError
             raise kind(f"database: {type(exc.orig).__name__}: {exc.orig}") from exc
         if isinstance(exc, sa_exc.TimeoutError | ConnectionError | OSError):

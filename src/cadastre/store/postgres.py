@@ -28,7 +28,10 @@ if TYPE_CHECKING:
     from cadastre.ports import Clock
 
 # SQLSTATEs that mean "the same unit of work may succeed if run again"
-_TRANSIENT = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300"}
+# Serialisation failures and detected deadlocks: the transaction lost a race and was rolled
+# back; a fresh read and retry succeeds, so they are ConcurrentUpdate rather than an outage.
+_LOST_RACE = {"40001", "40P01"}
+_TRANSIENT = {"55P03", "57014", "57P01", "57P02", "57P03", "53300"}
 _LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
@@ -67,6 +70,9 @@ class PostgresStore(SqlAlchemyStore):
 
     async def lock_audit_chain(self, uow: SqlAlchemyUnitOfWork) -> None:
         await uow.execute(_LOCK.bindparams(key=audit_lock_key(uow.tenant)))
+
+    def is_lost_race(self, error: DBAPIError) -> bool:
+        return getattr(error.orig, "sqlstate", None) in _LOST_RACE
 
     def is_unavailable(self, error: DBAPIError) -> bool:
         sqlstate = getattr(error.orig, "sqlstate", None)

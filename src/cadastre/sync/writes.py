@@ -160,8 +160,15 @@ async def flush(uow: UnitOfWork, batch: list[WriteSet]) -> list[StoredRecord]:
     provenance = [p for w in batch for p in w.provenance]
     if provenance:
         await uow.provenance.record(provenance)
-    await uow.xref.link_many([w.link for w in batch if w.link is not None])
+    # Links and ledger keys can collide with a concurrent batch's; inserting them in one global
+    # order means two batches wait for each other in turn instead of deadlocking.
+    links = sorted((w.link for w in batch if w.link is not None), key=_link_order)
+    await uow.xref.link_many(links)
     await uow.outbox.add_many([e for w in batch for e in w.events])
     await uow.audit.append_many([a for w in batch for a in w.audit])
-    await uow.applied.put_many([w.result for w in batch])
+    await uow.applied.put_many(sorted((w.result for w in batch), key=lambda r: r.idempotency_key))
     return stored
+
+
+def _link_order(ref: ExternalRef) -> tuple[str, str, str, str]:
+    return (ref.system, ref.connection, ref.entity, ref.external_id)
