@@ -230,10 +230,10 @@ async def _report(hub: Hub, tally: Counter[str], bad_message: str) -> bool:
         store_table.add_row(f"{entity} records", str(n))
     store_table.add_row("events waiting in the outbox", str(pending))
     store_table.add_row("audit log entries", str(report.entries))
+    console.print(store_table)
     if cursor is not None:
         position = ", ".join(f"{k}={v}" for k, v in cursor.value.items())
-        store_table.add_row(f"{MLS} cursor", position)
-    console.print(store_table)
+        console.print(f"{MLS} cursor (committed with its last page): {position}", highlight=False)
 
     console.print("[bold]listings by StandardStatus[/bold]")
     widest = max(statuses.values(), default=1)
