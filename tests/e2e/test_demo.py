@@ -41,6 +41,8 @@ def test_demo_runs_on_the_embedded_default_and_is_idempotent(tmp_path: Path) -> 
     assert _count(first, "MLS re-delivery: duplicate (idempotent)") == 40
     assert "invalid StandardStatus 'Sold-ish': rejected, nothing written" in first
     assert "audit chain: intact" in first
+    cursor = r"demo-mls cursor \(committed with its last page\): .*ListingKey=L000040"
+    assert re.search(cursor, first)
 
     second = _run_demo(tmp_path, "--listings", "40")
     assert _count(second, "MLS listing: duplicate (idempotent)") == 40
