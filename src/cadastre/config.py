@@ -1,4 +1,5 @@
-"""Settings, read from ``CADASTRE_*`` environment variables (and ``.env``).
+"""Settings, read from ``CADASTRE_*`` environment variables (and ``.env``), and the strict YAML
+loader every configuration file goes through.
 
 The embedded default needs nothing: SQLite under ``./var/``, the in-process bus, in-memory limits.
 The distributed mode is the same code with other URLs.
@@ -7,12 +8,17 @@ The distributed mode is the same code with other URLs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import yaml
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+if TYPE_CHECKING:
+    from collections.abc import Hashable
+
 DEFAULT_DATA_DIR = Path("var")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -29,8 +35,9 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; unset means SQLite at <data_dir>/cadastre.db",
     )
     bus: Literal["memory", "nats"] = "memory"
-    nats_url: str = "nats://127.0.0.1:4222"
-    redis_url: str | None = None
+    # SecretStr like database_url: these URLs may carry a password (redis://:pw@host/0).
+    nats_url: SecretStr = SecretStr("nats://127.0.0.1:4222")
+    redis_url: SecretStr | None = None
     ownership_file: Path | None = Field(
         default=None, description="system-of-record YAML; unset means the packaged default"
     )
@@ -42,10 +49,61 @@ class Settings(BaseSettings):
 
     @field_validator("log_level")
     @classmethod
-    def _upper(cls, value: str) -> str:
-        return value.upper()
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}; got {value!r}")
+        return level
 
     def resolved_database_url(self) -> str:
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite+aiosqlite:///{(self.data_dir / 'cadastre.db').as_posix()}"
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A YAML mapping names the same key twice. Plain YAML loaders keep the last value silently,
+    which turns a typo into a different configuration."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (plain data only) that refuses duplicate mapping keys.
+
+    Keys that a merge (``<<: *anchor``) brings in may still be overridden: that is what merges
+    are for. Only keys written twice in the same mapping are an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first_line.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if seen is not None:
+                raise DuplicateKeyError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r} (first given at line {seen})",
+                    key_node.start_mark,
+                )
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, *, source: str = "<yaml>") -> Any:
+    """Parse one YAML document with ``StrictLoader``: plain data only, and a key given twice in
+    one mapping raises ``DuplicateKeyError`` naming the key and both lines.
+
+    Errors are ``yaml.YAMLError``; marked ones carry ``source`` as the file name and the line in
+    ``problem_mark``. ``str(error)`` quotes the offending line, so a caller reading a file that
+    may hold a secret must report ``problem_mark.line`` only (``DuplicateKeyError.problem`` names
+    a key, never a value)."""
+    loader = StrictLoader(text)
+    loader.name = source
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()

@@ -2,7 +2,11 @@
 
 Connections are configuration as code: ``import_yaml`` / ``export_yaml`` round-trip them, and every
 change is kept as a numbered version. A connection names a credential reference; a config that
-looks like it carries a secret is refused, so secrets cannot slip into the database this way.
+looks like it carries a secret is refused, so secrets cannot slip into the database this way: a key
+that names a secret (``password``, ``client_secret``, ``authorization`` ...), a URL with a password
+in its userinfo, or a value shaped like an ``Authorization`` header (``Bearer ...``), at any depth
+of dicts and lists. Keys that only *name* such things (``token_url``, ``api_key_header``,
+``session_timeout_seconds``) are settings, not secrets, and are allowed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cadastre.config import DuplicateKeyError, load_yaml
 from cadastre.errors import AlreadyExists, ConfigurationError, NotFound
 from cadastre.ports import (
     Clock,
@@ -26,7 +31,17 @@ from cadastre.ports import (
 )
 
 _NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
-_SECRET_KEY = re.compile(r"(secret|password|passwd|token|api[-_]?key|private[-_]?key)", re.I)
+_SECRET_KEY = re.compile(
+    r"(secret|pass(word|wd|phrase)|pwd|token|api[-_]?key|private[-_]?key|access[-_]?key|"
+    r"authorization|cookie|credential|session)",
+    re.I,
+)
+# ...unless the name says the value is where/which/how long, not the secret itself
+_SETTING_KEY = re.compile(r"[_-](url|uri|endpoint|header|name|seconds|ttl|path)$", re.I)
+# scheme://user:password@host, scheme://:password@host (a password may itself hold '@')
+_URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s?#]*@", re.I)
+# the value of an Authorization header: "Bearer abc", "Basic dXNl...", "Token abc"
+_AUTH_VALUE = re.compile(r"\s*(bearer|basic|digest|token)\s+[A-Za-z0-9._~+/=-]+\s*", re.I)
 
 
 class ConnectionSpec(BaseModel):
@@ -50,15 +65,33 @@ class ConnectionsFile(BaseModel):
 
 
 def _refuse_secrets(config: Mapping[str, Any], path: str = "config") -> None:
-    for key, value in config.items():
-        where = f"{path}.{key}"
-        if _SECRET_KEY.search(str(key)):
-            raise ConfigurationError(
-                f"{where} looks like a secret; connections never store secrets: put it in a "
-                "credential and set 'credential: env:NAME' or 'file:NAME' instead"
-            )
-        if isinstance(value, Mapping):
-            _refuse_secrets(value, where)
+    """Raise ``ConfigurationError`` naming where (never what) a secret seems to be."""
+    _check(config, path)
+
+
+def _check(value: Any, where: str) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            inner = f"{where}.{key}"
+            name = str(key)
+            if _SECRET_KEY.search(name) and not _SETTING_KEY.search(name):
+                raise _refusal(inner, "names a secret")
+            _check(item, inner)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check(item, f"{where}[{index}]")
+    elif isinstance(value, str):
+        if _URL_PASSWORD.search(value):
+            raise _refusal(where, "is a URL with a password in it")
+        if _AUTH_VALUE.fullmatch(value):
+            raise _refusal(where, "looks like an Authorization credential")
+
+
+def _refusal(where: str, why: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{where} {why}; connections never store secrets: put it in a credential and set "
+        "'credential: env:NAME' or 'file:NAME' instead"
+    )
 
 
 class ConnectionService:
@@ -68,6 +101,7 @@ class ConnectionService:
 
     async def add(self, tenant: str, spec: ConnectionSpec, *, actor: str = "cli") -> Connection:
         _refuse_secrets(spec.config)
+        await self._require_tenant(tenant)
         async with self._store.unit_of_work(tenant) as uow:
             if await uow.connections.get(spec.name) is not None:
                 raise AlreadyExists(f"connection {spec.name!r} already exists in {tenant!r}")
@@ -107,6 +141,7 @@ class ConnectionService:
         document = parse_connections_yaml(text)
         for spec in document.connections:
             _refuse_secrets(spec.config, f"{spec.name}.config")
+        await self._require_tenant(tenant)
         outcome: dict[str, str] = {}
         async with self._store.unit_of_work(tenant) as uow:
             for spec in document.connections:
@@ -133,6 +168,10 @@ class ConnectionService:
     async def export_yaml(self, tenant: str) -> str:
         document = ConnectionsFile(connections=[to_spec(c) for c in await self.all(tenant)])
         return yaml.safe_dump(document.model_dump(mode="json"), sort_keys=False)
+
+    async def _require_tenant(self, tenant: str) -> None:
+        if await self._store.get_tenant(tenant) is None:
+            raise NotFound(f"tenant {tenant!r} does not exist")
 
     async def _set_status(
         self, tenant: str, name: str, status: ConnectionStatus, actor: str, change: str
@@ -185,9 +224,15 @@ def to_spec(connection: Connection) -> ConnectionSpec:
 
 def parse_connections_yaml(text: str) -> ConnectionsFile:
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text, source="connections file")
+    except DuplicateKeyError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise ConfigurationError(f"connections file line {line}: {exc.problem}") from None
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"connections file is not valid YAML: {exc}") from None
+        # the parser's message quotes the offending line, which may hold a secret
+        mark = getattr(exc, "problem_mark", None)
+        where = f" near line {mark.line + 1}" if mark is not None else ""
+        raise ConfigurationError(f"connections file is not valid YAML{where}") from None
     try:
         document = ConnectionsFile.model_validate(raw or {})
     except ValidationError as exc:

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from cadastre.errors import AuthenticationError, NotFound
@@ -26,7 +26,8 @@ _KEY = re.compile(r"^cad_(k[0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 @dataclass(frozen=True)
 class IssuedKey:
     record: ApiKey
-    plaintext: str  # shown once to the person who asked for it; never stored or logged
+    # shown once to the person who asked for it; never stored, logged or printed by repr()
+    plaintext: str = field(repr=False)
 
 
 def _hash(secret: str) -> str:

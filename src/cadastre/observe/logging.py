@@ -1,10 +1,12 @@
 """Structured JSON logs with secret redaction and log-forging protection.
 
-Every record leaves as one JSON object per line. Before it does, ``RedactingFilter`` replaces
-(1) values of registered secrets wherever they appear, (2) values of keys that name secrets
-(``password``, ``client_secret``, ``authorization`` ...) in structured extras, and (3) bearer
-tokens / basic credentials / URL userinfo in free text. Control characters (newlines, ANSI escapes)
-in messages are escaped so a vendor field cannot forge a log line (CWE-117).
+Every record leaves as one JSON object per line (or, with ``json=False``, one plain text line).
+Before it does, ``RedactingFilter`` replaces (1) values of registered secrets wherever they appear,
+(2) values of keys that name secrets (``password``, ``client_secret``, ``authorization`` ...) in
+structured extras, and (3) bearer tokens / basic credentials / ``Authorization`` values / URL
+userinfo in free text. The formatters redact tracebacks and stacks the same way. Control
+characters (newlines, ANSI escapes) are escaped so a vendor field cannot forge a log line
+(CWE-117).
 """
 
 from __future__ import annotations
@@ -22,19 +24,29 @@ import orjson
 REDACTED = "[REDACTED]"
 
 SECRET_KEY = re.compile(
-    r"(pass(word|wd)?|secret|token|api[-_]?key|authorization|cookie|credential|private[-_]?key|"
-    r"signature|session)",
+    r"(pass(word|wd|phrase)?|pwd|secret|token|api[-_]?key|access[-_]?key|authorization|cookie|"
+    r"credential|private[-_]?key|signature|session)",
     re.IGNORECASE,
 )
 _FREE_TEXT = [
     # Authorization: Bearer abc / Basic abc
     (re.compile(r"(?i)\b(bearer|basic|digest)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + REDACTED),
-    # scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+):[^/\s@]+@"), r"\1:" + REDACTED + "@"),
+    # Authorization: <any scheme> <credential>, Authorization=<credential>, JSON-quoted or not
+    (
+        re.compile(
+            r"(?i)\b((?:proxy-)?authorization[\"']?\s*[=:]\s*[\"']?)"
+            r"([A-Za-z][A-Za-z0-9-]*\s+)?[^\s,;&\"']+"
+        ),
+        r"\1\2" + REDACTED,
+    ),
+    # scheme://user:password@host and scheme://:password@host. The password runs to the last '@'
+    # before the path, so one that contains '@' is redacted whole.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s?#]*@"), r"\1:" + REDACTED + "@"),
     # key=value / key: value pairs whose key names a secret
     (
         re.compile(
-            r"(?i)\b([a-z0-9_-]*(?:password|secret|token|api[-_]?key)[a-z0-9_-]*)"
+            r"(?i)\b([a-z0-9_-]*(?:pass(?:word|wd|phrase)|pwd|secret|token|api[-_]?key|"
+            r"access[-_]?key|private[-_]?key)[a-z0-9_-]*)"
             r"([\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
         ),
         r"\1\2" + REDACTED,
@@ -55,9 +67,17 @@ class SecretRegistry:
     def __init__(self) -> None:
         self._values: set[str] = set()
 
+    MIN_LENGTH: ClassVar[int] = 6
+
     def add(self, value: str) -> None:
-        # Very short values would redact ordinary words; such secrets are refused at creation.
-        if len(value) >= 6:
+        """Scrub ``value`` from every later log line.
+
+        Values shorter than ``MIN_LENGTH`` are *not* scrubbed by value: replacing them everywhere
+        would eat ordinary words and numbers, and credentials legitimately carry short non-secret
+        fields (a ``client_id``, a region). A short secret is still redacted where its key names a
+        secret (``password=...``, an extra named ``client_secret``) or its shape gives it away
+        (bearer tokens, URL userinfo) - but not when it appears bare in free text."""
+        if len(value) >= self.MIN_LENGTH:
             with self._lock:
                 self._values.add(value)
 
@@ -119,12 +139,49 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD_ATTRS and not key.startswith("_")
         )
         if record.exc_info:
-            entry["exc"] = neutralise(redact_text(self.formatException(record.exc_info)))
+            entry["exc"] = neutralise(self.formatException(record.exc_info))
+        if record.stack_info:
+            entry["stack"] = neutralise(self.formatStack(record.stack_info))
         return orjson.dumps(entry, default=str).decode()
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return redact_text(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+        return redact_text(super().formatStack(stack_info))
+
+
+class PlainFormatter(logging.Formatter):
+    """``LEVEL logger: message`` for people at a terminal, with the JSON formatter's guarantees:
+    the message, traceback and stack are redacted, and control characters (newlines included)
+    are escaped, so one record is one line and a vendor value cannot forge another."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Not super().format(): it would reuse a traceback another handler cached unredacted.
+        record.message = redact_text(record.getMessage())
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            text += "\n" + self.formatStack(record.stack_info)
+        return neutralise(text)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return redact_text(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+        return redact_text(super().formatStack(stack_info))
 
 
 def configure_logging(level: str = "INFO", *, json: bool = True, stream: Any = None) -> None:
-    """Install the redacting JSON handler on the ``cadastre`` logger (idempotent)."""
+    """Install the redacting handler on the ``cadastre`` logger (idempotent): JSON lines, or
+    plain ``LEVEL logger: message`` lines when ``json`` is false - redacted and one line each
+    either way."""
     logger = logging.getLogger("cadastre")
     logger.setLevel(level)
     for handler in list(logger.handlers):
@@ -133,9 +190,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True, stream: Any = N
     handler = logging.StreamHandler(stream or sys.stderr)
     handler._cadastre = True  # type: ignore[attr-defined]
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(
-        JsonFormatter() if json else logging.Formatter("%(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(JsonFormatter() if json else PlainFormatter())
     logger.addHandler(handler)
     logger.propagate = False
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import yaml
 from pydantic import ValidationError
 
+from cadastre.config import load_yaml
 from cadastre.errors import OwnershipRegistryError
 from cadastre.ownership.catalogue import FieldCatalogue
 from cadastre.ownership.registry import OwnershipRegistry
@@ -32,17 +33,28 @@ def load_registry(
 ) -> OwnershipRegistry:
     """Load ``path``, or the packaged default when it is None. The catalogue defaults to the
     canonical contract. A missing file raises ``FileNotFoundError``; everything else that is
-    wrong raises ``OwnershipRegistryError``."""
+    wrong (a directory, a file that is not UTF-8, bad YAML, a bad registry) raises
+    ``OwnershipRegistryError``."""
     if path is None:
         return parse_registry(default_registry_text(), catalogue=catalogue, source=DEFAULT_NAME)
-    return parse_registry(path.read_text("utf-8"), catalogue=catalogue, source=str(path))
+    try:
+        text = path.read_text("utf-8")
+    except IsADirectoryError:
+        raise OwnershipRegistryError(f"{path}: is a directory, not a registry file") from None
+    except UnicodeDecodeError as exc:
+        raise OwnershipRegistryError(
+            f"{path}: not UTF-8 text (invalid byte at offset {exc.start}); save it as UTF-8"
+        ) from None
+    return parse_registry(text, catalogue=catalogue, source=str(path))
 
 
 def parse_registry(
     text: str, *, catalogue: Catalogue | None = None, source: str = "<registry>"
 ) -> OwnershipRegistry:
     try:
-        data = yaml.safe_load(text)
+        # strict: a key given twice (two 'owner:' in a rule, two 'rules:' sections) is an error,
+        # not a silent last-one-wins; so the rules _rule_lines finds are the rules loaded
+        data = load_yaml(text, source=source)
         lines = _rule_lines(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -65,10 +77,11 @@ def _rule_lines(text: str) -> dict[int, int]:
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     if not isinstance(root, yaml.MappingNode):
         return {}
-    for key, value in root.value:
-        if key.value == "rules" and isinstance(value, yaml.SequenceNode):
-            return {i: item.start_mark.line + 1 for i, item in enumerate(value.value, start=1)}
-    return {}
+    rules = [v for k, v in root.value if k.value == "rules" and isinstance(v, yaml.SequenceNode)]
+    if not rules:
+        return {}
+    # the last section is the one a YAML loader keeps (load_yaml refuses a second one anyway)
+    return {i: item.start_mark.line + 1 for i, item in enumerate(rules[-1].value, start=1)}
 
 
 def _describe(exc: ValidationError, lines: Mapping[int, int]) -> str:

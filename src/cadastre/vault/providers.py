@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from cadastre.config import DuplicateKeyError, load_yaml
 from cadastre.errors import CredentialError
 from cadastre.observe import SECRETS
 from cadastre.ports import Credential, CredentialProvider, Secret
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 
 def _credential(reference: str, raw: Mapping[str, str]) -> Credential:
+    # Every field is registered, short ones included: SECRETS scrubs only values of at least
+    # SecretRegistry.MIN_LENGTH characters by value (a short client_id or region is not worth
+    # eating ordinary words for); short secrets rely on the key-name and shape redaction rules.
     for value in raw.values():
         SECRETS.add(value)
     return Credential(reference=reference, fields={k: Secret(v) for k, v in raw.items()})
@@ -67,13 +71,15 @@ class FileCredentialProvider:
                 f"credential {reference!r}: {self._path} is readable by others; chmod 600 it"
             )
         try:
-            document = yaml.safe_load(self._path.read_text(encoding="utf-8")) or {}
+            text = self._path.read_text(encoding="utf-8")
+            document = load_yaml(text, source=str(self._path)) or {}
         except yaml.YAMLError as exc:
             # the parser's message quotes the offending line, which may hold a secret
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             where = f" near line {line + 1}" if line is not None else ""
+            why = " (a key is given twice)" if isinstance(exc, DuplicateKeyError) else ""
             raise CredentialError(
-                f"credentials file {self._path} is not valid YAML{where}"
+                f"credentials file {self._path} is not valid YAML{where}{why}"
             ) from None
         entry = document.get(name) if isinstance(document, dict) else None
         if not isinstance(entry, dict) or not entry:

@@ -112,3 +112,85 @@ async def test_tenants_do_not_see_each_others_connections(service) -> None:
         await service.get("globex", "austin-mls")
     with pytest.raises(NotFound):
         await service.pause("globex", "austin-mls")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"auth": [{"password": "hunter2"}]},
+        {"base_url": "https://bob:hunter2@mls.example/odata"},
+        {"mirrors": ["https://mls.example", "redis://:hunter2@cache:6379/0"]},
+        {"headers": {"Authorization": "Bearer abc"}},
+        {"headers": {"X-Auth": "Basic dXNlcjpodW50ZXIy"}},
+        {"headers": [{"name": "Authorization", "value": "Token abc"}]},
+        {"pwd": "x"},
+        {"ssh": {"passphrase": "x"}},
+        {"cookie": "sid=1"},
+        {"credentials": {"user": "u"}},
+        {"aws": {"access_key": "AKIA"}},
+        {"oauth": {"client_secret": "s"}},
+        {"session_token": "t"},
+        {"token_url": "https://bob:hunter2@idp.example/token"},  # allowed name, secret value
+    ],
+)
+async def test_secrets_hidden_in_lists_urls_and_headers_are_refused(service, config) -> None:
+    spec = SPEC.model_copy(update={"config": config})
+    with pytest.raises(ConfigurationError, match="never store secrets") as caught:
+        await service.add("acme", spec)
+    assert "hunter2" not in str(caught.value)
+    assert "abc" not in str(caught.value)
+    assert await service.all("acme") == []
+
+
+async def test_settings_that_only_name_secret_things_are_allowed(service) -> None:
+    config = {
+        "base_url": "https://mls.example/odata",
+        "auth": {
+            "type": "oauth2",
+            "token_url": "https://idp.example/oauth/token",
+            "auth_url": "https://idp.example/oauth/authorize",
+            "authorization_url": "https://idp.example/oauth/authorize",
+            "token_endpoint": "https://idp.example/token",
+            "token_uri": "https://idp.example/token",
+            "api_key_header": "X-Api-Key",
+            "secret_name": "austin-mls",
+            "session_timeout_seconds": 30,
+            "token_ttl": 3600,
+            "password_path": "/run/secrets/mls",
+            "scopes": ["read", "write"],
+        },
+        "mirrors": ["https://user@mls.example/odata", "https://mls.example:8443/x@y"],
+        "note": "Bearer tokens are fetched by the gateway",
+    }
+    added = await service.add("acme", SPEC.model_copy(update={"config": config}))
+    assert added.config == config
+
+
+async def test_a_tenant_that_does_not_exist_is_not_found_and_nothing_is_written(service) -> None:
+    with pytest.raises(NotFound, match="nobody"):
+        await service.add("nobody", SPEC)
+    with pytest.raises(NotFound, match="nobody"):
+        await service.import_yaml(
+            "nobody", "connections:\n  - {name: a, system: mls, connector: mls/reso}\n"
+        )
+    assert await service.all("nobody") == []
+
+
+async def test_a_yaml_error_names_the_line_but_never_echoes_the_text(service) -> None:
+    text = "connections:\n  - name: a\n    config: {note: hunter2-canary\n"
+    with pytest.raises(ConfigurationError, match=r"not valid YAML near line \d+") as caught:
+        await service.import_yaml("acme", text)
+    assert "hunter2-canary" not in str(caught.value)
+
+
+async def test_a_key_given_twice_in_the_connections_file_is_refused(service) -> None:
+    text = (
+        "connections:\n"
+        "  - name: a\n"
+        "    system: mls\n"
+        "    connector: mls/reso\n"
+        "    connector: crm/hubspot\n"
+    )
+    with pytest.raises(ConfigurationError, match=r"line 5.*duplicate key 'connector'"):
+        await service.import_yaml("acme", text)
+    assert await service.all("acme") == []

@@ -82,3 +82,13 @@ async def test_key_events_are_in_the_audit_log(keys) -> None:
         actions = [e.action async for e in uow.audit.entries()]
         assert (await uow.audit.verify()).ok
     assert actions == ["tenant.created", "key.created", "key.revoked"]
+
+
+async def test_an_issued_key_does_not_print_its_plaintext(keys) -> None:
+    _, service = keys
+    issued = await service.create("acme", ApiKeyScope.READ)
+    secret = issued.plaintext.rsplit("_", 1)[-1]
+    assert isinstance(issued.plaintext, str)
+    for text in (repr(issued), str(issued), f"{issued}", repr([issued])):
+        assert secret not in text
+        assert issued.record.key_id in text

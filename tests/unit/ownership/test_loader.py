@@ -71,3 +71,61 @@ def test_load_from_a_file(tmp_path: Path, catalogue, registry_text) -> None:
 def test_missing_file_raises_file_not_found(tmp_path: Path, catalogue) -> None:
     with pytest.raises(FileNotFoundError):
         load_registry(tmp_path / "absent.yaml", catalogue=catalogue)
+
+
+def test_a_key_given_twice_in_a_rule_is_refused_with_its_line(catalogue) -> None:
+    text = (
+        "version: 1\n"
+        "systems: {mls: {}, crm: {}}\n"
+        "rules:\n"
+        "  - match: Listing.*\n"
+        "    owner: mls\n"
+        "    owner: crm\n"  # line 6
+    )
+    with pytest.raises(OwnershipRegistryError) as caught:
+        parse_registry(text, catalogue=catalogue, source="reg.yaml")
+    message = str(caught.value)
+    assert message.startswith("reg.yaml: not valid YAML at line 6")
+    assert "duplicate key 'owner'" in message
+    assert "line 5" in message
+
+
+def test_a_second_rules_section_is_refused_not_silently_replacing_the_first(catalogue) -> None:
+    text = (
+        "version: 1\n"
+        "systems: {mls: {}, crm: {}}\n"
+        "rules:\n"
+        "  - {match: Listing.*, owner: mls}\n"
+        "rules:\n"  # line 5
+        "  - {match: Listing.City, owner: crm}\n"
+    )
+    with pytest.raises(OwnershipRegistryError, match=r"line 5.*duplicate key 'rules'"):
+        parse_registry(text, catalogue=catalogue)
+
+
+def test_rule_lines_point_at_the_rules_that_were_loaded(catalogue) -> None:
+    text = (
+        "version: 1\n"
+        "systems: {mls: {}}\n"
+        "notes:\n"
+        "  rules:\n"  # a nested 'rules' key is not the rules section
+        "    - ignored\n"
+        "rules:\n"
+        "  - match: Listing.*\n"
+        "    owner: mls\n"
+        "  - match: Listing.City\n"  # line 9: no owner
+    )
+    with pytest.raises(OwnershipRegistryError, match=r"rule 2 \(line 9\) owner"):
+        parse_registry(text, catalogue=catalogue)
+
+
+def test_a_directory_is_a_clear_registry_error(tmp_path: Path, catalogue) -> None:
+    with pytest.raises(OwnershipRegistryError, match="is a directory"):
+        load_registry(tmp_path, catalogue=catalogue)
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_registry_error(tmp_path: Path, catalogue) -> None:
+    path = tmp_path / "ownership.yaml"
+    path.write_bytes(b"version: 1\nsystems: {mls: {}}\n# caf\xe9\n")
+    with pytest.raises(OwnershipRegistryError, match=r"ownership\.yaml.*not UTF-8.*offset 35"):
+        load_registry(path, catalogue=catalogue)

@@ -66,3 +66,20 @@ async def test_resolver_dispatches_by_scheme_and_rejects_unknown() -> None:
         await resolver.resolve("vault:a")
     with pytest.raises(CredentialError):
         await resolver.resolve("env:")
+
+
+async def test_a_field_given_twice_is_refused_by_line_without_echoing_values(
+    tmp_path: Path,
+) -> None:
+    text = "austin:\n  client_secret: first-TOPSECRET\n  client_secret: second-TOPSECRET\n"
+    path = _write(tmp_path / "creds.yaml", text)
+    with pytest.raises(CredentialError, match=r"near line 3.*given twice") as info:
+        await FileCredentialProvider(path).resolve("file:austin")
+    assert "TOPSECRET" not in str(info.value)
+
+
+async def test_short_fields_are_accepted_and_not_scrubbed_by_value(tmp_path: Path) -> None:
+    path = _write(tmp_path / "creds.yaml", "austin:\n  client_id: a1\n  region: us\n")
+    cred = await FileCredentialProvider(path).resolve("file:austin")
+    assert cred.fields["client_id"].reveal() == "a1"
+    assert redact_text("region us, client a1") == "region us, client a1"
