@@ -74,7 +74,14 @@ class Change(BaseModel):
         return self
 
     def content_key(self) -> str:
-        body = orjson.dumps(
+        try:
+            body = self._content_bytes()
+        except TypeError as exc:  # orjson: e.g. an integer beyond 64 bits
+            raise ValueError(f"fields cannot be serialised for an idempotency key: {exc}") from None
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def _content_bytes(self) -> bytes:
+        return orjson.dumps(
             {
                 "entity": self.entity,
                 "id": self.canonical_id,
@@ -85,7 +92,6 @@ class Change(BaseModel):
             option=orjson.OPT_SORT_KEYS,
             default=str,
         )
-        return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 class RefusalReason(StrEnum):

@@ -7,7 +7,7 @@ model declares for it, with the model's string handling.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +23,7 @@ from cadastre.contract.platform import (
     Unit,
 )
 from cadastre.contract.reso import Contact, Listing, Media, Member, Office, OpenHouse
+from cadastre.contract.wire import check_json
 from cadastre.errors import ContractError
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ def entity_model(entity: str) -> type[CanonicalModel]:
     except KeyError:
         known = ", ".join(ENTITY_MODELS)
         raise ContractError(f"unknown entity {entity!r}; the contract has {known}") from None
+
+
+LOCAL_FIELDS = "LocalFields"
 
 
 def field_names(entity: str) -> frozenset[str]:
@@ -83,13 +87,25 @@ def validate_fields(entity: str, fields: Mapping[str, Any]) -> dict[str, Any]:
             problems.append(f"{wire}: not a field of {entity}")
             continue
         try:
+            if wire == LOCAL_FIELDS:
+                # The bag is untyped, and pydantic's JSON mode would quietly turn NaN into null:
+                # it must already be storable JSON as given.
+                check_json(raw, wire)
             value = adapter.validate_python(raw)
+            if isinstance(value, Decimal):
+                value = _normal(value)
+            dumped = adapter.dump_python(value, mode="json")
+            check_json(dumped, wire)  # e.g. a 2**64 in LocalFields: refused here, per change
         except ValidationError as exc:
             problems.extend(_describe(wire, exc))
             continue
-        if isinstance(value, Decimal):
-            value = _normal(value)
-        out[wire] = adapter.dump_python(value, mode="json")
+        except InvalidOperation:
+            problems.append(f"{wire}: {str(raw)[:40]!r} is too large a number to keep exactly")
+            continue
+        except ContractError as exc:
+            problems.append(str(exc))
+            continue
+        out[wire] = dumped
     if problems:
         raise ContractError(f"invalid {entity} fields: " + "; ".join(problems))
     return out

@@ -197,6 +197,8 @@ class _Translate:
             raise kind(f"database: {type(exc.orig).__name__}: {exc.orig}") from exc
         if isinstance(exc, sa_exc.TimeoutError | ConnectionError | OSError):
             raise StoreUnavailable(f"database: {exc}") from exc
+        if isinstance(exc, sa_exc.StatementError):  # raised before the driver saw it
+            raise StoreError(f"database statement: {exc.orig}") from exc
 
 
 class SqlAlchemyUnitOfWork:

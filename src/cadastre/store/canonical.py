@@ -11,43 +11,16 @@ would not be reproducible. Callers convert first (e.g. ``model_dump(mode="json")
 from __future__ import annotations
 
 import hashlib
-import math
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from cadastre.errors import ContractError
+from cadastre.contract.wire import check_json
 
-_INT64 = 2**63
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
-
-def check_json(value: Any, where: str = "$") -> None:
-    """Raise ``ContractError`` naming the first value that is not JSON-compatible."""
-    if value is None or isinstance(value, bool | str):
-        return
-    if isinstance(value, int):
-        if not -_INT64 <= value < 2**64:
-            raise ContractError(f"{where}: integer {value} is outside the 64-bit range")
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ContractError(f"{where}: {value} is not a JSON number")
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ContractError(f"{where}: key {key!r} is not a string")
-            check_json(item, f"{where}.{key}")
-        return
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            check_json(item, f"{where}[{index}]")
-        return
-    raise ContractError(
-        f"{where}: a {type(value).__name__} is not JSON-compatible; convert it first "
-        "(e.g. Decimal to str, datetime to ISO 8601)"
-    )
+__all__ = ["canonical_json", "check_json", "content_hash", "json_copy"]
 
 
 def canonical_json(value: Any) -> bytes:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 # Serialisation failures and detected deadlocks: the transaction lost a race and was rolled
 # back; a fresh read and retry succeeds, so they are ConcurrentUpdate rather than an outage.
 _LOST_RACE = {"40001", "40P01"}
+_PERMANENT_AT_CONNECT = (
+    "authentication failed", "does not exist", "no password supplied", "no pg_hba.conf entry",
+)  # fmt: skip
 _TRANSIENT = {"55P03", "57014", "57P01", "57P02", "57P03", "53300"}
 _LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
@@ -61,6 +64,7 @@ class PostgresStore(SqlAlchemyStore):
             pool_pre_ping=True,
             json_serializer=json_dumps,
             json_deserializer=orjson.loads,
+            hide_parameters=True,  # record data stays out of exception messages and logs
         )
         self.url = parsed
         super().__init__(engine, parsed.render_as_string(hide_password=False), clock)
@@ -78,6 +82,11 @@ class PostgresStore(SqlAlchemyStore):
         sqlstate = getattr(error.orig, "sqlstate", None)
         if sqlstate is not None:
             return sqlstate in _TRANSIENT or sqlstate.startswith("08")
+        # psycopg reports connect failures without a SQLSTATE; a wrong password, user or
+        # database name will not fix itself, a refused or timed-out connection may.
+        message = str(error.orig).lower()
+        if any(permanent in message for permanent in _PERMANENT_AT_CONNECT):
+            return False
         return super().is_unavailable(error)
 
     def __repr__(self) -> str:

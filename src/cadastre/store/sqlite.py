@@ -28,6 +28,7 @@ from cadastre.store.base import SqlAlchemyStore, json_dumps
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
+    from sqlalchemy.exc import DBAPIError
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from cadastre.ports import Clock
@@ -54,6 +55,7 @@ class SqliteStore(SqlAlchemyStore):
             URL.create("sqlite+aiosqlite", database=str(self.path)),
             json_serializer=json_dumps,
             json_deserializer=orjson.loads,
+            hide_parameters=True,  # record data stays out of exception messages and logs
         )
         pragmas = (
             "PRAGMA journal_mode=WAL",
@@ -88,6 +90,16 @@ class SqliteStore(SqlAlchemyStore):
         if read_only:
             await conn.execution_options(**{_READ_ONLY: True})
         return conn
+
+    def is_unavailable(self, error: DBAPIError) -> bool:
+        # Only a busy or locked database clears up by waiting; "no such table", a read-only or
+        # corrupt file and disk I/O errors need a person, so they are not Transient.
+        message = str(error.orig).lower()
+        return (
+            "database is locked" in message
+            or "database is busy" in message
+            or (error.connection_invalidated)
+        )
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"

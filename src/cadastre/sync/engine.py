@@ -55,6 +55,7 @@ def _contract_validator(entity: str, fields: Mapping[str, Any]) -> Mapping[str, 
 class CursorAdvance:
     """A sync cursor to store in the same transaction as the page it follows."""
 
+    tenant: str
     connection: str
     stream: str
     value: Mapping[str, Any]
@@ -111,13 +112,14 @@ class SyncEngine:
         order. ``cursor`` is stored in the same transaction, so it never runs ahead of the
         records it covers."""
         if not changes:
+            if cursor is not None:  # a page that filtered down to nothing still moves on
+                async with self._store.unit_of_work(cursor.tenant) as uow:
+                    await uow.cursors.put(cursor.connection, cursor.stream, cursor.value)
+                    await uow.commit()
             return []
-        tenants = {c.tenant for c in changes}
+        tenants = {c.tenant for c in changes} | ({cursor.tenant} if cursor else set())
         if len(tenants) != 1:
             raise ValueError(f"a batch belongs to one tenant, not {sorted(tenants)}")
-        for change in changes:
-            if not self._registry.fields(change.entity):
-                raise ContractError(f"unknown entity {change.entity!r}")
         started = self._clock.monotonic()
         for attempt in range(1, self._attempts + 1):
             try:
@@ -144,6 +146,8 @@ class SyncEngine:
         return items
 
     async def _decide(self, uow: UnitOfWork, view: _View, change: Change) -> BatchItem:
+        if not self._registry.fields(change.entity):
+            return BatchItem(change, None, ContractError(f"unknown entity {change.entity!r}"))
         seen = view.ledger.get(change.idempotency_key)
         if seen is not None:
             result = seen.model_copy(update={"duplicate": True})
@@ -225,8 +229,10 @@ class _View:
                 ids[change.entity].add(linked)
         records: dict[tuple[str, str], StoredRecord] = {}
         provenance: dict[tuple[str, str], dict[str, FieldProvenance]] = {}
-        for entity, id_set in ids.items():
-            ordered = sorted(id_set)  # one lock order for every writer: no deadlocks
+        # One lock order for every writer (entity, then id), so overlapping batches queue for
+        # each other instead of deadlocking.
+        for entity, id_set in sorted(ids.items()):
+            ordered = sorted(id_set)
             for id, record in (
                 await uow.records.get_many(entity, ordered, for_update=True)
             ).items():

@@ -165,7 +165,7 @@ async def test_the_cursor_moves_with_its_page_and_only_with_it(registry, change)
         return validate_fields(entity, fields)
 
     engine = SyncEngine(store, registry, clock, validate=explode_on_13)
-    cursor = CursorAdvance("mls-1", "Property", {"ts": "2026-01-01T00:10:00Z", "key": "L9"})
+    cursor = CursorAdvance(TENANT, "mls-1", "Property", {"ts": "2026-01-01T00:10:00Z", "key": "L9"})
     with pytest.raises(RuntimeError, match="mid-page"):
         await engine.apply_batch(
             [change("mls", {"ListPrice": 1}, ext="L1", t=1),
@@ -193,3 +193,53 @@ async def test_a_batch_belongs_to_one_tenant(engine: SyncEngine, change) -> None
     other = change("mls", {"ListPrice": 1}).model_copy(update={"tenant": "globex"})
     with pytest.raises(ValueError, match="one tenant"):
         await engine.apply_batch([change("mls", {"ListPrice": 1}), other])
+
+
+async def test_an_empty_page_still_moves_its_cursor(engine: SyncEngine, store) -> None:
+    cursor = CursorAdvance(TENANT, "mls-1", "Property", {"page": 2})
+    assert await engine.apply_batch([], cursor=cursor) == []
+    async with store.unit_of_work(TENANT) as uow:
+        stored = await uow.cursors.get("mls-1", "Property")
+    assert stored is not None
+    assert dict(stored.value) == {"page": 2}
+
+
+async def test_a_cursor_of_another_tenant_is_refused(engine: SyncEngine, change) -> None:
+    cursor = CursorAdvance("globex", "mls-1", "Property", {"page": 2})
+    with pytest.raises(ValueError, match="one tenant"):
+        await engine.apply_batch([change("mls", {"ListPrice": 1})], cursor=cursor)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"ListPrice": "1E+30"}, "too large a number"),
+        ({"LocalFields": {"ABOR_Big": 2**64}}, "outside the 64-bit range"),
+        ({"LocalFields": {"ABOR_Nan": float("nan")}}, "not a JSON number"),
+    ],
+)
+async def test_an_unstorable_value_fails_its_change_not_the_page(
+    engine: SyncEngine, change, store, fields, message
+) -> None:
+    cursor = CursorAdvance(TENANT, "mls-1", "Property", {"page": 1})
+    page = [
+        change("mls", {"ListPrice": 100}, ext="L1", t=1),
+        change("mls", fields, ext="L2", t=2, key="explicit"),  # 2**64 cannot be content-keyed
+        change("mls", {"ListPrice": 1}, entity="Nonsense", ext="N1", t=3),
+    ]
+    items = await engine.apply_batch(page, cursor=cursor)
+    assert items[0].error is None
+    assert isinstance(items[1].error, ContractError)
+    assert message in str(items[1].error)
+    assert isinstance(items[2].error, ContractError)
+    assert "unknown entity" in str(items[2].error)
+    async with store.unit_of_work(TENANT) as uow:
+        assert await uow.records.count() == 1
+        assert await uow.cursors.get("mls-1", "Property") is not None
+
+
+def test_a_change_that_cannot_be_keyed_is_a_validation_error() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="idempotency key"):
+        make_change("mls", {"LocalFields": {"x": 2**70}})
