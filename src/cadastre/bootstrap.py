@@ -44,12 +44,27 @@ async def bootstrap(
     settings = settings or Settings()
     clock = clock or SystemClock()
     if configure_logs:
-        configure_logging(settings.log_level, json=settings.log_json)
+        try:
+            configure_logging(settings.log_level, json=settings.log_json)
+        except ValueError:  # logging's "Unknown level"; Settings may not have caught it
+            raise ConfigurationError(
+                f"CADASTRE_LOG_LEVEL {settings.log_level!r} is not one of "
+                "DEBUG, INFO, WARNING, ERROR, CRITICAL"
+            ) from None
     try:
         registry = load_registry(settings.ownership_file)
     except FileNotFoundError:
         raise ConfigurationError(
             f"CADASTRE_OWNERSHIP_FILE points at {settings.ownership_file}, which does not exist"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(
+            f"CADASTRE_OWNERSHIP_FILE points at {settings.ownership_file}, which is not UTF-8 text"
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"CADASTRE_OWNERSHIP_FILE points at {settings.ownership_file}, which cannot be read: "
+            f"{exc.strerror or exc.__class__.__name__}"
         ) from None
     store = await open_store(settings.resolved_database_url(), clock=clock, migrate=migrate)
     providers: dict[str, CredentialProvider] = {"env": EnvCredentialProvider()}

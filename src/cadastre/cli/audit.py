@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cadastre.bootstrap import Hub
 from cadastre.cli.runtime import console, run
@@ -16,6 +17,8 @@ def verify(
     """Walk each tenant's hash chain; exit 1 at the first broken link."""
 
     async def work(hub: Hub) -> bool:
+        if tenant:
+            await hub.tenants.require(tenant)
         tenants = [tenant] if tenant else [t.id for t in await hub.tenants.all()]
         table = Table("tenant", "entries", "result")
         ok = True
@@ -24,9 +27,9 @@ def verify(
                 report = await uow.audit.verify()
             ok &= report.ok
             result = (
-                "[green]intact[/green]"
+                Text("intact", style="green")
                 if report.ok
-                else f"[red]broken at entry {report.first_bad_seq}: {report.problem}[/red]"
+                else Text(f"broken at entry {report.first_bad_seq}: {report.problem}", style="red")
             )
             table.add_row(tenant_id, str(report.entries), result)
         console.print(table)

@@ -4,10 +4,18 @@ import json
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
+from rich.text import Text
 
 from cadastre.bootstrap import Hub
-from cadastre.cli.runtime import console, run
+from cadastre.cli.runtime import (
+    console,
+    describe_validation_error,
+    read_text_file,
+    run,
+    write_text_file,
+)
 from cadastre.directory import ConnectionSpec
 from cadastre.errors import ConfigurationError
 
@@ -39,10 +47,14 @@ def add(
                 name=name, system=system, connector=connector, credential=credential,
                 config=parsed,
             )  # fmt: skip
+        except ValidationError as exc:
+            raise ConfigurationError(describe_validation_error(exc)) from None
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         saved = await hub.connections.add(tenant, spec)
-        console.print(f"added connection [bold]{saved.name}[/bold] (v{saved.version})")
+        console.print(
+            Text.assemble("added connection ", (saved.name, "bold"), f" (v{saved.version})")
+        )
 
     run(work)
 
@@ -110,7 +122,8 @@ def import_(
     file: Path = typer.Argument(..., exists=True, dir_okay=False), tenant: str = TENANT
 ) -> None:
     """Create or update connections from YAML; the whole file is checked before any write."""
-    outcome = run(lambda hub: hub.connections.import_yaml(tenant, file.read_text(encoding="utf-8")))
+    text = read_text_file(file)
+    outcome = run(lambda hub: hub.connections.import_yaml(tenant, text))
     for name, what in outcome.items():
         console.print(f"{name}: {what}")
 
@@ -123,7 +136,8 @@ def export(
     """Write the tenant's connections as YAML."""
     text = run(lambda hub: hub.connections.export_yaml(tenant))
     if out is None:
-        console.print(text, highlight=False, markup=False, end="")
+        # raw, not through rich: rich would wrap long lines and break the YAML
+        typer.echo(text, nl=False)
     else:
-        out.write_text(text, encoding="utf-8")
+        write_text_file(out, text)
         console.print(f"wrote {out}")

@@ -12,11 +12,13 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from cadastre.bootstrap import Hub
 from cadastre.cli.runtime import console, run
@@ -84,6 +86,26 @@ def property_change(number: int, listing: dict[str, Any], at: datetime) -> Chang
     )
 
 
+def display_database_url(url: str) -> str:
+    """The database URL as the demo prints it: a SQLite file's path, or any other URL with the
+    password left out (``postgresql://app@db:5432/cadastre``)."""
+    if url.startswith("sqlite"):
+        return url.split("///", 1)[-1] if "///" in url else url.split("://", 1)[-1]
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # a malformed URL: show only its scheme
+        return url.split("://", 1)[0] + "://..." if "://" in url else "(database URL)"
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    if port is not None:
+        host = f"{host}:{port}"
+    if parts.username:
+        host = f"{parts.username}@{host}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def demo(
     listings: int = typer.Option(300, min=10, max=100_000, help="listings the MLS sends"),
     seed: int = typer.Option(7, help="seed for the generated data"),
@@ -97,14 +119,14 @@ def demo(
 async def _demo(hub: Hub, count: int, seed: int) -> bool:
     rng = random.Random(seed)  # noqa: S311 - demo data, not security
     tally: Counter[str] = Counter()
-    database = hub.settings.resolved_database_url().split("///")[-1]
+    database = display_database_url(hub.settings.resolved_database_url())
     console.print(Panel.fit(f"Cadastre demo on the embedded default ({database})"))
 
     try:
         await hub.tenants.create(TENANT, "Demo brokerage")
     except AlreadyExists:
-        console.print("tenant [bold]demo[/bold] exists; changes already applied come back as "
-                      "idempotent duplicates")  # fmt: skip
+        console.print(Text.assemble("tenant ", (TENANT, "bold"), " exists; changes already "
+                                    "applied come back as idempotent duplicates"))  # fmt: skip
     with contextlib.suppress(AlreadyExists):
         await hub.connections.add(TENANT, ConnectionSpec(
             name=MLS, system="mls", connector="mls/reso", credential="env:DEMO_MLS",
@@ -138,7 +160,7 @@ async def _demo(hub: Hub, count: int, seed: int) -> bool:
         return result
 
     with Progress(
-        TextColumn("{task.description:<38}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description:<38}", markup=False), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=console,
     ) as progress:  # fmt: skip
         # The initial load goes in pages, as a feed would: one transaction per page, and the
@@ -153,7 +175,7 @@ async def _demo(hub: Hub, count: int, seed: int) -> bool:
                 )
             ]
             last = page[-1].origin
-            cursor = CursorAdvance(MLS, "Property", {
+            cursor = CursorAdvance(TENANT, MLS, "Property", {
                 "ModificationTimestamp": last.source_time.isoformat() if last.source_time else None,
                 "ListingKey": last.external_id,
             })  # fmt: skip
@@ -203,14 +225,14 @@ async def _demo(hub: Hub, count: int, seed: int) -> bool:
     bad = mls_change({**generated[0], "StandardStatus": "Sold-ish"}, late, 9)
     try:
         await hub.engine.apply(bad)
-        bad_message = "[red]accepted (unexpected)[/red]"
+        bad_message = Text("accepted (unexpected)", style="red")
     except ContractError as exc:
-        bad_message = f"rejected, nothing written: {exc}"
+        bad_message = Text(f"rejected, nothing written: {exc}")
 
     return await _report(hub, tally, bad_message)
 
 
-async def _report(hub: Hub, tally: Counter[str], bad_message: str) -> bool:
+async def _report(hub: Hub, tally: Counter[str], bad_message: Text) -> bool:
     table = Table("what happened", "changes", title="sync engine outcomes")
     for key in sorted(tally):
         table.add_row(key, str(tally[key]))
@@ -233,17 +255,21 @@ async def _report(hub: Hub, tally: Counter[str], bad_message: str) -> bool:
     console.print(store_table)
     if cursor is not None:
         position = ", ".join(f"{k}={v}" for k, v in cursor.value.items())
-        console.print(f"{MLS} cursor (committed with its last page): {position}", highlight=False)
+        console.print(f"{MLS} cursor (committed with its last page): {position}")
 
-    console.print("[bold]listings by StandardStatus[/bold]")
+    console.print("listings by StandardStatus", style="bold")
     widest = max(statuses.values(), default=1)
     for status, n in statuses.most_common():
         bar = "█" * max(1, round(40 * n / widest))
         console.print(f"  {status:<22} {bar} {n}")
 
-    console.print(f"invalid StandardStatus 'Sold-ish': {bad_message}", highlight=False)
+    console.print(Text.assemble("invalid StandardStatus 'Sold-ish': ", bad_message))
     if report.ok:
-        console.print(f"audit chain: [green]intact[/green] ({report.entries} entries verified)")
+        console.print(Text.assemble(
+            "audit chain: ", ("intact", "green"), f" ({report.entries} entries verified)"
+        ))  # fmt: skip
     else:
-        console.print(f"audit chain: [red]broken at {report.first_bad_seq}: {report.problem}[/red]")
+        console.print(Text.assemble(
+            "audit chain: ", (f"broken at {report.first_bad_seq}: {report.problem}", "red")
+        ))  # fmt: skip
     return report.ok

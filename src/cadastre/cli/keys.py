@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cadastre.bootstrap import Hub
 from cadastre.cli.runtime import console, run
@@ -20,9 +21,11 @@ def create(
 ) -> None:
     """Create a key. The key is printed once; only its hash is stored."""
     issued = run(lambda hub: hub.keys.create(tenant, scope, label=label))
-    console.print(f"key id [bold]{issued.record.key_id}[/bold], scope {scope.value}")
+    console.print(
+        Text.assemble("key id ", (issued.record.key_id, "bold"), f", scope {scope.value}")
+    )
     console.print("store it now; it cannot be shown again:")
-    console.print(issued.plaintext, highlight=False, soft_wrap=True)
+    console.print(issued.plaintext, soft_wrap=True)
 
 
 @app.command("revoke")
@@ -36,8 +39,10 @@ def revoke(tenant: str = TENANT, key_id: str = typer.Argument(...)) -> None:
 def rotate(tenant: str = TENANT, key_id: str = typer.Argument(...)) -> None:
     """Issue a replacement with the same scope, then revoke the old key."""
     issued = run(lambda hub: hub.keys.rotate(tenant, key_id))
-    console.print(f"{key_id} revoked; new key id [bold]{issued.record.key_id}[/bold]:")
-    console.print(issued.plaintext, highlight=False, soft_wrap=True)
+    console.print(
+        Text.assemble(f"{key_id} revoked; new key id ", (issued.record.key_id, "bold"), ":")
+    )
+    console.print(issued.plaintext, soft_wrap=True)
 
 
 @app.command("list")

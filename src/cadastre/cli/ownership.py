@@ -8,17 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from cadastre.cli.runtime import console, fail, print_error
 from cadastre.errors import ConfigurationError
-from cadastre.ownership import OwnershipRegistry, default_registry_text, load_registry
+from cadastre.ownership import OwnershipRegistry, default_registry_text, parse_registry
 
 app = typer.Typer(help="The system-of-record registry: who owns which field.", no_args_is_help=True)
-
-console = Console()
-err_console = Console(stderr=True)
 
 
 @app.command("check")
@@ -27,20 +24,24 @@ def check(
     strict: bool = typer.Option(False, "--strict", help="also fail when a field has no owner"),
 ) -> None:
     """Validate FILE against the canonical contract: exit 0 if valid, 1 if not, 2 if unreadable."""
+    # Read here, not in the loader, so that an unreadable file (missing, a folder, not UTF-8)
+    # is exit 2 and an invalid registry is exit 1.
     try:
-        registry = load_registry(file)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        err_console.print(f"[red]error:[/red] cannot read {file}: {exc.strerror}", highlight=False)
-        raise typer.Exit(2) from None
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        fail(f"{file} is not UTF-8 text")
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or type(exc).__name__}")
+    try:
+        registry = parse_registry(text, source=str(file))
     except ConfigurationError as exc:
-        # Text, not markup: a registry message may hold brackets ("Listing.[A-Z]*").
-        err_console.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
+        # the consoles print data verbatim: a message may hold brackets ("Listing.[A-Z]*")
+        print_error(str(exc))
         raise typer.Exit(1) from None
     uncovered = _summarise(registry)
     if uncovered and strict:
-        err_console.print(f"[red]error:[/red] {uncovered} field(s) have no owner (--strict)")
-        raise typer.Exit(1)
-    console.print(f"[green]valid[/green]: {file}", highlight=False)
+        fail(f"{uncovered} field(s) have no owner (--strict)", 1)
+    console.print(Text.assemble(("valid", "green"), f": {file}"))
 
 
 @app.command("default")
@@ -70,7 +71,7 @@ def _summarise(registry: OwnershipRegistry) -> int:
         coverage.add_row(
             entity,
             str(len(registry.fields(entity))),
-            registry.record_owner(entity) or "[red]none[/red]",
+            registry.record_owner(entity) or Text("none", style="red"),
             str(sum(1 for e, _, _ in shared if e == entity)),
             ", ".join(sorted(uncovered)) or "-",
         )

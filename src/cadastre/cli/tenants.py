@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cadastre.bootstrap import Hub
 from cadastre.cli.runtime import console, run
@@ -16,7 +17,7 @@ def create(
 ) -> None:
     """Create a tenant."""
     tenant = run(lambda hub: hub.tenants.create(tenant_id, name))
-    console.print(f"created tenant [bold]{tenant.id}[/bold] ({tenant.name})")
+    console.print(Text.assemble("created tenant ", (tenant.id, "bold"), f" ({tenant.name})"))
 
 
 @app.command("list")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from cadastre.errors import ConfigurationError
+from cadastre.errors import ConfigurationError, NotFound
 
 if TYPE_CHECKING:
     from cadastre.ports import Store, Tenant
@@ -32,3 +32,13 @@ class TenantService:
 
     async def all(self) -> list[Tenant]:
         return await self._store.list_tenants()
+
+    async def get(self, tenant_id: str) -> Tenant | None:
+        return await self._store.get_tenant(tenant_id)
+
+    async def require(self, tenant_id: str) -> Tenant:
+        """The tenant, or ``NotFound`` naming it."""
+        tenant = await self._store.get_tenant(tenant_id)
+        if tenant is None:
+            raise NotFound(f"tenant {tenant_id!r} does not exist")
+        return tenant

@@ -37,8 +37,16 @@ async def open_store(
     """The adapter for a SQLAlchemy URL: ``sqlite[+aiosqlite]:///path`` or
     ``postgresql[+psycopg]://...``; with ``migrate`` the schema is upgraded to head first."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
-    parsed = make_url(url)
+    # Messages below never echo the URL or the parser's message: the URL may hold a password.
+    try:
+        parsed = make_url(url)
+    except ValueError as exc:  # a port that is not a number ("invalid literal for int()")
+        reason = "its port is not a number" if "int()" in str(exc) else "it cannot be parsed"
+        raise ConfigurationError(_invalid_url(reason)) from None
+    except ArgumentError:
+        raise ConfigurationError(_invalid_url("it cannot be parsed")) from None
     store: SqlAlchemyStore
     match parsed.get_backend_name():
         case "sqlite":
@@ -46,9 +54,18 @@ async def open_store(
                 raise ConfigurationError(
                     "the SQLite store needs a file path, not an in-memory database"
                 )
-            store = SqliteStore(Path(parsed.database), clock)
+            path = Path(parsed.database)
+            try:
+                store = SqliteStore(path, clock)
+            except OSError as exc:  # the folder cannot be created
+                raise ConfigurationError(
+                    f"the SQLite store cannot use {path}: {exc.strerror or type(exc).__name__}"
+                ) from None
         case "postgresql":
-            store = PostgresStore(url, clock)
+            try:
+                store = PostgresStore(url, clock)
+            except (ArgumentError, ValueError, TypeError) as exc:
+                raise ConfigurationError(_invalid_url(type(exc).__name__)) from None
         case other:
             raise ConfigurationError(f"no store for database URL scheme {other!r}")
     if migrate:
@@ -58,3 +75,10 @@ async def open_store(
             await store.close()
             raise
     return store
+
+
+def _invalid_url(reason: str) -> str:
+    return (
+        f"CADASTRE_DATABASE_URL is not a valid database URL: {reason} (expected "
+        "postgresql://user:password@host[:port]/database or sqlite:///path/to/file.db)"
+    )
