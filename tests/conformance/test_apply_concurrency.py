@@ -162,3 +162,50 @@ async def test_a_real_deadlock_is_a_lost_race_not_an_outage(postgres_url: str) -
         assert "deadlock" in str(errors[0]).lower()
     finally:
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_batches_over_two_entities_in_opposite_orders_never_deadlock(
+    postgres_url: str,
+) -> None:
+    """Records are locked in one order (entity, then id) whatever order a page lists them in,
+    so PostgreSQL records no deadlock at all - not one that a retry then hides."""
+    store = PostgresStore(postgres_url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {', '.join(TABLE_NAMES)} RESTART IDENTITY"))
+        await store.create_tenant("acme", "Acme")
+        engine = SyncEngine(store, load_registry(), FakeClock())
+
+        def listing(minute: int) -> Change:
+            return Change(
+                tenant="acme", entity="Listing",
+                fields={"ListingKey": "L1", "ListPrice": str(minute)},
+                origin=Origin(system="mls", connection="austin", external_id="L1",
+                              source_time=T0 + timedelta(minutes=minute)),
+            )  # fmt: skip
+
+        def prop(minute: int) -> Change:
+            return Change(
+                tenant="acme", entity="Property", fields={"PropertyId": "P1", "City": f"C{minute}"},
+                origin=Origin(system="core", external_id="P1",
+                              source_time=T0 + timedelta(minutes=minute)),
+            )  # fmt: skip
+
+        await engine.apply_batch([listing(0), prop(0)])  # both rows exist: later pages lock them
+        deadlocks = text(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+        )
+        async with store.engine.connect() as conn:
+            before = (await conn.execute(deadlocks)).scalar_one()
+        for round_ in range(1, 9):
+            a, b = 2 * round_, 2 * round_ + 1
+            results = await asyncio.gather(
+                engine.apply_batch([listing(a), prop(a)]), engine.apply_batch([prop(b), listing(b)])
+            )
+            assert all(item.error is None for items in results for item in items)
+        async with store.engine.connect() as conn:
+            after = (await conn.execute(deadlocks)).scalar_one()
+        assert after == before
+    finally:
+        await store.close()
