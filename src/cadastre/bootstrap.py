@@ -6,7 +6,7 @@ only in ``Settings``; nothing below this module knows which one it got.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cadastre.clock import SystemClock
 from cadastre.config import Settings
@@ -31,7 +31,7 @@ class Hub:
     keys: KeyService
     connections: ConnectionService
     credentials: CredentialProvider
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: Metrics
 
     async def close(self) -> None:
         await self.store.close()

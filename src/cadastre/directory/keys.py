@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cadastre.errors import AuthenticationError, NotFound
@@ -104,4 +104,4 @@ class KeyService:
             raise AuthenticationError("invalid or revoked API key")
         if need is ApiKeyScope.WRITE and record.scope is not ApiKeyScope.WRITE:
             raise AuthenticationError(f"key {record.key_id} has scope read; write is required")
-        return replace(record)
+        return record

@@ -37,7 +37,7 @@ from cadastre.ports import (
     Tenant,
 )
 from cadastre.store.audit import GENESIS_HASH, seal, verify_chain
-from cadastre.store.canonical import content_hash, json_copy
+from cadastre.store.canonical import canonical_copy, json_copy
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -231,9 +231,8 @@ class _Records(_Repo):
             raise ConcurrentUpdate(
                 f"{entity} {id!r} is at version {version}, not {expected_version}"
             )
-        stored = StoredRecord(
-            entity, id, version + 1, json_copy(data), content_hash(data), deleted, self._now()
-        )
+        copied, digest = canonical_copy(data)
+        stored = StoredRecord(entity, id, version + 1, copied, digest, deleted, self._now())
         self._s.records[(self._t, entity, id)] = stored
         return replace(stored, data=copy.deepcopy(stored.data))
 

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, select, update
 from cadastre.errors import ConcurrentUpdate
 from cadastre.ports import RecordWrite, StoredRecord
 from cadastre.store import tables as t
-from cadastre.store.canonical import content_hash, json_copy
+from cadastre.store.canonical import canonical_copy
 from cadastre.store.repositories.base import SqlRepository, chunked
 
 if TYPE_CHECKING:
@@ -88,8 +88,8 @@ class SqlRecords(SqlRepository):
         now = self.now()
         stored: list[StoredRecord] = []
         for w in writes:
-            copied = json_copy(w.data)
-            version, digest = w.expected_version + 1, content_hash(copied)
+            copied, digest = canonical_copy(w.data)
+            version = w.expected_version + 1
             stored.append(StoredRecord(w.entity, w.id, version, copied, digest, w.deleted, now))
         new = [s for s, w in zip(stored, writes, strict=True) if w.expected_version == 0]
         changed = [s for s, w in zip(stored, writes, strict=True) if w.expected_version != 0]
