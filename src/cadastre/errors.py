@@ -3,7 +3,8 @@ answers "may this be tried again?" wherever the error surfaces.
 
     CadastreError
     ├── ConfigurationError (Terminal)              bad settings, unknown adapter, invalid YAML
-    │   └── OwnershipRegistryError (Terminal)      two owners for one field, unknown field
+    │   ├── OwnershipRegistryError (Terminal)      two owners for one field, unknown field
+    │   └── MappingError (Terminal)                a mapping file that names unknown fields or values
     ├── ContractError (Terminal)                   a record or change that breaks the canonical contract
     │   └── SchemaIncompatible (Terminal)          a breaking change between two schema versions
     ├── OwnershipViolation (Terminal)              nothing in a change may be written by its origin
@@ -16,8 +17,11 @@ answers "may this be tried again?" wherever the error surfaces.
     │   ├── ConcurrentUpdate (Transient)           optimistic version check lost a race; re-read and retry
     │   └── AuditChainBroken (Terminal)            the hash chain does not verify
     └── VendorError                                anything a vendor answered (filled in by the gateway)
-        ├── VendorUnavailable (Transient)          5xx, timeouts, resets, 429
-        └── VendorRejected (Terminal)              4xx other than 408/425/429
+        ├── VendorUnavailable (Transient)          5xx, timeouts, resets
+        │   ├── VendorRateLimited (Transient)      429 (carries retry_after when the vendor sent one)
+        │   └── VendorProtocolError (Transient)    a body that is not what the protocol promises
+        ├── VendorRejected (Terminal)              4xx other than 408/425/429
+        └── VendorAuthRefused (Terminal)           the vendor refused the credential (invalid_client)
 
 Messages never contain secrets: errors that concern a credential name its reference, not its value.
 """
@@ -52,6 +56,10 @@ class ContractError(CadastreError, Terminal):
 
 
 class SchemaIncompatible(ContractError):
+    pass
+
+
+class MappingError(ConfigurationError):
     pass
 
 
@@ -107,7 +115,23 @@ class VendorUnavailable(VendorError, Transient):
     pass
 
 
+class VendorRateLimited(VendorUnavailable):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class VendorProtocolError(VendorUnavailable):
+    pass
+
+
 class VendorRejected(VendorError, Terminal):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class VendorAuthRefused(VendorError, Terminal):
     pass
 
 

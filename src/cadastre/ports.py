@@ -415,6 +415,45 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+# ------------------------------------------------------------------------------ connectors
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One vendor record as the vendor sent it; mapping turns it into a canonical change."""
+
+    stream: str  # e.g. "Property"
+    external_id: str | None  # None when the vendor left its key out (quarantined by mapping)
+    data: Mapping[str, Any]  # vendor field name -> value, as parsed from the wire
+    source_time: datetime | None  # e.g. ModificationTimestamp; None when missing or unreadable
+    source_version: str | None = None
+
+
+@dataclass(frozen=True)
+class RawPage:
+    """A page of one stream and the position the stream reaches once the page is committed."""
+
+    stream: str
+    records: Sequence[RawRecord]
+    cursor: Mapping[str, Any]  # JSON-compatible; committed in the transaction of the page
+    fetched: int = 0  # items the vendor sent, parsed or not (conservation: fetched == records)
+
+
+class SourceConnector(Protocol):
+    """What a vendor connector offers the sync engine: raw pages, never canonical writes."""
+
+    system: str  # the owning-system name of its records, e.g. "mls"
+
+    def streams(self) -> Sequence[str]: ...
+
+    def read(self, stream: str, cursor: Mapping[str, Any] | None) -> AsyncIterator[RawPage]:
+        """Pages from ``cursor`` (None: a full sync) to the newest record; each page's
+        ``cursor`` resumes right after it."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
 # ------------------------------------------------------------------------------ credentials
 
 
