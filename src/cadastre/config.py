@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     ownership_file: Path | None = Field(
         default=None, description="system-of-record YAML; unset means the packaged default"
     )
+    mappings_dir: Path = Field(
+        default=Path("mappings"),
+        description="the mapping registry folder: per-MLS and per-connection mapping files",
+    )
     credentials_file: Path | None = Field(
         default=None, description="YAML of name -> secret for the file CredentialProvider"
     )

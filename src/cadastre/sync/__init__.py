@@ -6,6 +6,7 @@ from cadastre.sync.engine import (
     REFUSED_EVENT,
     BatchItem,
     CursorAdvance,
+    QuarantineDraft,
     SyncEngine,
     forbidden_by_ownership,
 )
@@ -18,6 +19,7 @@ from cadastre.sync.origin import (
     stamp_of,
 )
 from cadastre.sync.plan import Plan, Target, Validator, plan_delete, plan_upsert
+from cadastre.sync.runner import SyncReport, SyncRunner, SyncTally
 
 __all__ = [
     "DELETED_FIELD",
@@ -26,8 +28,12 @@ __all__ = [
     "CursorAdvance",
     "Judgement",
     "Plan",
+    "QuarantineDraft",
     "Stamp",
     "SyncEngine",
+    "SyncReport",
+    "SyncRunner",
+    "SyncTally",
     "Target",
     "Validator",
     "Verdict",

@@ -39,7 +39,14 @@ if TYPE_CHECKING:
     from cadastre.ownership import OwnershipRegistry
     from cadastre.ports import Clock, FieldProvenance, Store, StoredRecord, UnitOfWork
 
-__all__ = ["REFUSED_EVENT", "BatchItem", "CursorAdvance", "SyncEngine", "forbidden_by_ownership"]
+__all__ = [
+    "REFUSED_EVENT",
+    "BatchItem",
+    "CursorAdvance",
+    "QuarantineDraft",
+    "SyncEngine",
+    "forbidden_by_ownership",
+]
 
 _OWNERSHIP = frozenset({RefusalReason.NOT_OWNER, RefusalReason.NO_OWNER_DECLARED})
 
@@ -59,6 +66,17 @@ class CursorAdvance:
     connection: str
     stream: str
     value: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class QuarantineDraft:
+    """A vendor record set aside with its raw payload and a reason, in the page's transaction."""
+
+    connection: str
+    entity: str
+    external_id: str | None
+    reason: str
+    payload: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -106,14 +124,24 @@ class SyncEngine:
         return item.result
 
     async def apply_batch(
-        self, changes: Sequence[Change], *, cursor: CursorAdvance | None = None
+        self,
+        changes: Sequence[Change],
+        *,
+        cursor: CursorAdvance | None = None,
+        quarantine: Sequence[QuarantineDraft] = (),
+        on_reject: Callable[[Change, ContractError], QuarantineDraft | None] | None = None,
     ) -> list[BatchItem]:
         """Apply a page of changes of one tenant in one transaction; one item per change, in
         order. ``cursor`` is stored in the same transaction, so it never runs ahead of the
-        records it covers."""
+        records it covers; so are the ``quarantine`` entries of the page, and the entry
+        ``on_reject`` makes of each change the contract rejects (nothing of a page is lost
+        between its records, its quarantine and its cursor)."""
         if not changes:
+            if quarantine and cursor is None:
+                raise ValueError("quarantine entries without changes need a cursor's tenant")
             if cursor is not None:  # a page that filtered down to nothing still moves on
                 async with self._store.unit_of_work(cursor.tenant) as uow:
+                    await _set_aside(uow, quarantine)
                     await uow.cursors.put(cursor.connection, cursor.stream, cursor.value)
                     await uow.commit()
             return []
@@ -123,7 +151,7 @@ class SyncEngine:
         started = self._clock.monotonic()
         for attempt in range(1, self._attempts + 1):
             try:
-                items = await self._attempt(changes, cursor)
+                items = await self._attempt(changes, cursor, quarantine, on_reject)
                 break
             except ConcurrentUpdate:
                 # Another writer committed first (same record, same external id or same
@@ -134,12 +162,24 @@ class SyncEngine:
         return items
 
     async def _attempt(
-        self, changes: Sequence[Change], cursor: CursorAdvance | None
+        self,
+        changes: Sequence[Change],
+        cursor: CursorAdvance | None,
+        quarantine: Sequence[QuarantineDraft],
+        on_reject: Callable[[Change, ContractError], QuarantineDraft | None] | None,
     ) -> list[BatchItem]:
         async with self._store.unit_of_work(changes[0].tenant) as uow:
             view = await _View.load(uow, changes)
             items = [await self._decide(uow, view, change) for change in changes]
             await view.flush(uow)
+            drafts = list(quarantine)
+            if on_reject is not None:
+                for item in items:
+                    if isinstance(item.error, ContractError):
+                        draft = on_reject(item.change, item.error)
+                        if draft is not None:
+                            drafts.append(draft)
+            await _set_aside(uow, drafts)
             if cursor is not None:
                 await uow.cursors.put(cursor.connection, cursor.stream, cursor.value)
             await uow.commit()
@@ -281,6 +321,14 @@ class _View:
         for record in stored:
             self.records[(record.entity, record.id)] = record
         self.pending, self.touched = [], set()
+
+
+async def _set_aside(uow: UnitOfWork, drafts: Sequence[QuarantineDraft]) -> None:
+    for draft in drafts:
+        await uow.quarantine.add(
+            connection=draft.connection, entity=draft.entity, external_id=draft.external_id,
+            reason=draft.reason, payload=draft.payload,
+        )  # fmt: skip
 
 
 def _xref_group(change: Change) -> tuple[str, str, str]:

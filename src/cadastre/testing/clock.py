@@ -2,6 +2,8 @@
 
 ``sleep`` does not wait: it parks the caller until ``advance`` moves time past its deadline, so an
 hour-long rate window or a day of token expiry is tested in microseconds and in a fixed order.
+With ``autojump=True`` (trio's autojump clock) a sleep moves time to its own deadline at once,
+for tests that only need backoffs to pass, not to be stepped through.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class FakeClock:
-    def __init__(self, start: datetime = EPOCH) -> None:
+    def __init__(self, start: datetime = EPOCH, *, autojump: bool = False) -> None:
         if start.tzinfo is None:
             raise ValueError("FakeClock needs a timezone-aware start")
         self._start = start
+        self._autojump = autojump
         self._elapsed = 0.0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
@@ -31,6 +34,10 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        if self._autojump:
+            self.advance(seconds)
             await asyncio.sleep(0)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

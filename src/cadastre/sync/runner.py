@@ -1,0 +1,246 @@
+"""``SyncRunner``: one connection's streams pulled into the store, page by page.
+
+For each page the connector yields: map every raw record (a record that cannot be mapped is set
+aside in quarantine with its raw payload and a reason), then apply the changes, the quarantine
+entries and the page's cursor in one transaction. The cursor therefore never runs ahead of what is
+stored, and a crash at any point resumes from the last committed page. A change the contract
+rejects (a price of "N/A") is quarantined inside that same transaction.
+
+The next page is fetched while the current one is applied (read-ahead of one page), so vendor
+latency and store time overlap. A transient vendor failure (5xx, timeout, garbage page) restarts
+the read from the last committed cursor after a backoff on the hub's clock; the run gives up only
+after ``max_failures`` consecutive failures, with nothing lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from cadastre.contract import Change
+from cadastre.errors import ContractError, Transient
+from cadastre.sync.engine import CursorAdvance, QuarantineDraft
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from cadastre.mapping import RecordMapper
+    from cadastre.observe import Metrics
+    from cadastre.ports import Clock, RawPage, SourceConnector, Store
+    from cadastre.sync.engine import BatchItem, SyncEngine
+
+
+@dataclass
+class SyncTally:
+    fetched: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    quarantined: int = 0
+    pages: int = 0
+    retries: int = 0
+    expected: int | None = None  # what the vendor said the read holds, when it said
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def stored(self) -> int:
+        """Records accounted for in the store (written, unchanged, already applied, refused)."""
+        return self.created + self.updated + self.unchanged + self.duplicates + self.refused
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    tenant: str
+    connection: str
+    full: bool
+    tally: SyncTally
+    cursors: Mapping[str, Mapping[str, Any]]
+    started: datetime
+    seconds: float
+    unknown_fields: Mapping[str, int]
+
+
+class SyncRunner:
+    def __init__(
+        self,
+        engine: SyncEngine,
+        store: Store,
+        clock: Clock,
+        *,
+        metrics: Metrics | None = None,
+        max_failures: int = 5,
+        backoff: float = 1.0,
+        backoff_cap: float = 60.0,
+    ) -> None:
+        self._engine = engine
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._max_failures = max_failures
+        self._backoff = backoff
+        self._backoff_cap = backoff_cap
+
+    async def run(
+        self,
+        *,
+        tenant: str,
+        connection: str,
+        connector: SourceConnector,
+        mappers: Mapping[str, RecordMapper],
+        full: bool = False,
+        progress: Callable[[SyncTally], None] | None = None,
+    ) -> SyncReport:
+        """Pull every stream of ``connector`` that has a mapper. ``full`` starts from nothing
+        instead of the stored cursor (records already held come back unchanged)."""
+        started, start = self._clock.now(), self._clock.monotonic()
+        tally = SyncTally()
+        cursors: dict[str, Mapping[str, Any]] = {}
+        for stream in connector.streams():
+            mapper = mappers.get(stream)
+            if mapper is None:
+                continue
+            cursors[stream] = await self._stream(
+                tenant, connection, connector, stream, mapper, full, tally, progress
+            )
+        unknown: Counter[str] = Counter()
+        for mapper in mappers.values():
+            unknown.update(mapper.unknown)
+        return SyncReport(
+            tenant=tenant, connection=connection, full=full, tally=tally, cursors=cursors,
+            started=started, seconds=self._clock.monotonic() - start, unknown_fields=unknown,
+        )  # fmt: skip
+
+    async def _stream(
+        self,
+        tenant: str,
+        connection: str,
+        connector: SourceConnector,
+        stream: str,
+        mapper: RecordMapper,
+        full: bool,
+        tally: SyncTally,
+        progress: Callable[[SyncTally], None] | None,
+    ) -> Mapping[str, Any]:
+        cursor: Mapping[str, Any] | None = None
+        if not full:
+            async with self._store.unit_of_work(tenant) as uow:
+                stored = await uow.cursors.get(connection, stream)
+            cursor = stored.value if stored is not None else None
+        failures = 0
+        while True:
+            try:
+                async for page in _read_ahead(connector.read(stream, cursor)):
+                    await self._commit(tenant, connection, connector.system, mapper, page, tally)
+                    cursor = page.cursor
+                    failures = 0
+                    if progress is not None:
+                        progress(tally)
+                return cursor or {}
+            except Exception as exc:
+                if not isinstance(exc, Transient):
+                    raise
+                failures += 1
+                if failures >= self._max_failures:
+                    raise
+                tally.retries += 1
+                # Restart from the last committed page: nothing after it was stored.
+                await self._clock.sleep(min(self._backoff_cap, self._backoff * 2 ** (failures - 1)))
+
+    async def _commit(
+        self,
+        tenant: str,
+        connection: str,
+        system: str,
+        mapper: RecordMapper,
+        page: RawPage,
+        tally: SyncTally,
+    ) -> None:
+        changes: list[Change] = []
+        drafts: list[QuarantineDraft] = []
+        payloads: dict[str, Mapping[str, Any]] = {}
+        for raw in page.records:
+            mapped = mapper.map(raw, tenant=tenant, connection=connection, system=system)
+            if isinstance(mapped, Change):
+                changes.append(mapped)
+                payloads[mapped.idempotency_key] = raw.data
+            else:
+                tally.reasons[mapped.code] += 1
+                drafts.append(QuarantineDraft(
+                    connection, mapper.entity, raw.external_id, mapped.reason, dict(raw.data)
+                ))  # fmt: skip
+
+        def on_reject(change: Change, error: ContractError) -> QuarantineDraft:
+            tally.reasons["invalid_value"] += 1
+            return QuarantineDraft(
+                connection, change.entity, change.origin.external_id, str(error),
+                dict(payloads.get(change.idempotency_key, change.fields)),
+            )  # fmt: skip
+
+        advance = CursorAdvance(tenant, connection, page.stream, page.cursor)
+        items = await self._engine.apply_batch(
+            changes, cursor=advance, quarantine=drafts, on_reject=on_reject
+        )
+        tally.pages += 1
+        tally.fetched += len(page.records)
+        if page.expected is not None and tally.expected is None:
+            tally.expected = page.expected
+        tally.quarantined += len(drafts)
+        for item in items:
+            _count(item, tally)
+        self._observe(connection, page, len(changes), tally)
+
+    def _observe(self, connection: str, page: RawPage, mapped: int, tally: SyncTally) -> None:
+        if self._metrics is None:
+            return
+        synced = self._metrics.counter("cadastre_records_synced_total")
+        synced.labels(connection=connection, stream=page.stream).inc(mapped)
+        newest = max((r.source_time for r in page.records if r.source_time), default=None)
+        if newest is not None:
+            lag = (self._clock.now() - newest).total_seconds()
+            gauge = self._metrics.gauge("cadastre_sync_lag_seconds")
+            gauge.labels(connection=connection, stream=page.stream).set(max(0.0, lag))
+
+
+def _count(item: BatchItem, tally: SyncTally) -> None:
+    result = item.result
+    if result is None:
+        tally.quarantined += 1  # rejected by the contract: on_reject set it aside
+    elif result.duplicate:
+        tally.duplicates += 1
+    elif result.created:
+        tally.created += 1
+    elif result.wrote:
+        tally.updated += 1
+    elif result.refused:
+        tally.refused += 1
+    else:
+        tally.unchanged += 1
+
+
+async def _read_ahead(pages: AsyncIterator[RawPage]) -> AsyncIterator[RawPage]:
+    """Yield ``pages`` while fetching the next one in the background."""
+    upcoming: asyncio.Task[RawPage] = asyncio.ensure_future(anext(pages))
+    try:
+        while True:
+            try:
+                page = await upcoming
+            except StopAsyncIteration:
+                return
+            upcoming = asyncio.ensure_future(anext(pages))
+            yield page
+    finally:
+        if not upcoming.done():
+            upcoming.cancel()
+        # The abandoned fetch's own outcome no longer matters: the caller is leaving.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await upcoming
+        aclose = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
