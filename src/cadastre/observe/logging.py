@@ -193,6 +193,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True, stream: Any = N
     handler.setFormatter(JsonFormatter() if json else PlainFormatter())
     logger.addHandler(handler)
     logger.propagate = False
+    # httpx logs every request's full URL, query string included, at INFO; a query may carry a
+    # vendor's API key. The gateway meters calls itself, path only.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> logging.Logger:
