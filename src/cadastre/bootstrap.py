@@ -7,17 +7,32 @@ only in ``Settings``; nothing below this module knows which one it got.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cadastre.clock import SystemClock
 from cadastre.config import Settings
+from cadastre.connectors import ClientCredentialsAuth, available, connector_spec
 from cadastre.directory import ConnectionService, KeyService, TenantService
 from cadastre.errors import ConfigurationError
+from cadastre.gateway import Gateway
+from cadastre.mapping import MappingRegistry, RecordMapper
 from cadastre.observe import Metrics, configure_logging
 from cadastre.ownership import OwnershipRegistry, load_registry
-from cadastre.ports import Clock, CredentialProvider, Store
+from cadastre.ports import Clock, CredentialProvider, SourceConnector, Store
 from cadastre.store import open_store
-from cadastre.sync import SyncEngine
+from cadastre.sync import SyncEngine, SyncReport, SyncRunner, SyncTally
 from cadastre.vault import CredentialResolver, EnvCredentialProvider, FileCredentialProvider
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import httpx
+
+
+@dataclass(frozen=True)
+class OpenSource:
+    connector: SourceConnector
+    mappers: dict[str, RecordMapper]  # stream -> mapper
 
 
 @dataclass
@@ -32,9 +47,59 @@ class Hub:
     connections: ConnectionService
     credentials: CredentialProvider
     metrics: Metrics
+    mappings: MappingRegistry
+    runner: SyncRunner
 
     async def close(self) -> None:
         await self.store.close()
+
+    async def open_source(
+        self, tenant: str, name: str, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> OpenSource:
+        """The connection's connector, behind its own gateway, and its mapper. ``transport``
+        replaces the innermost HTTP transport (tests reach a simulator in-process)."""
+        connection = await self.connections.get(tenant, name)
+        spec = connector_spec(connection.connector)
+        settings = spec.settings(name, connection.config)
+        mapper = self.mappings.load(spec.mapping_name(settings))
+        policy = spec.policy(settings)
+        auth = spec.auth(settings)
+        if isinstance(auth, ClientCredentialsAuth):
+            if connection.credential is None:
+                raise ConfigurationError(
+                    f"connection {name!r} authenticates with OAuth2 but names no credential"
+                )
+            gateway = Gateway.for_oauth2(
+                spec.base_url(settings), policy, clock=self.clock, token_url=auth.token_url,
+                credential=connection.credential, provider=self.credentials, scope=auth.scope,
+                metrics=self.metrics, connection=name, transport=transport,
+            )  # fmt: skip
+        else:
+            gateway = Gateway(
+                spec.base_url(settings), policy, clock=self.clock, metrics=self.metrics,
+                connection=name, transport=transport,
+            )  # fmt: skip
+        connector = spec.create(settings, gateway=gateway, mapper=mapper, clock=self.clock)
+        return OpenSource(connector, {mapper.stream: mapper})
+
+    async def sync(
+        self,
+        tenant: str,
+        name: str,
+        *,
+        full: bool = False,
+        progress: Callable[[SyncTally], None] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> SyncReport:
+        """Pull one connection into the store (``cadastre sync``)."""
+        source = await self.open_source(tenant, name, transport=transport)
+        try:
+            return await self.runner.run(
+                tenant=tenant, connection=name, connector=source.connector,
+                mappers=source.mappers, full=full, progress=progress,
+            )  # fmt: skip
+        finally:
+            await source.connector.aclose()
 
 
 async def bootstrap(
@@ -71,15 +136,19 @@ async def bootstrap(
     if settings.credentials_file is not None:
         providers["file"] = FileCredentialProvider(settings.credentials_file)
     metrics = Metrics()
+    engine = SyncEngine(store, registry, clock, metrics=metrics)
+    families = {name: spec.family_mapping for name, spec in available().items()}
     return Hub(
         settings=settings,
         clock=clock,
         store=store,
         registry=registry,
-        engine=SyncEngine(store, registry, clock, metrics=metrics),
+        engine=engine,
         tenants=TenantService(store),
         keys=KeyService(store, clock),
         connections=ConnectionService(store, clock),
         credentials=CredentialResolver(providers),
         metrics=metrics,
+        mappings=MappingRegistry(settings.mappings_dir, families),
+        runner=SyncRunner(engine, store, clock, metrics=metrics),
     )

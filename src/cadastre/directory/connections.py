@@ -112,6 +112,22 @@ class ConnectionService:
             await uow.commit()
         return saved
 
+    async def put(self, tenant: str, spec: ConnectionSpec, *, actor: str = "cli") -> Connection:
+        """Add the connection, or save ``spec`` as its next version when it differs."""
+        _refuse_secrets(spec.config)
+        await self._require_tenant(tenant)
+        async with self._store.unit_of_work(tenant) as uow:
+            current = await uow.connections.get(spec.name)
+            if current is not None and to_spec(current) == spec:
+                return current
+            version, change = (1, "added") if current is None else (current.version + 1, "edited")
+            saved = await uow.connections.save(
+                self._from_spec(tenant, spec, version), changed_by=actor, change=change
+            )
+            await self._record(uow, saved, actor, change)
+            await uow.commit()
+        return saved
+
     async def get(self, tenant: str, name: str) -> Connection:
         async with self._store.unit_of_work(tenant) as uow:
             found = await uow.connections.get(name)

@@ -17,7 +17,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    Float,
     Index,
     Integer,
     MetaData,
@@ -109,18 +108,14 @@ external_refs = Table(
     Index("ix_external_refs_canonical", "tenant", "entity", "canonical_id"),
 )  # fmt: skip
 
-field_provenance = Table(
-    "field_provenance", metadata,
+# One row per record; ``fields`` maps each field to one of the record's distinct stamps
+# (migration 0002 says why and gives the layout).
+record_provenance = Table(
+    "record_provenance", metadata,
     _tenant(),
     Column("entity", String(64), primary_key=True),
     Column("id", String(200), primary_key=True),
-    Column("field", String(200), primary_key=True),
-    Column("system", String(64), nullable=False),
-    Column("connection", String(64), nullable=True),
-    Column("source_time", UtcDateTime(), nullable=True),
-    Column("source_version", String(200), nullable=True),
-    Column("confidence", Float, nullable=False),
-    Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("fields", Json, nullable=False),
 )  # fmt: skip
 
 sync_cursors = Table(

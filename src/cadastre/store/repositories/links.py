@@ -4,6 +4,7 @@ keep both modules short.)"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -17,62 +18,104 @@ from cadastre.store.repositories.base import SqlRepository, chunked
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from sqlalchemy import Row
+
+def _stamp(p: FieldProvenance) -> list[Any]:
+    return [p.system, p.connection, _iso(p.source_time), p.source_version, p.confidence,
+            _iso(p.recorded_at)]  # fmt: skip
 
 
-def _provenance(r: Row[Any]) -> FieldProvenance:
-    return FieldProvenance(
-        r.entity, r.id, r.field, r.system, r.connection, r.source_time, r.source_version,
-        r.confidence, r.recorded_at,
-    )  # fmt: skip
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def _unpack(entity: str, id: str, blob: Mapping[str, Any]) -> dict[str, FieldProvenance]:
+    stamps = [
+        (system, connection, _time(source_time), version, confidence, _time(recorded))
+        for system, connection, source_time, version, confidence, recorded in blob["stamps"]
+    ]
+    out: dict[str, FieldProvenance] = {}
+    for field, index in blob["fields"].items():
+        system, connection, source_time, version, confidence, recorded = stamps[index]
+        assert recorded is not None  # noqa: S101 - written by _pack, always set
+        out[field] = FieldProvenance(
+            entity, id, field, system, connection, source_time, version, confidence, recorded
+        )
+    return out
+
+
+def _pack(fields: Mapping[str, FieldProvenance]) -> dict[str, Any]:
+    stamps: list[list[Any]] = []
+    where: dict[tuple[Any, ...], int] = {}
+    mapped: dict[str, int] = {}
+    for name, p in fields.items():
+        key = (p.system, p.connection, p.source_time, p.source_version, p.confidence,
+               p.recorded_at)  # fmt: skip
+        index = where.get(key)
+        if index is None:
+            index = where[key] = len(stamps)
+            stamps.append(_stamp(p))
+        mapped[name] = index
+    return {"stamps": stamps, "fields": mapped}
 
 
 class SqlProvenance(SqlRepository):
+    """Field provenance kept as one JSON row per record (migration 0002): writing a record's
+    78 fields costs one row, not 78."""
+
     async def for_record(self, entity: str, id: str) -> dict[str, FieldProvenance]:
         return (await self.for_records(entity, [id])).get(id, {})
 
     async def for_records(
         self, entity: str, ids: Sequence[str]
     ) -> dict[str, dict[str, FieldProvenance]]:
-        c = t.field_provenance.c
-        found: dict[str, dict[str, FieldProvenance]] = {}
+        return {
+            id: _unpack(entity, id, blob)
+            for id, blob in (await self._blobs(entity, ids)).items()
+            if blob["fields"]
+        }
+
+    async def _blobs(self, entity: str, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        c = t.record_provenance.c
+        found: dict[str, Mapping[str, Any]] = {}
         for chunk in chunked(ids):
             rows = await self.execute(
-                select(t.field_provenance).where(
+                select(c.id, c.fields).where(
                     c.tenant == self.tenant, c.entity == entity, c.id.in_(chunk)
                 )
             )
-            for r in rows:
-                found.setdefault(r.id, {})[r.field] = _provenance(r)
+            found.update((r.id, r.fields) for r in rows)
         return found
 
     async def record(self, items: Sequence[FieldProvenance]) -> None:
+        """Upsert by (entity, id, field): the record's other fields keep their stamps."""
         if not items:
             return
-        rows = [
-            {
-                "tenant": self.tenant,
-                "entity": p.entity,
-                "id": p.id,
-                "field": p.field,
-                "system": p.system,
-                "connection": p.connection,
-                "source_time": p.source_time,
-                "source_version": p.source_version,
-                "confidence": p.confidence,
-                "recorded_at": p.recorded_at,
-            }
-            for p in items
-        ]
-        statement = self.insert(t.field_provenance)
-        changing = ("system", "connection", "source_time", "source_version", "confidence",
-                    "recorded_at")  # fmt: skip
+        grouped: dict[tuple[str, str], dict[str, FieldProvenance]] = {}
+        for p in items:
+            grouped.setdefault((p.entity, p.id), {})[p.field] = p
+        by_entity: dict[str, list[str]] = {}
+        for entity, id in grouped:
+            by_entity.setdefault(entity, []).append(id)
+        rows = []
+        for entity, ids in by_entity.items():
+            held = await self._blobs(entity, ids)
+            for id in ids:
+                fields = grouped[(entity, id)]
+                if id in held:
+                    fields = {**_unpack(entity, id, held[id]), **fields}
+                rows.append({"tenant": self.tenant, "entity": entity, "id": id,
+                             "fields": _pack(fields)})  # fmt: skip
+        statement = self.insert(t.record_provenance)
         # executemany form: the statement compiles once and is cached; a multi-row VALUES
         # built per call compiled anew every time and cost more than the database work.
         await self.execute(
             statement.on_conflict_do_update(
-                index_elements=["tenant", "entity", "id", "field"],
-                set_={name: statement.excluded[name] for name in changing},
+                index_elements=["tenant", "entity", "id"],
+                set_={"fields": statement.excluded.fields},
             ),
             rows,
         )

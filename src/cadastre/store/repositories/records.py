@@ -1,17 +1,39 @@
-"""Canonical records, one at a time or a page at a time.
+"""Canonical records, one at a time, a page at a time, or filtered on fields of their data.
 
 The bulk methods exist for the sync engine's page-level apply: whatever the page size,
 ``get_many`` is one ``SELECT ... WHERE id IN (...)`` per ``IN_CHUNK`` ids and ``put_many`` is at
 most one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (new records) plus one
 executemany ``UPDATE ... WHERE version = ?`` (existing ones). The single-row methods are the bulk
 ones with one item, so both follow the same rules.
+
+``query`` reads JSON fields with each database's own functions, so its conditions differ by
+dialect; both read a value only once it has the shape its kind needs (a CASE, because
+PostgreSQL's casts fail the whole statement on one bad value and neither database promises the
+order in which it evaluates the operands of AND). The shapes are the regular expressions below
+(SQLite evaluates them through the ``regexp`` function SQLAlchemy registers on every connection).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    Numeric,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from cadastre.errors import ConcurrentUpdate
 from cadastre.ports import RecordWrite, StoredRecord
@@ -22,7 +44,9 @@ from cadastre.store.repositories.base import SqlRepository, chunked
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
 
-    from sqlalchemy import Row
+    from sqlalchemy import ColumnElement, Row
+
+    from cadastre.ports import FieldFilter
 
 _c = t.records.c
 # One compiled statement for every batch: the key and the expected version are bound per row,
@@ -153,8 +177,116 @@ class SqlRecords(SqlRepository):
         for row in await self.execute(query.order_by(_c.id).limit(limit)):
             yield _record(row)
 
+    async def query(
+        self,
+        entity: str,
+        filters: Sequence[FieldFilter] = (),
+        *,
+        after_id: str | None = None,
+        limit: int = 100,
+        include_deleted: bool = False,
+    ) -> list[StoredRecord]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        condition = _postgres if self._uow.connection.dialect.name == "postgresql" else _sqlite
+        query = select(t.records).where(
+            _c.tenant == self.tenant, _c.entity == entity, *(condition(f) for f in filters)
+        )
+        if after_id is not None:
+            query = query.where(_c.id > after_id)
+        if not include_deleted:
+            query = query.where(_c.deleted.is_(False))
+        return [_record(row) for row in await self.execute(query.order_by(_c.id).limit(limit))]
+
     async def count(self, entity: str | None = None) -> int:
         query = select(func.count()).where(_c.tenant == self.tenant, _c.deleted.is_(False))
         if entity is not None:
             query = query.where(_c.entity == entity)
         return int((await self.execute(query)).scalar_one())
+
+
+# ------------------------------------------------------------------------------ query filters
+
+# What a stored string must look like to be read as a number or an instant: the rules of
+# ``FieldFilter``, the same on every adapter (the fake uses these patterns too). "(?!.*\n)"
+# because Python's "$" also matches before a final newline and PostgreSQL's does not.
+NUMBER_PATTERN = r"^(?!.*\n)-?[0-9]{1,200}(\.[0-9]{1,200})?([eE][+-]?[0-9]{1,3})?$"
+TIME_PATTERN = (
+    r"^(?!.*\n)[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-4]):[0-5][0-9])$"
+)
+_OPS = {"eq": "__eq__", "gt": "__gt__", "ge": "__ge__", "lt": "__lt__", "le": "__le__"}
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _compare(left: ColumnElement[Any], f: FieldFilter, right: Any) -> ColumnElement[bool]:
+    # NULL (a missing field, or a value of the wrong shape) compares as unknown: no match
+    compared: ColumnElement[bool] = getattr(left, _OPS[f.op])(right)
+    return compared
+
+
+def _real_date(text: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The day exists in its month (the pattern allows 31 everywhere); PostgreSQL refuses
+    2026-02-30, SQLite would roll it over to March."""
+    year = cast(func.substr(text, 1, 4), Integer)
+    month = cast(func.substr(text, 6, 2), Integer)
+    day = cast(func.substr(text, 9, 2), Integer)
+    leap = or_(and_(year % 4 == 0, year % 100 != 0), year % 400 == 0)
+    days = case((month == 2, case((leap, 29), else_=28)), (month.in_([4, 6, 9, 11]), 30), else_=31)
+    return day <= days
+
+
+def _sqlite(f: FieldFilter) -> ColumnElement[bool]:
+    path = f'$."{f.field}"'  # the name is letters, digits and '_' (FieldFilter checks)
+    kind = func.json_type(_c.data, path)
+    raw = func.json_extract(_c.data, path)
+    if f.kind == "text":
+        text = case((kind == "text", raw))
+        if f.casefold:  # SQLite's lower() folds ASCII letters only, the FieldFilter rule
+            return _compare(func.lower(text), f, str(f.value).translate(_ASCII_LOWER))
+        return _compare(text, f, literal(f.value, String))
+    if f.kind == "number":
+        number = case(
+            (kind.in_(["integer", "real"]), raw),
+            (kind == "text", case((raw.regexp_match(NUMBER_PATTERN), cast(raw, Numeric)))),
+        )
+        return _compare(number, f, literal(_sqlite_number(f.value)))
+    # julianday() on both sides: the same millisecond arithmetic for both, offsets included
+    instant = case(
+        (kind == "text",
+         case((and_(raw.regexp_match(TIME_PATTERN), _real_date(raw)), func.julianday(raw)))),
+    )  # fmt: skip
+    value = f.value.isoformat() if isinstance(f.value, datetime) else str(f.value)
+    return _compare(instant, f, func.julianday(literal(value, String)))
+
+
+def _sqlite_number(value: Any) -> int | float:
+    """SQLite compares INTEGER exactly and REAL as a double; it cannot bind a Decimal."""
+    number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    if number == number.to_integral_value() and abs(number) < 2**63:
+        return int(number)
+    return float(number)
+
+
+def _postgres(f: FieldFilter) -> ColumnElement[bool]:
+    kind = func.jsonb_typeof(func.jsonb_extract_path(_c.data, literal(f.field, String)))
+    raw = func.jsonb_extract_path_text(_c.data, literal(f.field, String))
+    if f.kind == "text":
+        text = case((kind == "string", raw))
+        if f.casefold:  # under the "C" collation lower() folds ASCII letters only, like SQLite
+            folded = func.lower(text.collate("C"))
+            return _compare(folded, f, str(f.value).translate(_ASCII_LOWER))
+        return _compare(text, f, literal(f.value, String))
+    if f.kind == "number":
+        number = case(
+            (kind == "number", cast(raw, Numeric)),
+            (kind == "string", case((raw.regexp_match(NUMBER_PATTERN), cast(raw, Numeric)))),
+        )
+        value = Decimal(str(f.value)) if isinstance(f.value, float) else f.value
+        return _compare(number, f, literal(value, Numeric))
+    instant = case(
+        (kind == "string",
+         case((raw.regexp_match(TIME_PATTERN),
+               case((_real_date(raw), cast(raw, DateTime(timezone=True))))))),
+    )  # fmt: skip
+    return _compare(instant, f, literal(f.value, DateTime(timezone=True)))

@@ -1,0 +1,1 @@
+"""MLS connectors: RESO Web API (and RETS, later)."""

@@ -1,0 +1,76 @@
+"""What a connector author writes against: a ``ConnectorSpec`` that declares facts (name, system,
+settings model, family mapping file, how it authenticates) and builds a ``SourceConnector`` from a
+connection's settings and the gateway it is handed.
+
+A connector never sees the store, the bus or the sync engine, and never picks an HTTP client: the
+composition root builds the gateway (retries, auth, metering) and passes it in. That is what lets a
+new integration touch no existing one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+from cadastre.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any
+
+    from cadastre.gateway import Gateway, VendorPolicy
+    from cadastre.mapping import RecordMapper
+    from cadastre.ports import Clock, SourceConnector
+
+
+@dataclass(frozen=True)
+class ClientCredentialsAuth:
+    """OAuth2 client credentials (RFC 6749 §4.4): the connection's credential holds
+    ``client_id`` and ``client_secret``."""
+
+    token_url: str
+    scope: str | None = None
+
+
+AuthSpec = ClientCredentialsAuth | None
+
+
+class ConnectorSpec(ABC):
+    name: ClassVar[str]  # "<family>/<vendor>", as connections name it: "mls/reso"
+    system: ClassVar[str]  # default owning-system name of its records: "mls"
+    settings_model: ClassVar[type[BaseModel]]
+    family_mapping: ClassVar[Path]  # the package's mapping.yaml: the family's defaults
+
+    def settings(self, connection: str, config: Mapping[str, Any]) -> BaseModel:
+        try:
+            return self.settings_model.model_validate(dict(config))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+            raise ConfigurationError(
+                f"connection {connection!r}: invalid {self.name} settings: {problems}"
+            ) from None
+
+    @abstractmethod
+    def base_url(self, settings: BaseModel) -> str: ...
+
+    @abstractmethod
+    def policy(self, settings: BaseModel) -> VendorPolicy: ...
+
+    @abstractmethod
+    def auth(self, settings: BaseModel) -> AuthSpec: ...
+
+    @abstractmethod
+    def mapping_name(self, settings: BaseModel) -> str:
+        """The mapping registry entry for this connection (a family name for the defaults)."""
+
+    @abstractmethod
+    def create(
+        self, settings: BaseModel, *, gateway: Gateway, mapper: RecordMapper, clock: Clock
+    ) -> SourceConnector: ...
