@@ -9,11 +9,13 @@ This module is longer than most (~300 lines) because each port is kept beside th
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from cadastre.contract.events import EventEnvelope
 
@@ -58,6 +60,59 @@ class RecordWrite:
     data: Mapping[str, Any]
     expected_version: int
     deleted: bool = False
+
+
+_FILTER_OPS = ("eq", "gt", "ge", "lt", "le")
+_FILTER_KINDS = ("text", "number", "time")
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_]{1,100}")
+
+
+@dataclass(frozen=True)
+class FieldFilter:
+    """One condition of ``RecordRepository.query`` on a top-level field of a record's ``data``.
+
+    ``kind`` says how the stored value is read, and a value that cannot be read that way does not
+    match (it never fails the query):
+
+    - ``text``: a JSON string, equal to ``value`` (``eq`` only: collations order text differently
+      on every database). ``casefold`` ignores the case of ASCII letters only - the one case
+      rule SQLite's ``lower()`` and PostgreSQL's ``lower(... COLLATE "C")`` share.
+    - ``number``: a JSON number, or a string of plain decimal digits such as ``"350000"`` or
+      ``"-12.5"`` (an exponent allowed: ``"1E-7"``), compared numerically (exactly on
+      PostgreSQL and the fake, as IEEE doubles on SQLite: exact to about 15 significant digits).
+    - ``time``: a string ``YYYY-MM-DDTHH:MM:SS[.ffffff]`` with ``Z`` or ``+HH:MM``/``-HH:MM``
+      (year 1000-9999), compared as instants (SQLite reads milliseconds, no finer).
+    """
+
+    field: str  # wire name inside ``data``, e.g. "ListPrice"; letters, digits and '_' only
+    op: Literal["eq", "gt", "ge", "lt", "le"]
+    value: str | int | float | Decimal | datetime
+    kind: Literal["text", "number", "time"] = "text"
+    casefold: bool = False
+
+    def __post_init__(self) -> None:
+        # Field names end up inside JSON paths, so they are checked here, before any adapter.
+        if not isinstance(self.field, str) or not _FIELD_NAME.fullmatch(self.field):
+            raise ValueError(f"filter field {self.field!r} must be 1-100 of A-Z, a-z, 0-9, '_'")
+        if self.op not in _FILTER_OPS:
+            raise ValueError(f"filter op {self.op!r} is not one of {', '.join(_FILTER_OPS)}")
+        if self.kind not in _FILTER_KINDS:
+            raise ValueError(f"filter kind {self.kind!r} is not one of text, number, time")
+        if self.casefold and self.kind != "text":
+            raise ValueError("casefold applies to text filters only")
+        value = self.value
+        if self.kind == "text":
+            if not isinstance(value, str) or self.op != "eq":
+                raise ValueError("a text filter compares a str with op 'eq'")
+        elif self.kind == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+                raise ValueError("a number filter needs an int, float or Decimal value")
+            number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+            # Beyond this every database's numeric type overflows; nothing real is that large.
+            if not number.is_finite() or (number and abs(number.adjusted()) > 1000):
+                raise ValueError("a number filter value must be finite, within 1e-1000..1e1000")
+        elif not isinstance(value, datetime) or value.utcoffset() is None:
+            raise ValueError("a time filter needs a timezone-aware datetime value")
 
 
 @dataclass(frozen=True)
@@ -233,6 +288,19 @@ class RecordRepository(Protocol):
         limit: int = 100,
         include_deleted: bool = False,
     ) -> AsyncIterator[StoredRecord]: ...
+
+    async def query(
+        self,
+        entity: str,
+        filters: Sequence[FieldFilter] = (),
+        *,
+        after_id: str | None = None,
+        limit: int = 100,
+        include_deleted: bool = False,
+    ) -> list[StoredRecord]:
+        """At most ``limit`` records matching every filter, by id ascending, after ``after_id``
+        (keyset paging: pass the last id of one page to get the next)."""
+        ...
 
     async def count(self, entity: str | None = None) -> int: ...
 
@@ -427,6 +495,7 @@ class RawRecord:
     data: Mapping[str, Any]  # vendor field name -> value, as parsed from the wire
     source_time: datetime | None  # e.g. ModificationTimestamp; None when missing or unreadable
     source_version: str | None = None
+    problem: str | None = None  # the connector could not read it as a record (quarantined)
 
 
 @dataclass(frozen=True)
@@ -436,7 +505,7 @@ class RawPage:
     stream: str
     records: Sequence[RawRecord]
     cursor: Mapping[str, Any]  # JSON-compatible; committed in the transaction of the page
-    fetched: int = 0  # items the vendor sent, parsed or not (conservation: fetched == records)
+    expected: int | None = None  # records the vendor says the whole read holds, if it says
 
 
 class SourceConnector(Protocol):

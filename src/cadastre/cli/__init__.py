@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cadastre.cli import audit, connections, demo, keys, ownership, schema, tenants
+from cadastre.cli import audit, connections, demo, keys, ownership, schema, serve, sync, tenants
 
 app = typer.Typer(
     help="Cadastre: the register of which system owns which data.",
@@ -12,6 +12,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
 app.command("demo")(demo.demo)
+app.command("sync")(sync.sync)
+app.command("serve")(serve.serve)
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(keys.app, name="keys")
 app.add_typer(connections.app, name="connections")

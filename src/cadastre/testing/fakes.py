@@ -6,15 +6,18 @@ a (shallow, copy-on-write) copy of the committed state when it begins and swaps 
 are serialised (one at a time, like SQLite's ``BEGIN IMMEDIATE``); opening a second one inside
 the first in the same task would wait forever, so it raises ``StoreError`` instead.
 
-One module (~420 lines) on purpose: each fake repository is a few lines over the shared state.
+One module (~540 lines) on purpose: each fake repository is a few lines over the shared state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import uuid
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Self
 
 from cadastre.clock import SystemClock
@@ -38,6 +41,7 @@ from cadastre.ports import (
 )
 from cadastre.store.audit import GENESIS_HASH, seal, verify_chain
 from cadastre.store.canonical import canonical_copy, json_copy
+from cadastre.store.repositories.records import NUMBER_PATTERN, TIME_PATTERN
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -50,6 +54,7 @@ if TYPE_CHECKING:
         AuditLog,
         ConnectionRepository,
         CursorRepository,
+        FieldFilter,
         KeyRepository,
         OutboxRepository,
         ProvenanceRepository,
@@ -266,11 +271,66 @@ class _Records(_Repo):
         for record in rows[:limit]:
             yield replace(record, data=copy.deepcopy(record.data))
 
+    async def query(
+        self, entity: str, filters: Sequence[FieldFilter] = (), *, after_id: str | None = None,
+        limit: int = 100, include_deleted: bool = False,
+    ) -> list[StoredRecord]:  # fmt: skip
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        rows = sorted(
+            (r for (t, e, i), r in self._s.records.items()
+             if t == self._t and e == entity and (after_id is None or i > after_id)
+             and (include_deleted or not r.deleted) and all(_matches(r.data, f) for f in filters)),
+            key=lambda r: r.id,
+        )  # fmt: skip
+        return [replace(r, data=copy.deepcopy(r.data)) for r in rows[:limit]]
+
     async def count(self, entity: str | None = None) -> int:
         return sum(
             1 for (t, e, _), r in self._s.records.items()
             if t == self._t and (entity is None or e == entity) and not r.deleted
         )  # fmt: skip
+
+
+_NUMBER, _TIME = re.compile(NUMBER_PATTERN), re.compile(TIME_PATTERN)
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_COMPARE = {
+    "eq": lambda a, b: a == b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b, "le": lambda a, b: a <= b,
+}  # fmt: skip
+
+
+def _matches(data: Mapping[str, Any], f: FieldFilter) -> bool:
+    """``FieldFilter``'s rules in Python: what the SQL adapters do with their JSON functions."""
+    stored, wanted = data.get(f.field), f.value
+    left: Any
+    right: Any
+    if f.kind == "text":
+        if not isinstance(stored, str):
+            return False
+        left, right = stored, wanted
+        if f.casefold:
+            left, right = stored.translate(_ASCII_LOWER), str(wanted).translate(_ASCII_LOWER)
+    elif f.kind == "number":
+        if isinstance(stored, bool) or not isinstance(stored, int | float | str):
+            return False
+        if isinstance(stored, str) and not _NUMBER.search(stored):
+            return False
+        left = Decimal(str(stored)) if isinstance(stored, float | str) else Decimal(stored)
+        right = Decimal(str(wanted)) if isinstance(wanted, float) else wanted
+    else:
+        if not isinstance(stored, str) or not _TIME.search(stored):
+            return False
+        try:
+            instant = datetime.fromisoformat(stored)
+        except ValueError:  # a day its month does not have
+            return False
+        # differences from one epoch: comparing aware datetimes converts them to UTC, which
+        # overflows for year 1 at a positive offset
+        left = instant - _EPOCH
+        right = wanted - _EPOCH if isinstance(wanted, datetime) else None
+    return bool(_COMPARE[f.op](left, right))
 
 
 class _Provenance(_Repo):

@@ -1,0 +1,40 @@
+"""``create_app(hub)``: the FastAPI application over one hub.
+
+Routes read through ``hub.store`` inside a unit of work of the caller's tenant; nothing here
+touches a database driver. The hub is kept on ``app.state`` for the routes' dependencies; its
+lifetime belongs to whoever built it (the ``serve`` command, the demo, a test).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+import cadastre
+from cadastre.api.listings import router as listings_router
+from cadastre.api.problems import HANDLERS, CatchAll
+from cadastre.bootstrap import Hub
+
+DESCRIPTION = """The unified read API of Cadastre.
+
+Every `/v1` route needs a tenant API key as a bearer token and sees only that tenant's data.
+Errors are RFC 9457 problem details (`application/problem+json`)."""
+
+
+def create_app(hub: Hub) -> FastAPI:
+    app = FastAPI(
+        title="Cadastre API",
+        version=cadastre.__version__,
+        description=DESCRIPTION,
+        openapi_tags=[{"name": "listings", "description": "Canonical listings (RESO names)"}],
+    )
+    app.state.hub = hub
+    for exception, handler in HANDLERS.items():
+        app.add_exception_handler(exception, handler)
+    app.add_middleware(CatchAll)
+    app.include_router(listings_router)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

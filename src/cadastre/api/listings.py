@@ -1,0 +1,171 @@
+"""``/v1/listings``: a tenant's canonical listings, filtered and paged by id, and one listing with
+an ETag.
+
+A listing reads ``{"id": <canonical id>, "version": n, <wire name>: <value>, ...}``, the stored
+record as it is. Pages are keyset pages (``id > last id``), so a listing changed between two
+requests is neither skipped nor repeated, and the last page says ``"next_cursor": null``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict
+from starlette.responses import Response
+
+from cadastre.api.auth import Reader, hub_of
+from cadastre.api.cursor import InvalidCursor, decode_cursor, encode_cursor, query_fingerprint
+from cadastre.api.problems import INVALID_CURSOR, PROBLEM_JSON, Problem, ProblemDetails
+from cadastre.contract import StandardStatus
+from cadastre.ports import FieldFilter, StoredRecord
+
+ENTITY = "Listing"
+MAX_PAGE = 500
+
+router = APIRouter(prefix="/v1", tags=["listings"])
+
+
+class ListingOut(BaseModel):
+    """A listing: its canonical id and version, then its fields by RESO wire name."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    version: int
+
+
+class ListingPage(BaseModel):
+    data: list[ListingOut]
+    next_cursor: str | None
+
+
+def _problem(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/ProblemDetails"}
+    return {"model": ProblemDetails, "description": description,
+            "content": {PROBLEM_JSON: {"schema": schema}}}  # fmt: skip
+
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: _problem("No API key, or one that is invalid or revoked"),
+    422: _problem("A parameter is invalid; `errors` names each one"),
+}
+
+_SPACED_OFFSET = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$")
+
+
+def _restore_plus(value: object) -> object:
+    """``+02:00`` sent unencoded in a query string arrives as `` 02:00``; put the plus back."""
+    return _SPACED_OFFSET.sub(r"\1+\2", value) if isinstance(value, str) else value
+
+
+Price = Annotated[Decimal | None, Query(ge=0, le=Decimal(10**12), decimal_places=6)]
+Since = Annotated[
+    AwareDatetime | None,
+    BeforeValidator(_restore_plus),
+    Query(description="ISO 8601 date-time with an offset (Z or +HH:MM); inclusive"),
+]
+
+
+def _listing(record: StoredRecord) -> dict[str, Any]:
+    return {"id": record.id, "version": record.version, **record.data}
+
+
+def _json(body: object, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), headers=headers, media_type="application/json")
+
+
+@router.get(
+    "/listings",
+    response_model=ListingPage,
+    responses={400: _problem("The cursor is garbled or from another query"), **PROBLEMS},
+    summary="List listings",
+)
+async def list_listings(
+    request: Request,
+    key: Reader,
+    status: Annotated[StandardStatus | None, Query(description="RESO StandardStatus")] = None,
+    city: Annotated[
+        str | None, Query(min_length=1, max_length=50, description="exact, ignoring ASCII case")
+    ] = None,
+    min_price: Price = None,
+    max_price: Price = None,
+    modified_since: Since = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1024, description="a next_cursor")] = None,
+) -> Response:
+    filters = _filters(status, city, min_price, max_price, modified_since)
+    fingerprint = query_fingerprint(key.tenant, filters)
+    try:
+        after = None if cursor is None else decode_cursor(cursor, fingerprint)
+    except InvalidCursor as exc:
+        raise Problem(400, str(exc), type=INVALID_CURSOR, title="Invalid cursor") from None
+    async with hub_of(request).store.unit_of_work(key.tenant) as uow:
+        # one more than asked: whether it comes back says if there is a next page
+        found = await uow.records.query(ENTITY, filters, after_id=after, limit=limit + 1)
+    page = found[:limit]
+    following = encode_cursor(page[-1].id, fingerprint) if len(found) > limit else None
+    return _json({"data": [_listing(r) for r in page], "next_cursor": following})
+
+
+def _filters(
+    status: StandardStatus | None,
+    city: str | None,
+    min_price: Decimal | None,
+    max_price: Decimal | None,
+    modified_since: datetime | None,
+) -> list[FieldFilter]:
+    filters = []
+    if status is not None:
+        filters.append(FieldFilter("StandardStatus", "eq", status.value))
+    if city is not None:
+        filters.append(FieldFilter("City", "eq", city, casefold=True))
+    if min_price is not None:
+        filters.append(FieldFilter("ListPrice", "ge", min_price, kind="number"))
+    if max_price is not None:
+        filters.append(FieldFilter("ListPrice", "le", max_price, kind="number"))
+    if modified_since is not None:
+        filters.append(FieldFilter("ModificationTimestamp", "ge", modified_since, kind="time"))
+    return filters
+
+
+@router.get(
+    "/listings/{listing_id}",
+    response_model=ListingOut,
+    responses={
+        304: {"description": "Not modified: the ETag in If-None-Match is current"},
+        404: _problem("No such listing in the key's tenant"),
+        **PROBLEMS,
+    },
+    summary="Get one listing",
+)
+async def get_listing(
+    request: Request,
+    key: Reader,
+    listing_id: str,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    async with hub_of(request).store.unit_of_work(key.tenant) as uow:
+        record = await uow.records.get(ENTITY, listing_id)
+    if record is None or record.deleted:
+        # the same answer for another tenant's id: its existence is not for this key to know
+        raise Problem(404, "no such listing")
+    etag = f'"{record.version}-{record.content_hash}"'
+    headers = {"ETag": etag, "Cache-Control": "private", "Vary": "Authorization"}
+    if if_none_match is not None and _matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    return _json(_listing(record), headers)
+
+
+_ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 section 13.1.2: ``*``, or any tag in the list equal by weak comparison."""
+    if if_none_match.strip() == "*":
+        return True
+    return etag.strip('"') in _ENTITY_TAG.findall(if_none_match)
