@@ -16,8 +16,21 @@ from cadastre.errors import ContractError
 _INT64 = 2**63
 
 
+_PLAIN = frozenset({str, bool, type(None)})
+
+
 def check_json(value: Any, where: str = "$") -> None:
     """Raise ``ContractError`` naming the first value that is not JSON-compatible."""
+    # Exact types first: most values are plain strings, and this runs for every field written.
+    if type(value) in _PLAIN:
+        return
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise ContractError(f"{where}: key {key!r} is not a string")
+            if type(item) not in _PLAIN:
+                check_json(item, f"{where}.{key}")
+        return
     if value is None or isinstance(value, bool | str):
         return
     if isinstance(value, int):

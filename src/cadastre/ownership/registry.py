@@ -86,6 +86,9 @@ class OwnershipRegistry:
         self.catalogue = catalogue
         self.source = source
         self._resolved = dict(resolved)
+        # The registry is immutable once built, so a decision is computed once per (entity,
+        # field, system): a sync asks it for every field of every record.
+        self._decisions: dict[tuple[str, str, str], Decision] = {}
 
     @classmethod
     def build(
@@ -126,6 +129,13 @@ class OwnershipRegistry:
         return rule.owner if rule else None
 
     def decide(self, entity: str, field: str, system: str) -> Decision:
+        key = (entity, field, system)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decisions[key] = self._decide(entity, field, system)
+        return decision
+
+    def _decide(self, entity: str, field: str, system: str) -> Decision:
         rule = self.rule_for(entity, field)
         if rule is None:
             access = Access.UNDECLARED
