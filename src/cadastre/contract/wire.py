@@ -19,16 +19,29 @@ _INT64 = 2**63
 _PLAIN = frozenset({str, bool, type(None)})
 
 
+def _plain(value: Any) -> bool:
+    """True for a value that is certainly fine without a closer look."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return True
+    if kind is int:
+        return bool(-_INT64 <= value < 2**64)
+    if kind is float:
+        return math.isfinite(value)
+    return False
+
+
 def check_json(value: Any, where: str = "$") -> None:
     """Raise ``ContractError`` naming the first value that is not JSON-compatible."""
-    # Exact types first: most values are plain strings, and this runs for every field written.
-    if type(value) in _PLAIN:
+    # Exact types first: most values are plain strings and numbers, and this runs for every
+    # field written; anything else takes the full path below, which names the problem.
+    if _plain(value):
         return
     if type(value) is dict:
         for key, item in value.items():
             if type(key) is not str:
                 raise ContractError(f"{where}: key {key!r} is not a string")
-            if type(item) not in _PLAIN:
+            if not _plain(item):
                 check_json(item, f"{where}.{key}")
         return
     if value is None or isinstance(value, bool | str):
@@ -49,7 +62,8 @@ def check_json(value: Any, where: str = "$") -> None:
         return
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            check_json(item, f"{where}[{index}]")
+            if not _plain(item):
+                check_json(item, f"{where}[{index}]")
         return
     raise ContractError(
         f"{where}: a {type(value).__name__} is not JSON-compatible; convert it first "

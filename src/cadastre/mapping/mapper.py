@@ -91,6 +91,10 @@ class RecordMapper:
             raise MappingError(f"mapping {spec.mapping!r}: " + "; ".join(problems))
         self._prefixes = tuple(spec.local_prefixes)
         self._keep_unknown = spec.unknown_fields == "local"
+        # The hot path works with whole-set operations on these (C loops, not Python ones).
+        self._renames = {v: t.field for v, t in self._targets.items() if t and not t.spellings}
+        self._enums = {v: t for v, t in self._targets.items() if t and t.spellings}
+        self._mapped = frozenset(self._targets)
         self.unknown: Counter[str] = Counter()  # vendor fields neither mapped nor local, seen
 
     def _target(self, field: str, enums: dict[str, EnumField]) -> _Target:
@@ -123,27 +127,27 @@ class RecordMapper:
             return Rejection("missing_key", f"missing key: {self.key} is absent or empty")
         if raw.source_time is None:
             return Rejection("missing_timestamp", f"missing or unreadable {self.timestamp}")
-        fields: dict[str, Any] = {}
-        local: dict[str, Any] = {}
+        data = raw.data
+        renames = self._renames
+        fields: dict[str, Any] = {renames[k]: v for k, v in data.items() if k in renames}
         problems: list[str] = []
-        targets = self._targets
-        for name, value in raw.data.items():
-            if name not in targets:
+        for name in self._enums.keys() & data.keys():
+            target, value = self._enums[name], data[name]
+            fields[target.field] = (
+                self._enum(target, value, problems) if value is not None else None
+            )
+        rest = data.keys() - self._mapped
+        if rest:
+            local: dict[str, Any] = {}
+            for name in sorted(rest):
                 if name.startswith(self._prefixes) or self._keep_unknown:
-                    local[name] = value
+                    local[name] = data[name]
                 elif not name.startswith("@"):  # OData annotations are protocol, not data
                     self.unknown[name] += 1
-                continue
-            target = targets[name]
-            if target is None:
-                continue  # dropped on purpose by the mapping
-            if target.spellings is not None and value is not None:
-                value = self._enum(target, value, problems)
-            fields[target.field] = value
+            if local:
+                fields[LOCAL_FIELDS] = local
         if problems:
             return Rejection("unknown_enum_value", "; ".join(problems) + f" (mapping {self.label})")
-        if local:
-            fields[LOCAL_FIELDS] = local
         return Change(
             tenant=tenant,
             entity=self.entity,

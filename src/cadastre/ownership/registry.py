@@ -89,6 +89,7 @@ class OwnershipRegistry:
         # The registry is immutable once built, so a decision is computed once per (entity,
         # field, system): a sync asks it for every field of every record.
         self._decisions: dict[tuple[str, str, str], Decision] = {}
+        self._tables: dict[tuple[str, str, str], dict[str, Decision]] = {}
 
     @classmethod
     def build(
@@ -127,6 +128,16 @@ class OwnershipRegistry:
     def owner_of(self, entity: str, field: str) -> str | None:
         rule = self.rule_for(entity, field)
         return rule.owner if rule else None
+
+    def decisions(self, entity: str, system: str) -> Mapping[str, Decision]:
+        """``decide`` for every field of the entity at once (field -> decision), built once."""
+        key = (entity, "", system)  # "" is no wire name: it cannot collide with a field's key
+        table = self._tables.get(key)
+        if table is None:
+            table = self._tables[key] = {
+                field: self.decide(entity, field, system) for field in self.fields(entity)
+            }
+        return table
 
     def decide(self, entity: str, field: str, system: str) -> Decision:
         key = (entity, field, system)

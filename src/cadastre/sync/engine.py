@@ -202,7 +202,7 @@ class SyncEngine:
             # write per record and the bulk statements stay simple.
             await view.flush(uow)
         current = view.records.get(key)
-        stamps = {name: Stamp.of(p) for name, p in view.provenance.get(key, {}).items()}
+        stamps = view.stamps(key)
         target = Target(change, canonical_id, current, stamps)
         try:
             if change.operation is Operation.DELETE:
@@ -280,6 +280,19 @@ class _View:
             for id, fields in (await uow.provenance.for_records(entity, ordered)).items():
                 provenance[(entity, id)] = fields
         return cls(ledger, xrefs, records, provenance)
+
+    def stamps(self, key: tuple[str, str]) -> dict[str, Stamp]:
+        """The record's stored stamps by field, equal stamps as one object (the planner decides
+        once per distinct stamp)."""
+        interned: dict[tuple[Any, ...], Stamp] = {}
+        out: dict[str, Stamp] = {}
+        for name, p in self.provenance.get(key, {}).items():
+            values = (p.system, p.connection, p.source_time, p.source_version)
+            stamp = interned.get(values)
+            if stamp is None:
+                stamp = interned[values] = Stamp(*values)
+            out[name] = stamp
+        return out
 
     def resolve(self, change: Change, new_id: Callable[[], str]) -> tuple[str, bool]:
         """The canonical id, and whether the external id is already linked to it."""

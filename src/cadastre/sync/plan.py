@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic_core import to_jsonable_python
 
 from cadastre.contract.changes import Change, FieldRefusal, RefusalReason
+from cadastre.ownership import Access
 from cadastre.ports import StoredRecord
 from cadastre.sync.conflicts import Verdict, admit, after_delete, judge
 from cadastre.sync.origin import DELETED_FIELD, Stamp, compare, stamp_of
 
 if TYPE_CHECKING:
-    from cadastre.ownership import OwnershipRegistry
+    from cadastre.ownership import Decision, OwnershipRegistry
 
 # entity, {wire name: raw value} -> {wire name: valid value}; raises ContractError
 Validator = Callable[[str, Mapping[str, Any]], Mapping[str, Any]]
@@ -54,28 +55,48 @@ class Plan:
 
 
 def plan_upsert(registry: OwnershipRegistry, validate: Validator, target: Target) -> Plan:
+    """The decisions of ``conflicts.admit`` and ``conflicts.judge`` for every field.
+
+    A record carries tens of fields whose stored stamps are mostly the same few (every field a
+    change wrote shares its stamp), so the checks that depend only on the stamps are made once
+    per distinct stored stamp; a field whose case is not the plain one (refused, or last written
+    by another system) goes through ``admit`` and ``judge`` themselves."""
     change, plan = target.change, Plan()
     entity, incoming = change.entity, stamp_of(change.origin)
-    known: dict[str, Any] = {}
-    for name, value in change.fields.items():
-        if registry.knows(entity, name):
-            known[name] = value
-        else:
-            detail = f"{entity} has no field {name} in the contract"
-            plan.refused.append(
-                FieldRefusal(field=name, reason=RefusalReason.UNKNOWN_FIELD, detail=detail)
-            )
+    decisions = registry.decisions(entity, incoming.system)
+    known: dict[str, Any] = change.fields
+    if not decisions.keys() >= known.keys():
+        known = {}
+        for name, value in change.fields.items():
+            if name in decisions:
+                known[name] = value
+            else:
+                detail = f"{entity} has no field {name} in the contract"
+                plan.refused.append(
+                    FieldRefusal(field=name, reason=RefusalReason.UNKNOWN_FIELD, detail=detail)
+                )
     creating = target.current is None or target.current.deleted
     if creating and known and (denied := _existence(registry, target, "create")) is not None:
         reason, detail = denied
         plan.refused += [FieldRefusal(field=n, reason=reason, detail=detail) for n in known]
         return plan
 
-    admitted = {}
-    deleted = target.stamps.get(DELETED_FIELD)
+    stamps, deleted = target.stamps, target.stamps.get(DELETED_FIELD)
+    # stored stamp (by identity) -> None when a field holding it passes admit's staleness checks
+    # plainly; the refusal otherwise is made per field by admit itself
+    plain: dict[int, bool] = {}
+    admitted: dict[str, tuple[Decision, Any]] = {}
     for name, value in known.items():
-        decision = registry.decide(entity, name, incoming.system)
-        refusal = admit(decision, incoming, target.stamps.get(name), deleted)
+        decision = decisions[name]
+        current = stamps.get(name)
+        if deleted is None and decision.access in _ALLOWED:
+            ok = plain.get(id(current))
+            if ok is None:
+                ok = plain[id(current)] = _fresh(incoming, current)
+            if ok:
+                admitted[name] = (decision, value)
+                continue
+        refusal = admit(decision, incoming, current, deleted)
         if refusal is None:
             admitted[name] = (decision, value)
         else:
@@ -87,8 +108,23 @@ def plan_upsert(registry: OwnershipRegistry, validate: Validator, target: Target
     raw = {name: value for name, (_, value) in admitted.items()}
     values = to_jsonable_python(dict(validate(entity, raw)))
     data = target.current.data if target.current is not None else {}
+    moves: dict[int, Stamp | None] = {}  # stored stamp -> the stamp to store, None: keep it
     for name, (decision, _) in admitted.items():
-        value, current = values[name], target.stamps.get(name)
+        value, current = values[name], stamps.get(name)
+        if current is None or current.system == incoming.system:
+            # No other system's value to weigh: judge() has no conflict to find.
+            key = id(current)
+            if key not in moves:
+                after = incoming.after(current)
+                moves[key] = None if current is not None and after == current else after
+            if name in data and data[name] == value:
+                plan.unchanged.append(name)
+                if (restamp := moves[key]) is not None:
+                    plan.stamps[name] = restamp
+            else:
+                plan.values[name] = value
+                plan.stamps[name] = moves[key] or incoming.after(current)
+            continue
         verdict = judge(
             decision, incoming, current, same_value=name in data and data[name] == value
         )
@@ -102,6 +138,18 @@ def plan_upsert(registry: OwnershipRegistry, validate: Validator, target: Target
             plan.stamps[name] = incoming.after(current)
     plan.create = creating and bool(plan.values)
     return plan
+
+
+_ALLOWED = frozenset({Access.OWNER, Access.WRITER})
+
+
+def _fresh(incoming: Stamp, current: Stamp | None) -> bool:
+    """``admit``'s staleness check for an allowed field and a record with no delete on file."""
+    return (
+        current is None
+        or current.system != incoming.system
+        or compare(incoming, current, versions=True) != -1
+    )
 
 
 def plan_delete(registry: OwnershipRegistry, target: Target) -> Plan:
