@@ -6,7 +6,7 @@ only in ``Settings``; nothing below this module knows which one it got.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cadastre.clock import SystemClock
@@ -49,8 +49,15 @@ class Hub:
     metrics: Metrics
     mappings: MappingRegistry
     runner: SyncRunner
+    # Open connectors by (tenant, connection, its version, its mapping): their gateways keep
+    # pooled connections and cached tokens across syncs; an edited connection or mapping file
+    # gets a new one.
+    _sources: dict[tuple[str, str, int, str], OpenSource] = field(default_factory=dict)
 
     async def close(self) -> None:
+        for source in self._sources.values():
+            await source.connector.aclose()
+        self._sources.clear()
         await self.store.close()
 
     async def open_source(
@@ -61,7 +68,11 @@ class Hub:
         connection = await self.connections.get(tenant, name)
         spec = connector_spec(connection.connector)
         settings = spec.settings(name, connection.config)
+        # Read on every sync, so a fixed mapping file takes effect on the next run.
         mapper = self.mappings.load(spec.mapping_name(settings))
+        key = (tenant, name, connection.version, mapper.spec.model_dump_json())
+        if transport is None and key in self._sources:
+            return self._sources[key]
         policy = spec.policy(settings)
         auth = spec.auth(settings)
         if isinstance(auth, ClientCredentialsAuth):
@@ -80,7 +91,12 @@ class Hub:
                 connection=name, transport=transport,
             )  # fmt: skip
         connector = spec.create(settings, gateway=gateway, mapper=mapper, clock=self.clock)
-        return OpenSource(connector, {mapper.stream: mapper})
+        opened = OpenSource(connector, {mapper.stream: mapper})
+        if transport is None:
+            for stale in [k for k in self._sources if k[:2] == (tenant, name)]:
+                await self._sources.pop(stale).connector.aclose()
+            self._sources[key] = opened
+        return opened
 
     async def sync(
         self,
@@ -99,7 +115,8 @@ class Hub:
                 mappers=source.mappers, full=full, progress=progress,
             )  # fmt: skip
         finally:
-            await source.connector.aclose()
+            if transport is not None:  # a one-off transport (a test's) is not kept
+                await source.connector.aclose()
 
 
 async def bootstrap(

@@ -101,6 +101,8 @@ class SyncRunner:
         instead of the stored cursor (records already held come back unchanged)."""
         started, start = self._clock.now(), self._clock.monotonic()
         tally = SyncTally()
+        for each in mappers.values():
+            each.unknown.clear()  # this run's report, not the mapper's lifetime
         cursors: dict[str, Mapping[str, Any]] = {}
         for stream in connector.streams():
             mapper = mappers.get(stream)
@@ -110,8 +112,8 @@ class SyncRunner:
                 tenant, connection, connector, stream, mapper, full, tally, progress
             )
         unknown: Counter[str] = Counter()
-        for mapper in mappers.values():
-            unknown.update(mapper.unknown)
+        for each in mappers.values():
+            unknown.update(each.unknown)
         return SyncReport(
             tenant=tenant, connection=connection, full=full, tally=tally, cursors=cursors,
             started=started, seconds=self._clock.monotonic() - start, unknown_fields=unknown,
