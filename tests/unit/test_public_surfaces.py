@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 
 PACKAGES = ["cadastre.observe", "cadastre.vault", "cadastre.directory", "cadastre.testing",
-            "cadastre.ownership", "cadastre.sync", "cadastre.mapping", "cadastre.connectors", "cadastre.gateway", "cadastre.api"]  # fmt: skip
+            "cadastre.ownership", "cadastre.sync", "cadastre.mapping", "cadastre.connectors", "cadastre.gateway", "cadastre.api", "cadastre.simulators"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", PACKAGES)

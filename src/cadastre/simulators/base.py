@@ -1,0 +1,207 @@
+"""What every vendor simulator shares: a clock, a fault profile, a rate limit, counters and the
+admin endpoints that drive them.
+
+``Simulator.app`` is the ASGI app. It is the vendor's routes (``routes()``) behind one guard that,
+for every non-admin request, counts it, applies the vendor rate limit (429 + ``Retry-After``,
+counted as a violation), then draws a fault from the profile. Admin routes (``/admin/...``) skip
+the guard: tests and benchmarks steer the vendor through them without disturbing it.
+
+Admin API (JSON, no auth):
+``GET /admin/stats``, ``POST /admin/reset-stats``, ``GET|POST /admin/faults`` (a FaultProfile as
+JSON), ``GET|POST /admin/rate-limit`` (``{"requests": n, "per": s, "window": "sliding"}`` or
+``null`` for none). Subclasses add their own with ``admin_routes()``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from cadastre.simulators.clock import Clock, SystemClock
+from cadastre.simulators.faults import (
+    LATENCY,
+    FaultKind,
+    FaultProfile,
+    answer_fault,
+    delay,
+    odata_error,
+    send_json,
+)
+from cadastre.simulators.ratelimit import RateLimit, RateLimiter
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ADMIN_PREFIX = "/admin"
+
+
+@dataclass
+class SimStats:
+    requests: int = 0  # every non-admin request, answered or not
+    rate_limit_violations: int = 0  # requests that arrived with no budget left (answered 429)
+    faults_injected: Counter[str] = field(default_factory=Counter)  # by FaultKind value, "latency"
+    tokens_issued: int = 0
+
+    def reset(self) -> None:
+        self.requests = self.rate_limit_violations = self.tokens_issued = 0
+        self.faults_injected.clear()
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["faults_injected"] = dict(self.faults_injected)
+        return data
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+async def read_json(request: Request) -> Any:
+    try:
+        return orjson.loads(await request.body() or b"null")
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"the body is not JSON: {exc}") from None
+
+
+class Simulator:
+    # Paths the vendor rate limit applies to; empty = every non-admin path.
+    rate_limited_paths: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        rate_limit: RateLimit | None = None,
+        faults: FaultProfile | None = None,
+    ) -> None:
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.stats = SimStats()
+        self.faults = faults if faults is not None else FaultProfile()
+        self.rate_limit = rate_limit
+        routes = [*self._base_admin_routes(), *self.admin_routes(), *self.routes()]
+        self._vendor = Starlette(routes=routes)
+        self.app: ASGIApp = self._guard
+
+    # ------------------------------------------------------------------ what subclasses provide
+
+    def routes(self) -> list[BaseRoute]:
+        """The vendor's own endpoints."""
+        return []
+
+    def admin_routes(self) -> list[BaseRoute]:
+        """Extra ``/admin/...`` endpoints of one vendor (never faulted or rate limited)."""
+        return []
+
+    # ------------------------------------------------------------------------- live settings
+
+    @property
+    def faults(self) -> FaultProfile:
+        return self._faults
+
+    @faults.setter
+    def faults(self, profile: FaultProfile) -> None:
+        # A new profile restarts its generator, so the same profile replays the same faults.
+        self._faults = profile
+        self._fault_rng = random.Random(profile.seed)  # noqa: S311 - reproducible, not secret
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        return self._limiter.limit if self._limiter is not None else None
+
+    @rate_limit.setter
+    def rate_limit(self, limit: RateLimit | None) -> None:
+        self._limiter = RateLimiter(limit) if limit is not None else None
+
+    # -------------------------------------------------------------------------------- guard
+
+    async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            await self._vendor(scope, receive, send)
+            return
+        self.stats.requests += 1
+        limited = not self.rate_limited_paths or path.startswith(self.rate_limited_paths)
+        if self._limiter is not None and limited:
+            admission = self._limiter.admit(self.clock.monotonic())
+            if not admission.admitted:
+                self.stats.rate_limit_violations += 1
+                body = odata_error("TooManyRequests", "rate limit exceeded")
+                headers = {"Retry-After": str(admission.retry_after)}
+                await send_json(send, 429, body, headers)
+                return
+        profile = self._faults
+        if not profile.applies_to(path):
+            await self._vendor(scope, receive, send)
+            return
+        kind = profile.draw(self._fault_rng)
+        if kind is not None:
+            self.stats.faults_injected[kind.value] += 1
+        if profile.latency > 0 and kind is not FaultKind.HANG:
+            self.stats.faults_injected[LATENCY] += 1
+            buffered = await delay(self.clock, profile.latency, receive)
+            if buffered is None:
+                return  # the client gave up while we dawdled
+            receive = _replay(buffered, receive)
+        if kind is not None:
+            await answer_fault(
+                kind, profile, rng=self._fault_rng, clock=self.clock, receive=receive, send=send
+            )
+            return
+        await self._vendor(scope, receive, send)
+
+    # ------------------------------------------------------------------------------- admin
+
+    def _base_admin_routes(self) -> list[BaseRoute]:
+        return [
+            Route(f"{ADMIN_PREFIX}/stats", self._get_stats, methods=["GET"]),
+            Route(f"{ADMIN_PREFIX}/reset-stats", self._reset_stats, methods=["POST"]),
+            Route(f"{ADMIN_PREFIX}/faults", self._faults_endpoint, methods=["GET", "POST"]),
+            Route(f"{ADMIN_PREFIX}/rate-limit", self._rate_limit, methods=["GET", "POST"]),
+        ]
+
+    async def _get_stats(self, request: Request) -> Response:
+        return json_response(self.stats.to_json())
+
+    async def _reset_stats(self, request: Request) -> Response:
+        self.stats.reset()
+        return json_response(self.stats.to_json())
+
+    async def _faults_endpoint(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                body = await read_json(request)
+                if not isinstance(body, dict):
+                    raise ValueError("the body is a JSON object of FaultProfile fields")
+                self.faults = FaultProfile.from_json(body)
+            except (ValueError, TypeError) as exc:
+                return json_response(odata_error("BadRequest", str(exc)), 400)
+        return json_response(self._faults.to_json())
+
+    async def _rate_limit(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                body = await read_json(request)
+                if body is not None and not isinstance(body, dict):
+                    raise ValueError('the body is {"requests": n, "per": seconds} or null')
+                self.rate_limit = RateLimit(**body) if body is not None else None
+            except (ValueError, TypeError) as exc:
+                return json_response(odata_error("BadRequest", str(exc)), 400)
+        limit = self.rate_limit
+        return json_response(asdict(limit) if limit is not None else None)
+
+
+def _replay(buffered: list[Message], receive: Receive) -> Receive:
+    async def replaying() -> Message:
+        if buffered:
+            return buffered.pop(0)
+        return await receive()
+
+    return replaying

@@ -1,0 +1,6 @@
+"""A RESO Web API MLS: OAuth2 client credentials, OData ``Property`` with key-set paging."""
+
+from cadastre.simulators.reso.app import DEFAULT_RATE_LIMIT, ResoSimulator
+from cadastre.simulators.reso.records import DATA_EPOCH, DEFECTS
+
+__all__ = ["DATA_EPOCH", "DEFAULT_RATE_LIMIT", "DEFECTS", "ResoSimulator"]

@@ -1,0 +1,299 @@
+"""The RESO Web API MLS simulator: OAuth2 client credentials, the OData ``Property`` resource with
+key-set paging, a CSDL ``$metadata`` document, and admin calls that change records the way agents
+do (touch, create) so replication can be tested against a moving MLS.
+
+Endpoints: ``POST /oauth/token``; ``GET /odata/`` (service document), ``GET /odata/$metadata``
+(served without a token, so a client can read the schema before it authenticates),
+``GET /odata/Property`` and ``GET /odata/Property('KEY')`` (bearer token required). The vendor rate
+limit covers ``/odata``; the token endpoint is outside it (an MLS meters data, not logins).
+Admin: ``POST /admin/touch`` beside the base simulator's admin calls.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote
+
+import orjson
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from cadastre.simulators.base import Simulator, json_response, read_json
+from cadastre.simulators.faults import odata_error
+from cadastre.simulators.ratelimit import RateLimit
+from cadastre.simulators.reso.auth import TokenIssuer
+from cadastre.simulators.reso.index import RecordIndex, RecordsView
+from cadastre.simulators.reso.odata_filter import QueryError, parse_datetime
+from cadastre.simulators.reso.query import CARRIED, encode_token, parse_query, run
+from cadastre.simulators.reso.records import (
+    DEFECTS,
+    format_timestamp,
+    generate,
+    initial_records,
+    sanitize_change,
+    truncate_to_millis,
+)
+from cadastre.simulators.reso.schema import (
+    KEY_FIELD,
+    TIMESTAMP_FIELD,
+    metadata_xml,
+    property_fields,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from datetime import datetime
+
+    from starlette.requests import Request
+
+    from cadastre.simulators.clock import Clock
+    from cadastre.simulators.faults import FaultProfile
+
+DEFAULT_RATE_LIMIT = RateLimit(requests=30, per=1.0)
+ODATA_JSON = "application/json;odata.metadata=minimal"
+ODATA_HEADERS = {"OData-Version": "4.0"}
+LINK_SAFE = "'(),:"  # left readable in a nextLink; everything else is percent-encoded
+
+
+class ResoSimulator(Simulator):
+    rate_limited_paths = ("/odata",)
+
+    def __init__(
+        self,
+        records: int = 500,
+        seed: int = 7,
+        clock: Clock | None = None,
+        rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+        page_size_max: int = 1000,
+        token_ttl: float = 3600,
+        client_id: str = "demo-client",
+        client_secret: str = "demo-secret",  # noqa: S107 - the simulator's published demo login
+        local_prefix: str = "ACT_",
+        bad_record_rate: float = 0.0,
+        faults: FaultProfile | None = None,
+    ) -> None:
+        if records < 0 or page_size_max < 1 or token_ttl <= 0:
+            raise ValueError("records >= 0, page_size_max >= 1 and token_ttl > 0")
+        if not 0.0 <= bad_record_rate <= 1.0:
+            raise ValueError("bad_record_rate is between 0 and 1")
+        self.seed = seed
+        self.page_size_max = page_size_max
+        self.local_prefix = local_prefix
+        self.bad_record_rate = bad_record_rate
+        self.fields = property_fields(local_prefix)
+        self._index = RecordIndex(initial_records(records, seed, local_prefix, bad_record_rate))
+        self._next_number = records + 1
+        self._touch_rng = random.Random(seed + 3)  # noqa: S311 - reproducible, not secret
+        self._create_rng = random.Random(seed + 4)  # noqa: S311
+        self._metadata = metadata_xml(self.fields).encode()
+        super().__init__(clock=clock, rate_limit=rate_limit, faults=faults)
+        self._tokens = TokenIssuer(self.clock, client_id, client_secret, token_ttl)
+
+    def __repr__(self) -> str:
+        return f"ResoSimulator(records={len(self._index)}, seed={self.seed})"
+
+    # ---------------------------------------------------------------------- views for tests
+
+    @property
+    def records(self) -> RecordsView:
+        """ListingKey -> the record as served (bad data included), read-only."""
+        return RecordsView(self._index)
+
+    @property
+    def defects(self) -> dict[str, str]:
+        """ListingKey -> the kind of bad data that record is served with."""
+        return {key: row.defect for key, row in self._index.rows.items() if row.defect}
+
+    def modified_at(self, key: str) -> datetime:
+        """The record's true ModificationTimestamp (also for records served with a bad one)."""
+        return self._index.rows[key].modified
+
+    # ----------------------------------------------------------------------- moving the MLS
+
+    def touch(
+        self,
+        keys: Iterable[str] | None = None,
+        count: int | None = None,
+        changes: Mapping[str, Any] | None = None,
+        at: datetime | str | None = None,
+    ) -> list[str]:
+        """Modify records now (or ``at``; a past instant is a change committed late upstream).
+        ``keys`` names them, or ``count`` picks that many with the seeded generator."""
+        if (keys is None) == (count is None):
+            raise ValueError("touch takes keys or count")
+        when = self._instant(at)
+        updates = self._checked_changes(changes or {})
+        if keys is not None:
+            chosen = list(dict.fromkeys(keys))
+            unknown = [key for key in chosen if key not in self._index.rows]
+            if unknown:
+                raise ValueError(f"unknown ListingKey: {unknown[:5]}")
+        else:
+            if count is None or not 0 <= count <= len(self._index):
+                raise ValueError(f"count is between 0 and {len(self._index)}")
+            chosen = self._touch_rng.sample(list(self._index.rows), count)
+        for key in chosen:
+            self._apply(key, updates, when)
+        return chosen
+
+    def create(self, n: int, at: datetime | str | None = None) -> list[str]:
+        if n < 0:
+            raise ValueError("create takes a count >= 0")
+        when = self._instant(at)
+        created = []
+        for _ in range(n):
+            row = generate(self._next_number, when, self._create_rng, self.local_prefix)
+            if self._create_rng.random() < self.bad_record_rate:
+                row.defect = self._create_rng.choice(sorted(DEFECTS))
+            self._next_number += 1
+            self._index.add(row)
+            created.append(row.key)
+        return created
+
+    def _instant(self, at: datetime | str | None) -> datetime:
+        if at is None:
+            return truncate_to_millis(self.clock.now())
+        if isinstance(at, str):
+            try:
+                return truncate_to_millis(parse_datetime(at))
+            except QueryError as exc:
+                raise ValueError(str(exc)) from None
+        if at.tzinfo is None:
+            raise ValueError("at must be timezone-aware")
+        return truncate_to_millis(at)
+
+    def _checked_changes(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        checked = {}
+        for name, value in changes.items():
+            if name not in self.fields:
+                raise ValueError(f"unknown field {name!r}")
+            if name in (KEY_FIELD, TIMESTAMP_FIELD):
+                raise ValueError(f"{name} is not changed this way (use at for the timestamp)")
+            checked[name] = sanitize_change(self.fields[name], value)
+        return checked
+
+    def _apply(self, key: str, changes: Mapping[str, Any], when: datetime) -> None:
+        row = self._index.rows[key]
+        data, stamp = row.data, format_timestamp(when)
+        if "ListPrice" in changes and changes["ListPrice"] != data.get("ListPrice"):
+            data["PreviousListPrice"], data["PriceChangeTimestamp"] = data.get("ListPrice"), stamp
+        if "StandardStatus" in changes and changes["StandardStatus"] != data.get("StandardStatus"):
+            data["StatusChangeTimestamp"] = stamp
+        data.update(changes)
+        if row.defect is not None and DEFECTS[row.defect][0] in changes:
+            row.defect = None  # the agent fixed the field that was broken
+        data[TIMESTAMP_FIELD] = stamp
+        self._index.move(row, when)
+
+    # --------------------------------------------------------------------------------- routes
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/oauth/token", self._token, methods=["POST"]),
+            Route("/odata", self._service_document, methods=["GET"]),
+            Route("/odata/", self._service_document, methods=["GET"]),
+            Route("/odata/$metadata", self._metadata_document, methods=["GET"]),
+            Route("/odata/Property", self._collection, methods=["GET"]),
+            Route("/odata/Property({key})", self._entity, methods=["GET"]),
+        ]
+
+    def admin_routes(self) -> list[BaseRoute]:
+        return [Route("/admin/touch", self._admin_touch, methods=["POST"])]
+
+    async def _token(self, request: Request) -> Response:
+        response, issued = await self._tokens.token_endpoint(request)
+        if issued:
+            self.stats.tokens_issued += 1
+        return response
+
+    async def _service_document(self, request: Request) -> Response:
+        base = _base_url(request)
+        body = {
+            "@odata.context": f"{base}/odata/$metadata",
+            "value": [{"name": "Property", "kind": "EntitySet", "url": "Property"}],
+        }
+        return _odata_json(body)
+
+    async def _metadata_document(self, request: Request) -> Response:
+        return Response(self._metadata, media_type="application/xml", headers=ODATA_HEADERS)
+
+    async def _collection(self, request: Request) -> Response:
+        refused = self._unauthorized(request)
+        if refused is not None:
+            return refused
+        pairs = parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        try:
+            query = parse_query(pairs, self.fields, self.page_size_max)
+        except QueryError as exc:
+            return _odata_json(odata_error("BadRequest", str(exc)), 400)
+        page = run(self._index, query, self.fields)
+        base = _base_url(request)
+        selected = f"({','.join(query.select)})" if query.select else ""
+        body: dict[str, Any] = {"@odata.context": f"{base}/odata/$metadata#Property{selected}"}
+        if page.count is not None:
+            body["@odata.count"] = page.count
+        body["value"] = [row.served(query.select) for row in page.rows]
+        if page.more:
+            options = {name: query.options[name] for name in CARRIED if name in query.options}
+            options["$skiptoken"] = encode_token(page.rows[-1], query.order, self.fields)
+            link = "&".join(
+                f"{name}={quote(value, safe=LINK_SAFE)}" for name, value in options.items()
+            )
+            body["@odata.nextLink"] = f"{base}/odata/Property?{link}"
+        return _odata_json(body)
+
+    async def _entity(self, request: Request) -> Response:
+        refused = self._unauthorized(request)
+        if refused is not None:
+            return refused
+        literal = request.path_params["key"]
+        literal = literal.removeprefix(f"{KEY_FIELD}=")
+        if len(literal) < 2 or literal[0] != "'" or literal[-1] != "'":
+            return _odata_json(odata_error("BadRequest", "the key is a quoted string"), 400)
+        row = self._index.rows.get(literal[1:-1].replace("''", "'"))
+        if row is None:
+            return _odata_json(odata_error("NotFound", "no Property with that key"), 404)
+        context = f"{_base_url(request)}/odata/$metadata#Property/$entity"
+        return _odata_json({"@odata.context": context, **row.served()})
+
+    def _unauthorized(self, request: Request) -> Response | None:
+        error = self._tokens.check(request.headers.get("authorization"))
+        if error is None:
+            return None
+        challenge = f'Bearer error="{error}"' if error else 'Bearer realm="odata"'
+        message = "the access token is expired or unknown" if error else "a bearer token is needed"
+        return _odata_json(
+            odata_error("Unauthorized", message), 401, {"WWW-Authenticate": challenge}
+        )
+
+    async def _admin_touch(self, request: Request) -> Response:
+        try:
+            body = await read_json(request)
+            if not isinstance(body, dict):
+                raise ValueError("the body is a JSON object")
+            unknown = set(body) - {"keys", "count", "changes", "at", "create"}
+            if unknown:
+                raise ValueError(f"unknown fields: {sorted(unknown)}")
+            touched: list[str] = []
+            if body.get("keys") is not None or body.get("count") is not None:
+                touched = self.touch(
+                    keys=body.get("keys"),
+                    count=body.get("count"),
+                    changes=body.get("changes"),
+                    at=body.get("at"),
+                )
+            created = self.create(int(body.get("create") or 0), at=body.get("at"))
+        except (ValueError, TypeError) as exc:
+            return json_response(odata_error("BadRequest", str(exc)), 400)
+        return json_response({"touched": touched + created, "created": created})
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _odata_json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status, {**ODATA_HEADERS, **(headers or {})}, media_type=ODATA_JSON
+    )

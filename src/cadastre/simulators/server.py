@@ -1,0 +1,111 @@
+"""Run a simulator's ASGI app on a real socket, inside the caller's event loop.
+
+``serve`` binds the socket itself (port 0 gives a free port, read back from the bound socket) and
+drives ``uvicorn.Server``'s startup and shutdown directly rather than ``Server.serve()``, which
+would take over SIGINT/SIGTERM of the test process. On exit, connections still busy after a short
+grace (hung requests, or latency on a fake clock nobody advances) are cut, so shutdown never waits
+on a request that will not finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from cadastre.simulators.faults import InjectedReset
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from starlette.types import ASGIApp
+
+BUSY_GRACE_SECONDS = 0.25
+POLL_SECONDS = 0.01
+# A backstop only: after the cut above nothing should still be running.
+SHUTDOWN_TIMEOUT_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+class _DropInjectedResets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], InjectedReset))
+
+
+_RESET_FILTER = _DropInjectedResets()
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    app: ASGIApp, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[RunningServer]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=sock.getsockname()[1],
+        interface="asgi3",  # a bound method is not auto-detected as ASGI 3
+        lifespan="off",
+        ws="none",
+        log_level="warning",
+        log_config=None,  # leave the host process's logging configuration alone
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_SECONDS,
+    )
+    # Idempotent: the same filter object is added once however many servers run.
+    logging.getLogger("uvicorn.error").addFilter(_RESET_FILTER)
+    server = uvicorn.Server(config)
+    config.load()
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[sock])
+    ticker = asyncio.ensure_future(server.main_loop())  # refreshes the Date header
+    try:
+        yield RunningServer(host=host, port=sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        await _cut_busy_connections(server)
+        await server.shutdown(sockets=[sock])
+
+
+async def _cut_busy_connections(server: uvicorn.Server) -> None:
+    connections = server.server_state.connections
+    for connection in list(connections):
+        connection.shutdown()  # idle ones close now; busy ones close after their response
+    for _ in range(round(BUSY_GRACE_SECONDS / POLL_SECONDS)):
+        if not connections:
+            break
+        await asyncio.sleep(POLL_SECONDS)
+    for connection in list(connections):
+        connection.transport.close()
+    # Let connection_lost run, so the requests see their disconnect and end.
+    for _ in range(3):
+        await asyncio.sleep(0)
