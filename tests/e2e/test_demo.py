@@ -59,7 +59,7 @@ def _wait_until_serving(url: str, process: subprocess.Popen[str]) -> None:
 
 def _read_the_api(url: str, key: str, listings: int) -> None:
     headers = {"Authorization": f"Bearer {key}"}
-    seen: list[dict] = []
+    seen: list[dict[str, object]] = []
     cursor = None
     with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
         while True:

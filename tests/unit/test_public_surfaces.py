@@ -8,8 +8,11 @@ from types import ModuleType
 
 import pytest
 
-PACKAGES = ["cadastre.observe", "cadastre.vault", "cadastre.directory", "cadastre.testing",
-            "cadastre.ownership", "cadastre.sync", "cadastre.mapping", "cadastre.connectors", "cadastre.gateway", "cadastre.api", "cadastre.simulators"]  # fmt: skip
+PACKAGES = [
+    "cadastre.observe", "cadastre.vault", "cadastre.directory", "cadastre.testing",
+    "cadastre.ownership", "cadastre.sync", "cadastre.mapping", "cadastre.connectors",
+    "cadastre.gateway", "cadastre.api", "cadastre.simulators",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", PACKAGES)

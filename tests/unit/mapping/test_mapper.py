@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ def registry(tmp_path: Path, **files: str) -> MappingRegistry:
     return MappingRegistry(tmp_path, {"mls/reso": FAMILY})
 
 
-def raw(data: dict, key: str | None = "L1", at: datetime | None = AT, **kw) -> RawRecord:
+def raw(data: dict[str, Any], key: str | None = "L1", at: datetime | None = AT, **kw) -> RawRecord:
     return RawRecord("Property", key, data, at, **kw)
 
 

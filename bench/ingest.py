@@ -1,0 +1,166 @@
+"""Ingest: a full sync of ``--records`` listings from the RESO simulator into SQLite, then an
+incremental sync after 1 % of them change, against a minimal baseline measured in the same run
+against the same server (httpx + orjson + sqlite3 ``executemany``: page through the feed and
+store each record's JSON, nothing else).
+
+The simulator runs in its own process with its rate limit off, so both clients get the whole of
+one core for themselves and the server the other. The figures that matter are the ratios:
+
+    ratio_full = cadastre records/s (full sync) / baseline records/s   (target >= 0.4)
+    incremental_seconds / full_seconds                                  (target <= 0.2)
+
+    .venv/bin/python bench/ingest.py [--records 50000] [--page 1000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import orjson
+
+from cadastre.bootstrap import bootstrap
+from cadastre.config import Settings
+from cadastre.directory import ConnectionSpec
+
+if TYPE_CHECKING:
+    from cadastre.sync import SyncTally
+
+CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"  # the simulator's published demo login
+ORDER = "ModificationTimestamp,ListingKey"
+
+
+def start_simulator(records: int, page: int) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        [sys.executable, "-m", "cadastre.simulators", "reso", "--port", "0",
+         "--records", str(records), "--seed", "7", "--no-rate-limit",
+         "--page-size-max", str(page)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    line = process.stdout.readline().strip() if process.stdout else ""
+    if not line.startswith("ready "):
+        process.kill()
+        raise SystemExit(f"the simulator did not start: {line!r}")
+    return process, line.split(" ", 1)[1]
+
+
+async def baseline(base: str, page: int, path: Path) -> tuple[int, float]:
+    """The least a client can do: token, page through nextLink, executemany each page."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE listing (key TEXT PRIMARY KEY, modified TEXT, data TEXT)")
+    count = 0
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=60) as client:
+        token = (await client.post(f"{base}/oauth/token", data={
+            "grant_type": "client_credentials", "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        })).json()["access_token"]  # fmt: skip
+        headers = {"Authorization": f"Bearer {token}"}
+        url: str | None = f"{base}/odata/Property"
+        params: dict[str, Any] | None = {"$top": page, "$orderby": ORDER}
+        while url:
+            response = await client.get(url, params=params, headers=headers)
+            response.raise_for_status()
+            body = orjson.loads(response.content)
+            rows = [(r.get("ListingKey"), r.get("ModificationTimestamp"), orjson.dumps(r))
+                    for r in body["value"]]  # fmt: skip
+            db.executemany("INSERT OR REPLACE INTO listing VALUES (?, ?, ?)", rows)
+            db.commit()
+            count += len(rows)
+            url, params = body.get("@odata.nextLink"), None
+    seconds = time.perf_counter() - started
+    db.close()
+    return count, seconds
+
+
+async def cadastre_syncs(base: str, page: int, data_dir: Path, records: int) -> dict[str, Any]:
+    os.environ["CADASTRE_BENCH_MLS__CLIENT_ID"] = CLIENT_ID
+    os.environ["CADASTRE_BENCH_MLS__CLIENT_SECRET"] = CLIENT_SECRET
+    mappings = data_dir / "mappings"
+    mappings.mkdir(parents=True)
+    (mappings / "bench-mls.yaml").write_text(
+        "mapping: bench-mls\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
+    )
+    settings = Settings(data_dir=data_dir, mappings_dir=mappings, log_level="WARNING")
+    hub = await bootstrap(settings)
+    try:
+        await hub.tenants.create("bench", "Bench")
+        await hub.connections.add("bench", ConnectionSpec(
+            name="bench-mls", system="mls", connector="mls/reso",
+            credential="env:CADASTRE_BENCH_MLS",
+            config={"base_url": f"{base}/odata", "token_url": f"{base}/oauth/token",
+                    "mapping": "bench-mls", "page_size": page},
+        ))  # fmt: skip
+        tallies: list[SyncTally] = []
+        started = time.perf_counter()
+        full = await hub.sync("bench", "bench-mls", progress=tallies.append)
+        full_seconds = time.perf_counter() - started
+        async with httpx.AsyncClient(timeout=60) as client:
+            touched = await client.post(f"{base}/admin/touch", json={"count": records // 100})
+            touched.raise_for_status()
+        started = time.perf_counter()
+        incremental = await hub.sync("bench", "bench-mls")
+        incremental_seconds = time.perf_counter() - started
+    finally:
+        await hub.close()
+    return {
+        "full_records": full.tally.fetched,
+        "full_quarantined": full.tally.quarantined,
+        "full_seconds": full_seconds,
+        "incremental_records": incremental.tally.fetched,
+        "incremental_updated": incremental.tally.updated,
+        "incremental_duplicates": incremental.tally.duplicates,
+        "incremental_seconds": incremental_seconds,
+    }
+
+
+async def main(records: int, page: int) -> dict[str, Any]:
+    process, base = start_simulator(records, page)
+    try:
+        with tempfile.TemporaryDirectory(prefix="cadastre-ingest-") as folder:
+            count, base_seconds = await baseline(base, page, Path(folder) / "baseline.db")
+            ours = await cadastre_syncs(base, page, Path(folder) / "hub", records)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    baseline_rps = count / base_seconds
+    cadastre_rps = ours["full_records"] / ours["full_seconds"]
+    return {
+        "records": records,
+        "page": page,
+        "baseline_records": count,
+        "baseline_seconds": round(base_seconds, 3),
+        "baseline_rps": round(baseline_rps, 1),
+        "cadastre_rps": round(cadastre_rps, 1),
+        "ratio_full": round(cadastre_rps / baseline_rps, 3),
+        **{k: round(v, 3) if isinstance(v, float) else v for k, v in ours.items()},
+        "incremental_share": round(ours["incremental_seconds"] / ours["full_seconds"], 3),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--page", type=int, default=1000)
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    args = parser.parse_args()
+    result = asyncio.run(main(args.records, args.page))
+    r = result
+    print(f"records {r['records']:,}, page {r['page']}")
+    print(f"baseline  full  {r['baseline_rps']:>10,.0f} rec/s ({r['baseline_seconds']:.1f} s)")
+    print(f"cadastre  full  {r['cadastre_rps']:>10,.0f} rec/s ({r['full_seconds']:.1f} s, "
+          f"{r['full_quarantined']} quarantined)  ratio_full {r['ratio_full']:.2f}")  # fmt: skip
+    print(f"cadastre  incr  {r['incremental_records']:,} records in "
+          f"{r['incremental_seconds']:.2f} s = {r['incremental_share']:.1%} of full")  # fmt: skip
+    if args.json:
+        print(orjson.dumps(result).decode())
