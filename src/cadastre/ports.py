@@ -141,6 +141,26 @@ class FieldProvenance(NamedTuple):
     recorded_at: datetime
 
 
+# (system, connection, source_time, source_version, confidence, recorded_at)
+StampValues = tuple[str, str | None, datetime | None, str | None, float, datetime]
+
+
+@dataclass(frozen=True)
+class ProvenanceWrite:
+    """The stamps one write leaves on a record's fields. The fields a change writes share one
+    stamp, so a write is a few ``stamps`` and a map of field -> index into them, not one object
+    per field (a listing has 70-odd fields)."""
+
+    entity: str
+    id: str
+    stamps: tuple[StampValues, ...]
+    fields: Mapping[str, int]
+
+    def expand(self) -> list[FieldProvenance]:
+        return [FieldProvenance(self.entity, self.id, name, *self.stamps[i])
+                for name, i in self.fields.items()]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ExternalRef:
     system: str
@@ -318,6 +338,10 @@ class ProvenanceRepository(Protocol):
 
     async def record(self, items: Sequence[FieldProvenance]) -> None:
         """Upsert by (entity, id, field)."""
+        ...
+
+    async def record_many(self, writes: Sequence[ProvenanceWrite]) -> None:
+        """``record`` for each write's fields, in order (a later write of a record wins)."""
         ...
 
 

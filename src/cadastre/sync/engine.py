@@ -246,7 +246,8 @@ class _View:
         self.ledger = ledger
         self.xrefs = xrefs
         self.records = records
-        self.provenance = provenance
+        self.provenance = provenance  # as loaded
+        self.stamped: dict[tuple[str, str], dict[str, Stamp]] = {}  # as planned on, by record
         self.pending: list[WriteSet] = []
         self.touched: set[tuple[str, str]] = set()
 
@@ -282,8 +283,10 @@ class _View:
         return cls(ledger, xrefs, records, provenance)
 
     def stamps(self, key: tuple[str, str]) -> dict[str, Stamp]:
-        """The record's stored stamps by field, equal stamps as one object (the planner decides
-        once per distinct stamp)."""
+        """The record's stamps by field (stored, or written earlier in this batch), equal stamps
+        as one object (the planner decides once per distinct stamp)."""
+        if key in self.stamped:
+            return self.stamped[key]
         interned: dict[tuple[Any, ...], Stamp] = {}
         out: dict[str, Stamp] = {}
         for name, p in self.provenance.get(key, {}).items():
@@ -292,6 +295,7 @@ class _View:
             if stamp is None:
                 stamp = interned[values] = Stamp(*values)
             out[name] = stamp
+        self.stamped[key] = out
         return out
 
     def resolve(self, change: Change, new_id: Callable[[], str]) -> tuple[str, bool]:
@@ -318,10 +322,9 @@ class _View:
             self.xrefs[(link.system, link.connection, link.entity, link.external_id)] = (
                 link.canonical_id
             )
-        if writes.provenance:
-            fields = {p.field: p for p in writes.provenance}
-            self.provenance[key] = {**self.provenance.get(key, {}), **fields}
-        if writes.record is not None or writes.provenance:
+        if writes.stamps:
+            self.stamped[key] = {**self.stamps(key), **writes.stamps}
+        if writes.record is not None or writes.stamps:
             self.touched.add(key)
 
     async def flush(self, uow: UnitOfWork) -> None:

@@ -6,18 +6,20 @@ write it with a handful of bulk statements: one per table, not one per change an
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cadastre.contract.changes import ApplyResult
 from cadastre.contract.events import EventEnvelope, entity_event_type
-from cadastre.ports import AuditDraft, ExternalRef, FieldProvenance, RecordWrite, StoredRecord
-from cadastre.sync.origin import event_source
+from cadastre.ports import AuditDraft, ExternalRef, ProvenanceWrite, RecordWrite, StoredRecord
+from cadastre.sync.origin import Stamp, event_source
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from cadastre.ports import UnitOfWork
+    from cadastre.ports import StampValues, UnitOfWork
     from cadastre.sync.plan import Plan, Target
 
 REFUSED_EVENT = "cadastre.write.refused.v1"
@@ -29,7 +31,8 @@ class WriteSet:
 
     result: ApplyResult
     record: RecordWrite | None = None
-    provenance: list[FieldProvenance] = field(default_factory=list)
+    provenance: ProvenanceWrite | None = None
+    stamps: Mapping[str, Stamp] = field(default_factory=dict)  # the same, as the planner sees it
     link: ExternalRef | None = None
     events: list[EventEnvelope] = field(default_factory=list)
     audit: list[AuditDraft] = field(default_factory=list)
@@ -61,13 +64,9 @@ def build_writes(target: Target, plan: Plan, *, now: datetime, link: bool) -> Wr
             entity, canonical_id, {**base, **plan.values}, expected_version=version,
             deleted=plan.delete,
         )  # fmt: skip
-    writes.provenance = [
-        FieldProvenance(
-            entity, canonical_id, name, s.system, s.connection, s.source_time, s.source_version,
-            change.confidence, now,
-        )
-        for name, s in plan.stamps.items()
-    ]  # fmt: skip
+    if plan.stamps:
+        writes.stamps = plan.stamps
+        writes.provenance = _provenance(entity, canonical_id, plan.stamps, change.confidence, now)
     exists = current is not None or plan.writes_record or bool(plan.stamps)
     if link and exists and origin.external_id is not None:
         writes.link = ExternalRef(
@@ -78,6 +77,23 @@ def build_writes(target: Target, plan: Plan, *, now: datetime, link: bool) -> Wr
     if plan.refused:
         _record_refusal(writes, target, now)
     return writes
+
+
+def _provenance(
+    entity: str, id: str, stamps: Mapping[str, Stamp], confidence: float, now: datetime
+) -> ProvenanceWrite:
+    # The planner hands out one Stamp object per distinct stamp, so identity groups the fields.
+    index: dict[int, int] = {}
+    values: list[StampValues] = []
+    fields: dict[str, int] = {}
+    for name, s in stamps.items():
+        i = index.get(id_ := builtins.id(s))
+        if i is None:
+            i = index[id_] = len(values)
+            values.append((s.system, s.connection, s.source_time, s.source_version, confidence,
+                           now))  # fmt: skip
+        fields[name] = i
+    return ProvenanceWrite(entity, id, tuple(values), fields)
 
 
 def _record_write(writes: WriteSet, target: Target, plan: Plan, now: datetime) -> None:
@@ -157,9 +173,9 @@ async def flush(uow: UnitOfWork, batch: list[WriteSet]) -> list[StoredRecord]:
     if not batch:
         return []
     stored = await uow.records.put_many([w.record for w in batch if w.record is not None])
-    provenance = [p for w in batch for p in w.provenance]
+    provenance = [w.provenance for w in batch if w.provenance is not None]
     if provenance:
-        await uow.provenance.record(provenance)
+        await uow.provenance.record_many(provenance)
     # Links and ledger keys can collide with a concurrent batch's; inserting them in one global
     # order means two batches wait for each other in turn instead of deadlocking.
     links = sorted((w.link for w in batch if w.link is not None), key=_link_order)

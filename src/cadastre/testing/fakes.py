@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         KeyRepository,
         OutboxRepository,
         ProvenanceRepository,
+        ProvenanceWrite,
         QuarantineRepository,
         RecordRepository,
         XrefRepository,
@@ -350,6 +351,9 @@ class _Provenance(_Repo):
         for item in items:
             key = (self._t, item.entity, item.id)
             self._s.provenance[key] = {**self._s.provenance.get(key, {}), item.field: item}
+
+    async def record_many(self, writes: Sequence[ProvenanceWrite]) -> None:
+        await self.record([item for write in writes for item in write.expand()])
 
 
 class _Xref(_Repo):

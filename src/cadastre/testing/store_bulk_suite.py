@@ -8,6 +8,7 @@ rules of its single-row twin: same results, same errors, same tenant scoping.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from cadastre.contract.changes import ApplyResult
 from cadastre.contract.events import EventEnvelope
 from cadastre.errors import AlreadyExists, ConcurrentUpdate, ContractError
-from cadastre.ports import AuditDraft, ExternalRef, FieldProvenance, RecordWrite
+from cadastre.ports import AuditDraft, ExternalRef, FieldProvenance, ProvenanceWrite, RecordWrite
 from cadastre.store.audit import GENESIS_HASH, audit_entry_hash
 from cadastre.testing.clock import EPOCH
 
@@ -172,6 +173,34 @@ class BulkStoreSuite:
             }
             assert set(got["L1"]) == {"ListPrice", "City"}
             assert await uow.provenance.for_records("Property", ["L1"]) == {}
+
+    async def test_provenance_record_many_merges_by_field_in_order(self, store: Store) -> None:
+        later = EPOCH + timedelta(hours=1)
+        mls = ("mls", "c", EPOCH, "v1", 1.0, EPOCH)
+        newer = ("mls", "c", later, "v2", 1.0, later)
+        crm = ("crm", None, later, None, 0.5, later)
+        async with store.unit_of_work(A) as uow:
+            await uow.provenance.record_many([
+                ProvenanceWrite("Listing", "L1", (mls,), {"ListPrice": 0, "City": 0, "Beds": 0}),
+                ProvenanceWrite("Listing", "L2", (mls, crm), {"City": 0, "Remarks": 1}),
+                ProvenanceWrite("Listing", "L1", (newer,), {"ListPrice": 0}),  # same call
+            ])  # fmt: skip
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            await uow.provenance.record_many(
+                [ProvenanceWrite("Listing", "L1", (crm, newer), {"City": 0, "Beds": 1})]
+            )
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            got = await uow.provenance.for_records("Listing", ["L1", "L2"])
+        assert {f: (p.system, p.source_version) for f, p in got["L1"].items()} == {
+            "ListPrice": ("mls", "v2"), "City": ("crm", None), "Beds": ("mls", "v2"),
+        }  # fmt: skip
+        assert got["L1"]["ListPrice"] == FieldProvenance(
+            "Listing", "L1", "ListPrice", "mls", "c", later, "v2", 1.0, later
+        )
+        assert {f: p.system for f, p in got["L2"].items()} == {"City": "mls", "Remarks": "crm"}
+        assert got["L2"]["Remarks"].confidence == 0.5
 
     async def test_link_many_and_resolve_many(self, store: Store) -> None:
         mls = ExternalRef("mls", "austin-mls", "Listing", "MLS-1", "L1")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from cadastre.errors import AlreadyExists
-from cadastre.ports import ExternalRef, FieldProvenance, SyncCursor
+from cadastre.ports import ExternalRef, FieldProvenance, ProvenanceWrite, SyncCursor
 from cadastre.store import tables as t
 from cadastre.store.canonical import json_copy
 from cadastre.store.repositories.base import SqlRepository, chunked
@@ -18,10 +18,7 @@ from cadastre.store.repositories.base import SqlRepository, chunked
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-
-def _stamp(p: FieldProvenance) -> list[Any]:
-    return [p.system, p.connection, _iso(p.source_time), p.source_version, p.confidence,
-            _iso(p.recorded_at)]  # fmt: skip
+    from cadastre.ports import StampValues
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -45,21 +42,6 @@ def _unpack(entity: str, id: str, blob: Mapping[str, Any]) -> dict[str, FieldPro
             entity, id, field, system, connection, source_time, version, confidence, recorded
         )
     return out
-
-
-def _pack(fields: Mapping[str, FieldProvenance]) -> dict[str, Any]:
-    stamps: list[list[Any]] = []
-    where: dict[tuple[Any, ...], int] = {}
-    mapped: dict[str, int] = {}
-    for name, p in fields.items():
-        key = (p.system, p.connection, p.source_time, p.source_version, p.confidence,
-               p.recorded_at)  # fmt: skip
-        index = where.get(key)
-        if index is None:
-            index = where[key] = len(stamps)
-            stamps.append(_stamp(p))
-        mapped[name] = index
-    return {"stamps": stamps, "fields": mapped}
 
 
 class SqlProvenance(SqlRepository):
@@ -92,23 +74,41 @@ class SqlProvenance(SqlRepository):
 
     async def record(self, items: Sequence[FieldProvenance]) -> None:
         """Upsert by (entity, id, field): the record's other fields keep their stamps."""
-        if not items:
+        await self.record_many([
+            ProvenanceWrite(p.entity, p.id, ((p.system, p.connection, p.source_time,
+                                              p.source_version, p.confidence, p.recorded_at),),
+                            {p.field: 0})
+            for p in items
+        ])  # fmt: skip
+
+    async def record_many(self, writes: Sequence[ProvenanceWrite]) -> None:
+        if not writes:
             return
-        grouped: dict[tuple[str, str], dict[str, FieldProvenance]] = {}
-        for p in items:
-            grouped.setdefault((p.entity, p.id), {})[p.field] = p
         by_entity: dict[str, list[str]] = {}
-        for entity, id in grouped:
-            by_entity.setdefault(entity, []).append(id)
-        rows = []
+        for write in writes:
+            by_entity.setdefault(write.entity, []).append(write.id)
+        blobs: dict[tuple[str, str], dict[str, Any]] = {}
         for entity, ids in by_entity.items():
-            held = await self._blobs(entity, ids)
-            for id in ids:
-                fields = grouped[(entity, id)]
-                if id in held:
-                    fields = {**_unpack(entity, id, held[id]), **fields}
-                rows.append({"tenant": self.tenant, "entity": entity, "id": id,
-                             "fields": _pack(fields)})  # fmt: skip
+            for id, blob in (await self._blobs(entity, ids)).items():
+                blobs[(entity, id)] = {
+                    "stamps": list(blob["stamps"]),
+                    "fields": dict(blob["fields"]),
+                }
+        for write in writes:
+            key = (write.entity, write.id)
+            stamps = [_stamp_json(s) for s in write.stamps]
+            held = blobs.get(key)
+            if held is None:
+                blobs[key] = {"stamps": stamps, "fields": dict(write.fields)}
+                continue
+            offset = len(held["stamps"])
+            held["stamps"] += stamps
+            held["fields"].update(
+                write.fields if offset == 0 else {f: i + offset for f, i in write.fields.items()}
+            )
+            _compact(held)
+        rows = [{"tenant": self.tenant, "entity": entity, "id": id, "fields": blob}
+                for (entity, id), blob in blobs.items()]  # fmt: skip
         statement = self.insert(t.record_provenance)
         # executemany form: the statement compiles once and is cached; a multi-row VALUES
         # built per call compiled anew every time and cost more than the database work.
@@ -119,6 +119,27 @@ class SqlProvenance(SqlRepository):
             ),
             rows,
         )
+
+
+def _stamp_json(values: StampValues) -> list[Any]:
+    system, connection, source_time, version, confidence, recorded = values
+    return [system, connection, _iso(source_time), version, confidence, _iso(recorded)]
+
+
+def _compact(blob: dict[str, Any]) -> None:
+    """Drop stamps no field points at any more, and repeats, renumbering the fields."""
+    stamps, fields = blob["stamps"], blob["fields"]
+    kept: list[Any] = []
+    where: dict[str, int] = {}
+    renumber: dict[int, int] = {}
+    for index in sorted(set(fields.values())):
+        text = repr(stamps[index])
+        if text not in where:
+            where[text] = len(kept)
+            kept.append(stamps[index])
+        renumber[index] = where[text]
+    blob["stamps"] = kept
+    blob["fields"] = {f: renumber[i] for f, i in fields.items()}
 
 
 class SqlXref(SqlRepository):
