@@ -15,7 +15,7 @@ refusal is committed).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -109,7 +109,39 @@ class SyncEngine:
         self._clock = clock
         self._metrics = metrics
         self._validate: Validator = validate or _contract_validator
+        # id(change) -> (change, validated fields), from prepare(); two generations are kept
+        self._prepared: dict[int, tuple[Change, Mapping[str, Any]]] = {}
+        self._prepared_old: dict[int, tuple[Change, Mapping[str, Any]]] = {}
         self._new_id = new_id or (lambda: new_record_id(clock))
+
+    def prepare(self, changes: Sequence[Change]) -> None:
+        """Validate the changes' fields now, so that applying them later reuses the result.
+
+        The sync runner calls this for the next page while the current one is being written:
+        the database works in a thread of its own, so validation (the largest CPU cost of a
+        change) overlaps it. A change that fails here is validated again, and reported, when it
+        is applied; results not used within two batches are dropped."""
+        self._prepared_old, self._prepared = self._prepared, {}
+        for change in changes:
+            if change.operation is Operation.UPSERT:
+                try:
+                    values = self._validate(change.entity, change.fields)
+                except ContractError:
+                    continue
+                self._prepared[id(change)] = (change, values)
+
+    def _validator_for(self, change: Change) -> Validator:
+        prepared = self._prepared.get(id(change)) or self._prepared_old.get(id(change))
+        if prepared is None or prepared[0] is not change:
+            return self._validate
+        fields, values = change.fields, prepared[1]
+
+        def validate(entity: str, raw: Mapping[str, Any]) -> Mapping[str, Any]:
+            if len(raw) == len(fields):  # every field admitted: the prepared values stand
+                return values
+            return {name: values[name] for name in raw}
+
+        return validate
 
     async def apply(self, change: Change) -> ApplyResult:
         """Apply what ``change.origin`` may write; refuse the rest, field by field.
@@ -208,7 +240,7 @@ class SyncEngine:
             if change.operation is Operation.DELETE:
                 plan = plan_delete(self._registry, target)
             else:
-                plan = plan_upsert(self._registry, self._validate, target)
+                plan = plan_upsert(self._registry, self._validator_for(change), target)
         except ContractError as exc:
             return BatchItem(change, None, exc)
         writes = build_writes(target, plan, now=self._clock.now(), link=not linked)
@@ -218,19 +250,30 @@ class SyncEngine:
     def _observe(self, items: list[BatchItem], seconds: float) -> None:
         if self._metrics is None:
             return
-        applied = self._metrics.counter("cadastre_changes_applied_total")
-        refused = self._metrics.counter("cadastre_fields_refused_total")
+        # Counted first, then one metric update per label set: a page is hundreds of changes.
+        outcomes: Counter[tuple[str, str, str]] = Counter()
+        refusals: Counter[tuple[str, str, str]] = Counter()
+        entities: Counter[str] = Counter()
         for item in items:
-            labels = {"tenant": item.change.tenant, "entity": item.change.entity}
-            applied.labels(outcome=_outcome(item), **labels).inc()
+            tenant, entity = item.change.tenant, item.change.entity
+            outcomes[(tenant, entity, _outcome(item))] += 1
+            entities[entity] += 1
             if item.result is not None and not item.result.duplicate:
                 for refusal in item.result.refused:
-                    refused.labels(reason=refusal.reason.value, **labels).inc()
+                    refusals[(tenant, entity, refusal.reason.value)] += 1
+        applied = self._metrics.counter("cadastre_changes_applied_total")
+        for (tenant, entity, outcome), n in outcomes.items():
+            applied.labels(tenant=tenant, entity=entity, outcome=outcome).inc(n)
+        refused = self._metrics.counter("cadastre_fields_refused_total")
+        for (tenant, entity, reason), n in refusals.items():
+            refused.labels(tenant=tenant, entity=entity, reason=reason).inc(n)
         if items:
             per_change = seconds / len(items)
             histogram = self._metrics.histogram("cadastre_apply_seconds")
-            for item in items:
-                histogram.labels(entity=item.change.entity).observe(per_change)
+            for entity, n in entities.items():
+                child = histogram.labels(entity=entity)
+                for _ in range(n):  # the histogram counts changes, not batches
+                    child.observe(per_change)
 
 
 class _View:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from cadastre.contract import Change
 from cadastre.errors import ContractError, Transient
+from cadastre.ports import RawPage
 from cadastre.sync.engine import CursorAdvance, QuarantineDraft
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
     from cadastre.mapping import RecordMapper
     from cadastre.observe import Metrics
-    from cadastre.ports import Clock, RawPage, SourceConnector, Store
+    from cadastre.ports import Clock, SourceConnector, Store
     from cadastre.sync.engine import BatchItem, SyncEngine
 
 
@@ -138,9 +139,12 @@ class SyncRunner:
         failures = 0
         while True:
             try:
-                async for page in _read_ahead(connector.read(stream, cursor)):
-                    await self._commit(tenant, connection, connector.system, mapper, page, tally)
-                    cursor = page.cursor
+                prepared = self._prepare(
+                    connector.read(stream, cursor), tenant, connection, connector.system, mapper
+                )
+                async for page in _read_ahead(prepared):
+                    await self._commit(tenant, connection, page, tally)
+                    cursor = page.raw.cursor
                     failures = 0
                     if progress is not None:
                         progress(tally)
@@ -155,48 +159,54 @@ class SyncRunner:
                 # Restart from the last committed page: nothing after it was stored.
                 await self._clock.sleep(min(self._backoff_cap, self._backoff * 2 ** (failures - 1)))
 
-    async def _commit(
+    async def _prepare(
         self,
+        pages: AsyncIterator[RawPage],
         tenant: str,
         connection: str,
         system: str,
         mapper: RecordMapper,
-        page: RawPage,
-        tally: SyncTally,
-    ) -> None:
-        changes: list[Change] = []
-        drafts: list[QuarantineDraft] = []
-        payloads: dict[str, Mapping[str, Any]] = {}
-        for raw in page.records:
-            mapped = mapper.map(raw, tenant=tenant, connection=connection, system=system)
-            if isinstance(mapped, Change):
-                changes.append(mapped)
-                payloads[mapped.idempotency_key] = raw.data
-            else:
-                tally.reasons[mapped.code] += 1
-                drafts.append(QuarantineDraft(
-                    connection, mapper.entity, raw.external_id, mapped.reason, dict(raw.data)
-                ))  # fmt: skip
+    ) -> AsyncIterator[_Page]:
+        """Map each page, and have the engine validate it ahead. Run by the read-ahead, this
+        happens while the previous page is being written (the database works in its own thread),
+        so the CPU work of one page overlaps the database work of the other."""
+        async for raw_page in pages:
+            page = _Page(raw_page, mapper.entity)
+            for raw in raw_page.records:
+                mapped = mapper.map(raw, tenant=tenant, connection=connection, system=system)
+                if isinstance(mapped, Change):
+                    page.changes.append(mapped)
+                    page.payloads[mapped.idempotency_key] = raw.data
+                else:
+                    page.reasons[mapped.code] += 1
+                    page.drafts.append(QuarantineDraft(
+                        connection, mapper.entity, raw.external_id, mapped.reason, dict(raw.data)
+                    ))  # fmt: skip
+            self._engine.prepare(page.changes)
+            yield page
 
+    async def _commit(self, tenant: str, connection: str, page: _Page, tally: SyncTally) -> None:
         def on_reject(change: Change, error: ContractError) -> QuarantineDraft:
             tally.reasons["invalid_value"] += 1
             return QuarantineDraft(
                 connection, change.entity, change.origin.external_id, str(error),
-                dict(payloads.get(change.idempotency_key, change.fields)),
+                dict(page.payloads.get(change.idempotency_key, change.fields)),
             )  # fmt: skip
 
-        advance = CursorAdvance(tenant, connection, page.stream, page.cursor)
+        raw = page.raw
+        advance = CursorAdvance(tenant, connection, raw.stream, raw.cursor)
         items = await self._engine.apply_batch(
-            changes, cursor=advance, quarantine=drafts, on_reject=on_reject
+            page.changes, cursor=advance, quarantine=page.drafts, on_reject=on_reject
         )
         tally.pages += 1
-        tally.fetched += len(page.records)
-        if page.expected is not None and tally.expected is None:
-            tally.expected = page.expected
-        tally.quarantined += len(drafts)
+        tally.fetched += len(raw.records)
+        if raw.expected is not None and tally.expected is None:
+            tally.expected = raw.expected
+        tally.quarantined += len(page.drafts)
+        tally.reasons.update(page.reasons)
         for item in items:
             _count(item, tally)
-        self._observe(connection, page, len(changes), tally)
+        self._observe(connection, raw, len(page.changes), tally)
 
     def _observe(self, connection: str, page: RawPage, mapped: int, tally: SyncTally) -> None:
         if self._metrics is None:
@@ -208,6 +218,18 @@ class SyncRunner:
             lag = (self._clock.now() - newest).total_seconds()
             gauge = self._metrics.gauge("cadastre_sync_lag_seconds")
             gauge.labels(connection=connection, stream=page.stream).set(max(0.0, lag))
+
+
+@dataclass
+class _Page:
+    """A vendor page, mapped: the changes to apply and the records to set aside."""
+
+    raw: RawPage
+    entity: str
+    changes: list[Change] = field(default_factory=list)
+    drafts: list[QuarantineDraft] = field(default_factory=list)
+    payloads: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    reasons: Counter[str] = field(default_factory=Counter)
 
 
 def _count(item: BatchItem, tally: SyncTally) -> None:
@@ -226,9 +248,9 @@ def _count(item: BatchItem, tally: SyncTally) -> None:
         tally.unchanged += 1
 
 
-async def _read_ahead(pages: AsyncIterator[RawPage]) -> AsyncIterator[RawPage]:
-    """Yield ``pages`` while fetching the next one in the background."""
-    upcoming: asyncio.Task[RawPage] = asyncio.ensure_future(anext(pages))
+async def _read_ahead(pages: AsyncIterator[_Page]) -> AsyncIterator[_Page]:
+    """Yield ``pages`` while fetching (and mapping) the next one in the background."""
+    upcoming: asyncio.Task[_Page] = asyncio.ensure_future(anext(pages))
     try:
         while True:
             try:

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 
 from cadastre.contract.changes import ApplyResult
 from cadastre.contract.events import EventEnvelope
+from cadastre.contract.wire import check_json
 from cadastre.errors import AlreadyExists, ConcurrentUpdate, NotFound
 from cadastre.ports import AuditDraft, AuditEntry, AuditReport, OutboxMessage, QuarantinedRecord
 from cadastre.store import tables as t
@@ -83,6 +84,15 @@ class SqlQuarantine(SqlRepository):
             await self.execute(update(t.quarantine).where(mine).values(resolved_at=self.now()))
 
 
+def _event_json(event: EventEnvelope) -> dict[str, Any]:
+    # An event's data is plain JSON (field values the contract validated, ids, counts); checking
+    # it is cheaper than dumping it through pydantic, which walked every field of the record.
+    check_json(event.data, "event.data")
+    body = event.model_dump(mode="json", exclude={"data"})
+    body["data"] = event.data
+    return body
+
+
 class SqlOutbox(SqlRepository):
     async def add(self, event: EventEnvelope) -> OutboxMessage:
         return (await self.add_many([event]))[0]
@@ -96,10 +106,9 @@ class SqlOutbox(SqlRepository):
             self.own(event.tenant, "the event")
         now = self.now()
         rows = [
-            {"event_id": e.id, "tenant": self.tenant, "event": e.model_dump(mode="json"),
-             "created_at": now}
+            {"event_id": e.id, "tenant": self.tenant, "event": _event_json(e), "created_at": now}
             for e in events
-        ]  # fmt: skip
+        ]
         c = t.outbox.c
         statement = self.insert(t.outbox).on_conflict_do_nothing().returning(c.event_id, c.position)
         positions = {r.event_id: int(r.position) for r in await self.execute(statement, rows)}
