@@ -90,6 +90,7 @@ class OwnershipRegistry:
         # field, system): a sync asks it for every field of every record.
         self._decisions: dict[tuple[str, str, str], Decision] = {}
         self._tables: dict[tuple[str, str, str], dict[str, Decision]] = {}
+        self._allowed: dict[tuple[str, str], frozenset[str]] = {}
 
     @classmethod
     def build(
@@ -138,6 +139,16 @@ class OwnershipRegistry:
                 field: self.decide(entity, field, system) for field in self.fields(entity)
             }
         return table
+
+    def allowed_fields(self, entity: str, system: str) -> frozenset[str]:
+        """The fields of the entity that ``system`` may write (as owner or declared writer)."""
+        key = (entity, system)
+        allowed = self._allowed.get(key)
+        if allowed is None:
+            allowed = self._allowed[key] = frozenset(
+                f for f, d in self.decisions(entity, system).items() if d.allowed
+            )
+        return allowed
 
     def decide(self, entity: str, field: str, system: str) -> Decision:
         key = (entity, field, system)

@@ -82,6 +82,17 @@ def plan_upsert(registry: OwnershipRegistry, validate: Validator, target: Target
         return plan
 
     stamps, deleted = target.stamps, target.stamps.get(DELETED_FIELD)
+    if not stamps and registry.allowed_fields(entity, incoming.system) >= known.keys():
+        # The common case of a first sync: a record nobody has written, every field allowed.
+        # admit() and judge() would let each field through with this stamp; say it at once.
+        values = to_jsonable_python(dict(validate(entity, known)))
+        data = target.current.data if target.current is not None else {}
+        plan.values = {n: values[n] for n in known if n not in data or data[n] != values[n]}
+        if len(plan.values) < len(known):
+            plan.unchanged = [n for n in known if n not in plan.values]
+        plan.stamps = dict.fromkeys(known, incoming)
+        plan.create = creating and bool(plan.values)
+        return plan
     # stored stamp (by identity) -> None when a field holding it passes admit's staleness checks
     # plainly; the refusal otherwise is made per field by admit itself
     plain: dict[int, bool] = {}

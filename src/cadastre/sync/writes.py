@@ -7,6 +7,7 @@ write it with a handful of bulk statements: one per table, not one per change an
 from __future__ import annotations
 
 import builtins
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -82,6 +83,11 @@ def build_writes(target: Target, plan: Plan, *, now: datetime, link: bool) -> Wr
 def _provenance(
     entity: str, id: str, stamps: Mapping[str, Stamp], confidence: float, now: datetime
 ) -> ProvenanceWrite:
+    first = next(iter(stamps.values()))
+    if all(s is first for s in stamps.values()):  # one stamp for every field: a whole change
+        stamp = (first.system, first.connection, first.source_time, first.source_version,
+                 confidence, now)  # fmt: skip
+        return ProvenanceWrite(entity, id, (stamp,), dict.fromkeys(stamps, 0))
     # The planner hands out one Stamp object per distinct stamp, so identity groups the fields.
     index: dict[int, int] = {}
     values: list[StampValues] = []
@@ -99,7 +105,10 @@ def _provenance(
 def _record_write(writes: WriteSet, target: Target, plan: Plan, now: datetime) -> None:
     change, version = target.change, writes.result.version
     verb = "deleted" if plan.delete else "created" if plan.create else "updated"
-    event = EventEnvelope(
+    # model_construct: every value here is built by this module from checked parts (the type
+    # comes from the catalogue), so validating the envelope again would only cost time.
+    event = EventEnvelope.model_construct(
+        id=str(uuid.uuid4()),
         source=event_source(change.origin),
         type=entity_event_type(change.entity, verb),
         subject=target.canonical_id,
