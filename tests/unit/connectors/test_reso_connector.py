@@ -1,0 +1,169 @@
+"""``ResoConnector`` against scripted OData answers (httpx.MockTransport through the gateway)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from cadastre.connectors.mls.reso import CONNECTOR, ResoConnector, ResoSettings
+from cadastre.errors import VendorProtocolError
+from cadastre.gateway import Gateway, VendorPolicy
+from cadastre.mapping import MappingRegistry
+from cadastre.ports import RawPage
+from cadastre.testing import FakeClock
+
+BASE = "https://mls.example/odata"
+METADATA = b"""<?xml version="1.0"?>
+<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0"><edmx:DataServices>
+<Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="X"><EntityType Name="Property">
+<Property Name="ListingKey" Type="Edm.String"/><Property Name="ModificationTimestamp"
+Type="Edm.DateTimeOffset"/><Property Name="ListPrice" Type="Edm.Decimal"/>
+<Property Name="ACT_Pool" Type="Edm.Boolean"/><Property Name="Mystery" Type="Edm.String"/>
+</EntityType></Schema></edmx:DataServices></edmx:Edmx>"""
+
+Answer = Callable[[httpx.Request], httpx.Response]
+
+
+def record(n: int, stamp: str = "2026-11-01T09:00:00.000Z") -> dict[str, Any]:
+    return {"ListingKey": f"K{n:03d}", "ModificationTimestamp": stamp, "ListPrice": 100 + n}
+
+
+def connector(
+    answer: Answer, tmp_path: Path, metadata: httpx.Response | None = None, **config: Any
+) -> tuple[ResoConnector, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/$metadata"):
+            return metadata or httpx.Response(200, content=METADATA)
+        return answer(request)
+
+    (tmp_path / "m.yaml").write_text(
+        "mapping: m\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
+    )
+    mapper = MappingRegistry(tmp_path, {"mls/reso": CONNECTOR.family_mapping}).load("m")
+    clock = FakeClock(autojump=True)
+    gateway = Gateway(BASE, VendorPolicy(vendor="reso", max_attempts=1), clock=clock,
+                      transport=httpx.MockTransport(handler))  # fmt: skip
+    settings = ResoSettings(base_url=BASE, **config)
+    return ResoConnector(settings, gateway=gateway, mapper=mapper, clock=clock), seen
+
+
+def page(
+    items: list[Any], next_link: str | None = None, count: int | None = None
+) -> httpx.Response:
+    body: dict[str, Any] = {"value": items}
+    if next_link:
+        body["@odata.nextLink"] = next_link
+    if count is not None:
+        body["@odata.count"] = count
+    return httpx.Response(200, content=orjson.dumps(body))
+
+
+async def pages(c: ResoConnector, cursor: dict[str, Any] | None = None) -> list[RawPage]:
+    return [p async for p in c.read("Property", cursor)]
+
+
+async def test_a_full_read_orders_by_the_pair_and_selects_what_the_mapping_uses(
+    tmp_path: Path,
+) -> None:
+    answers = iter([page([record(1), record(2)], f"{BASE}/Property?$skiptoken=abc", count=3),
+                    page([record(3)])])  # fmt: skip
+    c, seen = connector(lambda r: next(answers), tmp_path, page_size=2)
+    got = await pages(c)
+    first = seen[1].url.params
+    assert first["$orderby"] == "ModificationTimestamp,ListingKey"
+    assert first["$top"] == "2"
+    assert first["$count"] == "true"
+    assert "$filter" not in first
+    assert first["$select"].split(",") == [
+        "ACT_Pool",
+        "ListPrice",
+        "ListingKey",
+        "ModificationTimestamp",
+    ]
+    assert seen[2].url.params["$skiptoken"] == "abc"  # the nextLink, followed as given
+    assert [r.external_id for p in got for r in p.records] == ["K001", "K002", "K003"]
+    assert got[0].expected == 3
+    assert got[-1].cursor == {
+        "ModificationTimestamp": "2026-11-01T09:00:00.000000Z",
+        "ListingKey": "K003",
+    }
+
+
+async def test_an_incremental_read_starts_an_overlap_before_its_cursor_and_never_moves_it_back(
+    tmp_path: Path,
+) -> None:
+    old = record(1, "2026-11-01T08:58:00.000Z")  # inside the overlap, before the cursor
+    c, seen = connector(lambda r: page([old]), tmp_path, overlap_seconds=300)
+    cursor = {"ModificationTimestamp": "2026-11-01T09:00:00.000000Z", "ListingKey": "K900"}
+    got = await pages(c, cursor)
+    assert seen[1].url.params["$filter"] == "ModificationTimestamp ge 2026-11-01T08:55:00.000000Z"
+    assert got[0].cursor == cursor  # the overlap page does not move the cursor back
+
+
+async def test_keyset_paging_builds_the_next_query_from_the_last_record(tmp_path: Path) -> None:
+    answers = iter([page([record(1), record(2)], f"{BASE}/Property?$skip=2"), page([])])
+    c, seen = connector(lambda r: next(answers), tmp_path, paging="keyset", overlap_seconds=0)
+    await pages(c)
+    assert seen[2].url.params["$filter"] == (
+        "ModificationTimestamp gt 2026-11-01T09:00:00.000000Z or "
+        "(ModificationTimestamp eq 2026-11-01T09:00:00.000000Z and ListingKey gt 'K002')"
+    )
+    assert "$skip" not in seen[2].url.params
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[]", b'{"value": {"a": 1}}', b'{"odata": "no value"}', b"null"],
+)
+async def test_an_answer_that_is_not_an_odata_collection_is_a_protocol_error(
+    tmp_path: Path, body: bytes
+) -> None:
+    c, _ = connector(lambda r: httpx.Response(200, content=body), tmp_path)
+    with pytest.raises(VendorProtocolError, match="not an OData collection"):
+        await pages(c)
+
+
+async def test_a_next_link_to_another_host_is_refused(tmp_path: Path) -> None:
+    c, seen = connector(
+        lambda r: page([record(1)], "https://evil.example/odata/Property?x=1"), tmp_path
+    )
+    with pytest.raises(VendorProtocolError, match="leaves the service"):
+        await pages(c)
+    assert all(r.url.host == "mls.example" for r in seen)
+
+
+async def test_items_that_are_not_records_are_passed_on_with_a_problem(tmp_path: Path) -> None:
+    items = [record(1), ["a", "list"], {"ModificationTimestamp": "yesterday", "ListingKey": 7},
+             {"ListingKey": "  ", "ModificationTimestamp": "2026-11-01T09:00:00Z"}]  # fmt: skip
+    c, _ = connector(lambda r: page(items), tmp_path)
+    (got,) = await pages(c)
+    assert len(got.records) == 4  # nothing dropped
+    assert got.records[1].problem == "not a record: a JSON list"
+    assert got.records[2].external_id == "7"
+    assert got.records[2].source_time is None
+    assert got.records[3].external_id is None
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        httpx.Response(404),
+        httpx.Response(200, content=b"<not xml"),
+        httpx.Response(200, content=METADATA.replace(b'Name="Property"', b'Name="Member"')),
+    ],
+)
+async def test_without_usable_metadata_nothing_is_selected(
+    tmp_path: Path, metadata: httpx.Response
+) -> None:
+    c, seen = connector(lambda r: page([record(1)]), tmp_path, metadata=metadata)
+    (got,) = await pages(c)
+    assert "$select" not in seen[-1].url.params
+    assert got.records[0].external_id == "K001"
