@@ -496,7 +496,10 @@ class Store(Protocol):
     """The persistence port. Tenant-wide data goes through ``unit_of_work``; the directory calls
     (tenants, key lookup for authentication) are the only cross-tenant ones."""
 
-    def unit_of_work(self, tenant: str) -> UnitOfWork: ...
+    def unit_of_work(self, tenant: str, *, read_only: bool = False) -> UnitOfWork:
+        """``read_only`` promises no writes, so SQLite need not take its write lock up front
+        (readers then never queue behind a sync); writing in such a unit of work is a bug."""
+        ...
 
     async def create_tenant(self, tenant_id: str, name: str) -> Tenant: ...
 

@@ -4,6 +4,7 @@ methods send a handful of statements however many rows they carry."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,21 @@ class SqlStoreChecks:
             for i in range(3):
                 await uow.audit.append(actor="cli", action="test.appended", detail={"i": i})
             await uow.commit()
+
+    async def test_a_read_only_unit_of_work_does_not_wait_for_a_writer(
+        self, store: SqlAlchemyStore
+    ) -> None:
+        async with store.unit_of_work("acme") as uow:
+            await uow.records.put("Listing", "L1", {"n": 1}, expected_version=0)
+            await uow.commit()
+        async with store.unit_of_work("acme") as writer:
+            await writer.records.put("Listing", "L1", {"n": 2}, expected_version=1)
+            # the writer holds its lock; a reader sees the last committed state at once
+            async with store.unit_of_work("acme", read_only=True) as reader:
+                seen = await asyncio.wait_for(reader.records.get("Listing", "L1"), timeout=5)
+            await writer.commit()
+        assert seen is not None
+        assert seen.data == {"n": 1}
 
     async def test_audit_log_refuses_update_and_delete(self, store: SqlAlchemyStore) -> None:
         await self._three_entries(store)

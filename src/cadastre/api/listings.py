@@ -104,7 +104,7 @@ async def list_listings(
         after = None if cursor is None else decode_cursor(cursor, fingerprint)
     except InvalidCursor as exc:
         raise Problem(400, str(exc), type=INVALID_CURSOR, title="Invalid cursor") from None
-    async with hub_of(request).store.unit_of_work(key.tenant) as uow:
+    async with hub_of(request).store.unit_of_work(key.tenant, read_only=True) as uow:
         # one more than asked: whether it comes back says if there is a next page
         found = await uow.records.query(ENTITY, filters, after_id=after, limit=limit + 1)
     page = found[:limit]
@@ -149,7 +149,7 @@ async def get_listing(
     listing_id: str,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    async with hub_of(request).store.unit_of_work(key.tenant) as uow:
+    async with hub_of(request).store.unit_of_work(key.tenant, read_only=True) as uow:
         record = await uow.records.get(ENTITY, listing_id)
     if record is None or record.deleted:
         # the same answer for another tenant's id: its existence is not for this key to know

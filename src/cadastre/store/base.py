@@ -97,8 +97,8 @@ class SqlAlchemyStore:
 
     # -- the port ----------------------------------------------------------------------
 
-    def unit_of_work(self, tenant: str) -> SqlAlchemyUnitOfWork:
-        return SqlAlchemyUnitOfWork(self, tenant)
+    def unit_of_work(self, tenant: str, *, read_only: bool = False) -> SqlAlchemyUnitOfWork:
+        return SqlAlchemyUnitOfWork(self, tenant, read_only=read_only)
 
     async def create_tenant(self, tenant_id: str, name: str) -> Tenant:
         tenant = Tenant(tenant_id, name, self.clock.now())
@@ -202,9 +202,10 @@ class _Translate:
 
 
 class SqlAlchemyUnitOfWork:
-    def __init__(self, store: SqlAlchemyStore, tenant: str) -> None:
+    def __init__(self, store: SqlAlchemyStore, tenant: str, *, read_only: bool = False) -> None:
         self.tenant = tenant
         self.store = store
+        self._read_only = read_only
         self._conn: AsyncConnection | None = None
         self.records: RecordRepository = SqlRecords(self)
         self.provenance: ProvenanceRepository = SqlProvenance(self)
@@ -238,7 +239,7 @@ class SqlAlchemyUnitOfWork:
             return await self.connection.execute(statement, params)
 
     async def __aenter__(self) -> Self:
-        self._conn = await self.store._connect()
+        self._conn = await self.store._connect(read_only=self._read_only)
         return self
 
     async def __aexit__(

@@ -133,7 +133,7 @@ class SyncRunner:
     ) -> Mapping[str, Any]:
         cursor: Mapping[str, Any] | None = None
         if not full:
-            async with self._store.unit_of_work(tenant) as uow:
+            async with self._store.unit_of_work(tenant, read_only=True) as uow:
                 stored = await uow.cursors.get(connection, stream)
             cursor = stored.value if stored is not None else None
         failures = 0

@@ -102,7 +102,8 @@ class FakeStore:
         self._lock = asyncio.Lock()
         self._holder: asyncio.Task[Any] | None = None
 
-    def unit_of_work(self, tenant: str) -> FakeUnitOfWork:
+    def unit_of_work(self, tenant: str, *, read_only: bool = False) -> FakeUnitOfWork:
+        # The fake runs one unit of work at a time either way; read_only is a hint to real stores.
         return FakeUnitOfWork(self, tenant)
 
     async def create_tenant(self, tenant_id: str, name: str) -> Tenant:

@@ -53,7 +53,7 @@ async def test_unknown_paths_and_methods_are_problems(world: World) -> None:
 
 
 def break_store(world: World, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
-    def unit_of_work(tenant: str) -> Any:
+    def unit_of_work(tenant: str, **options: Any) -> Any:
         raise error
 
     monkeypatch.setattr(world.hub.store, "unit_of_work", unit_of_work)
