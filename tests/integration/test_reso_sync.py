@@ -173,3 +173,19 @@ async def test_a_429_storm_5xx_and_garbage_pages_lose_nothing(hub: Hub, clock: F
         assert sim.stats.faults_injected  # the faults did happen
         assert clock.monotonic() - started >= 400 / 20 / 2 - 1  # it kept within 2 requests/s
     same_as_the_mls(await stored(hub), sim)
+
+
+async def test_a_token_that_expires_mid_sync_is_replaced_and_nothing_is_lost(
+    hub: Hub, clock: FakeClock
+) -> None:
+    sim = ResoSimulator(records=300, seed=21, clock=clock, rate_limit=None, token_ttl=600)
+    async with serve(sim.app) as running:
+        await connect(hub, running.url, page_size=50)
+
+        def an_hour_per_page(tally: SyncTally) -> None:
+            clock.advance(3600)  # every token the hub holds is long expired by its next call
+
+        report = await hub.sync(TENANT, MLS, progress=an_hour_per_page)
+    assert report.tally.fetched == 300
+    assert sim.stats.tokens_issued >= 3  # fresh tokens along the way (read-ahead shares some)
+    same_as_the_mls(await stored(hub), sim)
