@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import Counter
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
@@ -136,9 +137,13 @@ async def _sync(hub: Hub, *, full: bool, label: str) -> SyncReport:
 
 
 async def _summary(hub: Hub, full: SyncReport, incremental: SyncReport, violations: int) -> None:
-    async with hub.store.unit_of_work(TENANT) as uow:
+    statuses: Counter[str] = Counter()
+    async with hub.store.unit_of_work(TENANT, read_only=True) as uow:
         listings = await uow.records.count("Listing")
         quarantined = len(await uow.quarantine.open_items(MLS))
+        async for record in uow.records.scan("Listing", limit=1_000_000):
+            statuses[str(record.data.get("StandardStatus"))] += 1
+    async with hub.store.unit_of_work(TENANT) as uow:
         audit = await uow.audit.verify()
     table = Table("in the store", "count", title="demo tenant")
     table.add_row("Listing records", f"{listings:,}")
@@ -146,6 +151,10 @@ async def _summary(hub: Hub, full: SyncReport, incremental: SyncReport, violatio
     table.add_row("audit log entries", f"{audit.entries:,}")
     table.add_row("MLS rate-limit violations", f"{violations:,}")
     console.print(table)
+    console.print("listings by StandardStatus", style="bold")
+    widest = max(statuses.values(), default=1)
+    for status, n in statuses.most_common():
+        console.print(f"  {status:<22} {'█' * max(1, round(40 * n / widest))} {n:,}")
     share = incremental.seconds / full.seconds if full.seconds > 0 else 0.0
     console.print(
         f"full sync {full.seconds:.2f} s, incremental {incremental.seconds:.2f} s "
