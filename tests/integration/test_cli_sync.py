@@ -75,6 +75,21 @@ def test_sync_pulls_the_feed_and_reports_what_it_did(run, mls: str) -> None:
 def test_sync_of_an_unknown_connection_says_so(run, mls: str) -> None:
     out = run("sync", "nowhere", "-t", "acme", code=2)
     assert "connection 'nowhere' does not exist" in out
+    out = run("sync", "nowhere", code=2)
+    assert "no tenant has a connection named 'nowhere'" in out
+
+
+def test_the_tenant_is_needed_only_when_the_name_is_ambiguous(run, mls: str) -> None:
+    add(run, mls, name="shared")
+    assert "read from the vendor" in run("sync", "shared")  # only acme has it
+    run("tenants", "create", "globex", "--name", "Globex")
+    settings = {"base_url": f"{mls}/odata", "token_url": f"{mls}/oauth/token", "mapping": "austin"}
+    run("connections", "add", "shared", "-t", "globex", "--system", "mls",
+        "--connector", "mls/reso", "--credential", "env:CADASTRE_AUSTIN",
+        "--config", json.dumps(settings))  # fmt: skip
+    out = run("sync", "shared", code=2)
+    assert "acme, globex each have a connection named 'shared'" in out
+    assert "read from the vendor" in run("sync", "shared", "-t", "globex")
 
 
 def test_a_missing_mapping_file_is_named(run, mls: str) -> None:

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cadastre.bootstrap import Hub
 from cadastre.cli.runtime import console, run
+from cadastre.errors import ConfigurationError, NotFound
 from cadastre.sync import SyncReport, SyncTally
 
 if TYPE_CHECKING:
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
 
 def sync(
     connection: str = typer.Argument(..., help="the connection's name, e.g. austin-mls"),
-    tenant: str = typer.Option(..., "--tenant", "-t", help="tenant id"),
+    tenant: str | None = typer.Option(
+        None, "--tenant", "-t", help="tenant id; needed only when two tenants use the name"
+    ),
     full: bool = typer.Option(False, "--full", help="start from nothing, not the stored cursor"),
 ) -> None:
     """Pull a connection's records into the store (incremental from its cursor by default)."""
@@ -34,7 +37,24 @@ def sync(
     print_report(report)
 
 
-async def _sync(hub: Hub, tenant: str, connection: str, full: bool) -> SyncReport:
+async def _owner(hub: Hub, connection: str) -> str:
+    """The one tenant with a connection of that name."""
+    owners = [
+        t.id for t in await hub.tenants.all()
+        if any(c.name == connection for c in await hub.connections.all(t.id))
+    ]  # fmt: skip
+    if len(owners) == 1:
+        return owners[0]
+    if not owners:
+        raise NotFound(f"no tenant has a connection named {connection!r}")
+    raise ConfigurationError(
+        f"tenants {', '.join(sorted(owners))} each have a connection named {connection!r}; "
+        "say which with --tenant"
+    )
+
+
+async def _sync(hub: Hub, tenant: str | None, connection: str, full: bool) -> SyncReport:
+    tenant = tenant or await _owner(hub, connection)
     label = f"{connection} ({'full' if full else 'incremental'})"
     with sync_progress(label) as progress:
         return await hub.sync(tenant, connection, full=full, progress=progress)
