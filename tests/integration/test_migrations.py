@@ -111,3 +111,68 @@ async def test_postgres_empty_to_head_to_base_to_head(postgres_database: str) ->
         await round_trip(store, postgres_database)
     finally:
         await store.close()
+
+
+async def carry_over(store: SqlAlchemyStore) -> None:
+    """0002 folds 0001's per-field provenance rows into one row per record, losing nothing."""
+    from datetime import UTC, datetime
+
+    await store.migrate("0001")
+    at = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    rows = [
+        ("L1", "ListPrice", "mls", "austin", at, "v7", 1.0),
+        ("L1", "City", "mls", "austin", at, "v7", 1.0),
+        ("L1", "PropertyId", "core", None, None, None, 0.5),
+        ("L2", "City", "mls", "austin", at, "v2", 1.0),
+    ]
+    async with store.engine.begin() as conn:
+        for id, field, system, connection, source_time, version, confidence in rows:
+            await conn.execute(
+                text(
+                    "INSERT INTO field_provenance (tenant, entity, id, field, system, connection,"
+                    " source_time, source_version, confidence, recorded_at) VALUES ('acme',"
+                    " 'Listing', :id, :field, :system, :connection, :source_time, :version,"
+                    " :confidence, :recorded_at)"
+                ),
+                {
+                    "id": id,
+                    "field": field,
+                    "system": system,
+                    "connection": connection,
+                    "source_time": source_time,
+                    "version": version,
+                    "confidence": confidence,
+                    "recorded_at": at,
+                },
+            )
+    await store.migrate()
+    async with store.unit_of_work("acme", read_only=True) as uow:
+        got = await uow.provenance.for_records("Listing", ["L1", "L2"])
+    flat = {
+        (id, field, p.system, p.connection, p.source_time, p.source_version, p.confidence)
+        for id, fields in got.items()
+        for field, p in fields.items()
+    }
+    assert flat == {(id, f, s, c, t, v, conf) for id, f, s, c, t, v, conf in rows}
+    assert all(p.recorded_at == at for fields in got.values() for p in fields.values())
+    await store.downgrade("0001")  # and back: the rows are per field again
+    async with store.engine.begin() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM field_provenance"))).scalar()
+    assert count == len(rows)
+
+
+async def test_sqlite_0002_carries_provenance_over(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "cadastre.db")
+    try:
+        await carry_over(store)
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_0002_carries_provenance_over(postgres_database: str) -> None:
+    store = await open_store(postgres_database, migrate=False)
+    try:
+        await carry_over(store)
+    finally:
+        await store.close()
