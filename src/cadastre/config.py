@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable
+    from collections.abc import Callable, Hashable
 
 DEFAULT_DATA_DIR = Path("var")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -111,3 +111,13 @@ def load_yaml(text: str, *, source: str = "<yaml>") -> Any:
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+def describe_validation_error(exc: ValidationError, name: Callable[[str], str] = str) -> str:
+    """A pydantic error on one line, ``field: problem; field: problem``, without the input values
+    (they may be secrets) or the documentation links. ``name`` renames a field's dotted path."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{name(where)}: {error['msg']}" if where else error["msg"])
+    return "; ".join(problems)

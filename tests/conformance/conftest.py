@@ -17,6 +17,7 @@ import pytest
 
 from cadastre.store import PostgresStore
 from cadastre.store.postgres import create_database, drop_database
+from tests.conftest import service_missing
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -34,9 +35,7 @@ def postgres_url() -> Iterator[str]:
         url = create_database(admin, name)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the server is reported alike
         message = f"PostgreSQL is not reachable for the store tests ({type(exc).__name__}: {exc})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        service_missing("postgres", message)
     try:
         asyncio.run(_migrate(url))
         yield url

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, inspect, text
 from cadastre.store import PostgresStore, SqlAlchemyStore, SqliteStore, open_store
 from cadastre.store.postgres import create_database, drop_database
 from cadastre.store.tables import TABLE_NAMES, metadata
+from tests.conftest import service_missing
 
 ADMIN_URL = os.environ.get(
     "CADASTRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -96,9 +97,7 @@ def postgres_database() -> Iterator[str]:
         url = create_database(ADMIN_URL, name)
     except Exception as exc:  # noqa: BLE001
         message = f"PostgreSQL is not reachable ({type(exc).__name__}: {exc})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        service_missing("postgres", message)
     yield url
     drop_database(ADMIN_URL, name)
 

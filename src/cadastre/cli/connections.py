@@ -9,13 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from cadastre.bootstrap import Hub
-from cadastre.cli.runtime import (
-    console,
-    describe_validation_error,
-    read_text_file,
-    run,
-    write_text_file,
-)
+from cadastre.cli.runtime import console, read_text_file, run, write_text_file
+from cadastre.config import describe_validation_error
 from cadastre.directory import ConnectionSpec
 from cadastre.errors import ConfigurationError
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.text import Text
 
 from cadastre.bootstrap import Hub, bootstrap
-from cadastre.config import Settings
+from cadastre.config import Settings, describe_validation_error
 from cadastre.errors import CadastreError, ConfigurationError, NotFound, Transient
 
 console = Console(markup=False, emoji=False, highlight=False)
@@ -66,16 +66,6 @@ def write_text_file(path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror or exc.__class__.__name__}")
-
-
-def describe_validation_error(exc: ValidationError, name: Callable[[str], str] = str) -> str:
-    """A pydantic error on one line, ``field: problem; field: problem``, without the input values
-    (they may be secrets) or the documentation links."""
-    problems = []
-    for error in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(part) for part in error["loc"])
-        problems.append(f"{name(where)}: {error['msg']}" if where else error["msg"])
-    return "; ".join(problems)
 
 
 def load_settings() -> Settings:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
+from cadastre.config import describe_validation_error
 from cadastre.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -49,10 +50,7 @@ class ConnectorSpec(ABC):
         try:
             return self.settings_model.model_validate(dict(config))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            )
+            problems = describe_validation_error(exc)
             raise ConfigurationError(
                 f"connection {connection!r}: invalid {self.name} settings: {problems}"
             ) from None

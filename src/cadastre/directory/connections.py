@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cadastre.config import DuplicateKeyError, load_yaml
+from cadastre.config import DuplicateKeyError, describe_validation_error, load_yaml
 from cadastre.errors import AlreadyExists, ConfigurationError, NotFound
 from cadastre.ports import (
     Clock,
@@ -252,9 +252,7 @@ def parse_connections_yaml(text: str) -> ConnectionsFile:
     try:
         document = ConnectionsFile.model_validate(raw or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = describe_validation_error(exc)
         raise ConfigurationError(f"connections file is invalid: {problems}") from None
     names = [c.name for c in document.connections]
     duplicates = sorted({n for n in names if names.count(n) > 1})

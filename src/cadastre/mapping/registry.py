@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import yaml
 from pydantic import ValidationError
 
-from cadastre.config import load_yaml
+from cadastre.config import describe_validation_error, load_yaml
 from cadastre.errors import MappingError
 from cadastre.mapping.mapper import RecordMapper
 from cadastre.mapping.spec import MappingSpec
@@ -75,10 +75,7 @@ class MappingRegistry:
         try:
             spec = MappingSpec.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            )
+            problems = describe_validation_error(exc)
             raise MappingError(f"mapping {name!r} ({path.name}): {problems}") from None
         if name not in self._families and spec.mapping != name:
             raise MappingError(

@@ -171,7 +171,7 @@ class SyncRunner:
         happens while the previous page is being written (the database works in its own thread),
         so the CPU work of one page overlaps the database work of the other."""
         async for raw_page in pages:
-            page = _Page(raw_page, mapper.entity)
+            page = _Page(raw_page)
             for raw in raw_page.records:
                 mapped = mapper.map(raw, tenant=tenant, connection=connection, system=system)
                 if isinstance(mapped, Change):
@@ -225,7 +225,6 @@ class _Page:
     """A vendor page, mapped: the changes to apply and the records to set aside."""
 
     raw: RawPage
-    entity: str
     changes: list[Change] = field(default_factory=list)
     drafts: list[QuarantineDraft] = field(default_factory=list)
     payloads: dict[str, Mapping[str, Any]] = field(default_factory=dict)

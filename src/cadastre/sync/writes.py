@@ -6,7 +6,6 @@ write it with a handful of bulk statements: one per table, not one per change an
 
 from __future__ import annotations
 
-import builtins
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,25 +80,25 @@ def build_writes(target: Target, plan: Plan, *, now: datetime, link: bool) -> Wr
 
 
 def _provenance(
-    entity: str, id: str, stamps: Mapping[str, Stamp], confidence: float, now: datetime
+    entity: str, record_id: str, stamps: Mapping[str, Stamp], confidence: float, now: datetime
 ) -> ProvenanceWrite:
     first = next(iter(stamps.values()))
     if all(s is first for s in stamps.values()):  # one stamp for every field: a whole change
         stamp = (first.system, first.connection, first.source_time, first.source_version,
                  confidence, now)  # fmt: skip
-        return ProvenanceWrite(entity, id, (stamp,), dict.fromkeys(stamps, 0))
+        return ProvenanceWrite(entity, record_id, (stamp,), dict.fromkeys(stamps, 0))
     # The planner hands out one Stamp object per distinct stamp, so identity groups the fields.
     index: dict[int, int] = {}
     values: list[StampValues] = []
     fields: dict[str, int] = {}
     for name, s in stamps.items():
-        i = index.get(id_ := builtins.id(s))
+        i = index.get(key := id(s))
         if i is None:
-            i = index[id_] = len(values)
+            i = index[key] = len(values)
             values.append((s.system, s.connection, s.source_time, s.source_version, confidence,
                            now))  # fmt: skip
         fields[name] = i
-    return ProvenanceWrite(entity, id, tuple(values), fields)
+    return ProvenanceWrite(entity, record_id, tuple(values), fields)
 
 
 def _record_write(writes: WriteSet, target: Target, plan: Plan, now: datetime) -> None:
