@@ -19,7 +19,6 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from cadastre.api import create_app
 from cadastre.bootstrap import Hub
 from cadastre.cli.runtime import console, run
 from cadastre.cli.serve import serve_app
@@ -27,7 +26,6 @@ from cadastre.cli.sync import print_report, sync_progress
 from cadastre.directory import ConnectionSpec
 from cadastre.errors import AlreadyExists
 from cadastre.ports import ApiKeyScope
-from cadastre.simulators import ResoSimulator, serve
 
 if TYPE_CHECKING:
     from cadastre.sync import SyncReport
@@ -80,6 +78,10 @@ def demo(
 
 
 async def _demo(hub: Hub, port: int, records: int, seed: int, exit_after_sync: bool) -> None:
+    # Imported here, not at the top: the API and the simulator would slow every command's start.
+    from cadastre.api import create_app
+    from cadastre.simulators import ResoSimulator, serve
+
     database = display_database_url(hub.settings.resolved_database_url())
     console.print(Panel.fit(f"Cadastre demo on the embedded default ({database})"))
     mapping_file = hub.settings.mappings_dir / f"{MLS}.yaml"
