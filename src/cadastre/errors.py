@@ -17,11 +17,15 @@ answers "may this be tried again?" wherever the error surfaces.
     │   ├── ConcurrentUpdate (Transient)           optimistic version check lost a race; re-read and retry
     │   └── AuditChainBroken (Terminal)            the hash chain does not verify
     └── VendorError                                anything a vendor answered (filled in by the gateway)
-        ├── VendorUnavailable (Transient)          5xx, timeouts, resets
+        ├── VendorUnavailable (Transient)          5xx, timeouts, resets (retry_after when known)
         │   ├── VendorRateLimited (Transient)      429 (carries retry_after when the vendor sent one)
-        │   └── VendorProtocolError (Transient)    a body that is not what the protocol promises
+        │   ├── VendorProtocolError (Transient)    a body that is not what the protocol promises
+        │   ├── CircuitOpen (Transient)            the connection's breaker refused the call
+        │   ├── BulkheadFull (Transient)           the vendor's concurrency cap stayed full
+        │   └── SyncTimedOut (Transient)           a sync run's watchdog stopped it
         ├── VendorRejected (Terminal)              4xx other than 408/425/429
-        └── VendorAuthRefused (Terminal)           the vendor refused the credential (invalid_client)
+        ├── VendorAuthRefused (Terminal)           the vendor refused the credential (invalid_client)
+        └── AddressRefused (Terminal)              a vendor host resolving to a private address
 
 Messages never contain secrets: errors that concern a credential name its reference, not its value.
 """
@@ -112,13 +116,25 @@ class VendorError(CadastreError):
 
 
 class VendorUnavailable(VendorError, Transient):
-    pass
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds until trying again makes sense, when known
 
 
 class VendorRateLimited(VendorUnavailable):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+    pass
+
+
+class CircuitOpen(VendorUnavailable):
+    """The connection's breaker refused the call without sending it."""
+
+
+class BulkheadFull(VendorUnavailable):
+    """The vendor's cap on concurrent calls stayed full for longer than the call may wait."""
+
+
+class SyncTimedOut(VendorUnavailable):
+    """A sync run's watchdog stopped it: no progress, or past its deadline."""
 
 
 class VendorProtocolError(VendorUnavailable):
@@ -133,6 +149,11 @@ class VendorRejected(VendorError, Terminal):
 
 class VendorAuthRefused(VendorError, Terminal):
     pass
+
+
+class AddressRefused(VendorError, Terminal):
+    """A vendor host resolved to a loopback, private, link-local or metadata address and the
+    connection is not allow-listed for it (server-side request forgery guard)."""
 
 
 def is_transient(exc: BaseException) -> bool:
