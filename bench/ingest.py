@@ -91,7 +91,8 @@ async def cadastre_syncs(base: str, page: int, data_dir: Path, records: int) -> 
     (mappings / "bench-mls.yaml").write_text(
         "mapping: bench-mls\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
     )
-    settings = Settings(data_dir=data_dir, mappings_dir=mappings, log_level="WARNING")
+    settings = Settings(data_dir=data_dir, mappings_dir=mappings, log_level="WARNING",
+                        gateway_allow_hosts=("127.0.0.0/8", "::1"))  # fmt: skip
     hub = await bootstrap(settings)
     try:
         await hub.tenants.create("bench", "Bench")
@@ -99,7 +100,8 @@ async def cadastre_syncs(base: str, page: int, data_dir: Path, records: int) -> 
             name="bench-mls", system="mls", connector="mls/reso",
             credential="env:CADASTRE_BENCH_MLS",
             config={"base_url": f"{base}/odata", "token_url": f"{base}/oauth/token",
-                    "mapping": "bench-mls", "page_size": page},
+                    "mapping": "bench-mls", "page_size": page,
+                    "gateway": {"allow_hosts": ["127.0.0.0/8", "::1"]}},
         ))  # fmt: skip
         tallies: list[SyncTally] = []
         started = time.perf_counter()

@@ -6,7 +6,7 @@ only in ``Settings``; nothing below this module knows which one it got.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from cadastre.clock import SystemClock
@@ -14,11 +14,19 @@ from cadastre.config import Settings
 from cadastre.connectors import ClientCredentialsAuth, available, connector_spec
 from cadastre.directory import ConnectionService, KeyService, TenantService
 from cadastre.errors import ConfigurationError
-from cadastre.gateway import Gateway
+from cadastre.gateway import (
+    AddressAllowList,
+    FailSafeRateLimitBackend,
+    Gateway,
+    GatewayControls,
+    MemoryRateLimitBackend,
+    RedisRateLimitBackend,
+    origin,
+)
 from cadastre.mapping import MappingRegistry, RecordMapper
 from cadastre.observe import Metrics, configure_logging
 from cadastre.ownership import OwnershipRegistry, load_registry
-from cadastre.ports import Clock, CredentialProvider, SourceConnector, Store
+from cadastre.ports import Clock, CredentialProvider, RateLimitBackend, SourceConnector, Store
 from cadastre.store import open_store
 from cadastre.sync import SyncEngine, SyncReport, SyncRunner, SyncTally
 from cadastre.vault import CredentialResolver, EnvCredentialProvider, FileCredentialProvider
@@ -49,6 +57,7 @@ class Hub:
     metrics: Metrics
     mappings: MappingRegistry
     runner: SyncRunner
+    controls: GatewayControls
     # Open connectors by (tenant, connection, its version, its mapping): their gateways keep
     # pooled connections and cached tokens across syncs; an edited connection or mapping file
     # gets a new one.
@@ -58,6 +67,7 @@ class Hub:
         for source in self._sources.values():
             await source.connector.aclose()
         self._sources.clear()
+        await self.controls.aclose()
         await self.store.close()
 
     async def open_source(
@@ -74,6 +84,17 @@ class Hub:
         if transport is None and key in self._sources:
             return self._sources[key]
         policy = spec.policy(settings)
+        gateway_settings = spec.gateway_settings(settings)
+        base_url = spec.base_url(settings)
+        # The vendor is who serves the quota and the connections: by default the connector's
+        # vendor at the host it calls, so two MLSs on one RESO connector are two vendors.
+        vendor = gateway_settings.vendor or f"{policy.vendor}@{origin(base_url)}"
+        policy = replace(policy, vendor=vendor)
+        self._check_allow_hosts(name, gateway_settings.allow_hosts)
+        guards = self.controls.guards(
+            tenant=tenant, connection=name, vendor=vendor, settings=gateway_settings,
+            credential=connection.credential, default_rate=spec.default_rate_limit(settings),
+        )  # fmt: skip
         auth = spec.auth(settings)
         if isinstance(auth, ClientCredentialsAuth):
             if connection.credential is None:
@@ -81,14 +102,15 @@ class Hub:
                     f"connection {name!r} authenticates with OAuth2 but names no credential"
                 )
             gateway = Gateway.for_oauth2(
-                spec.base_url(settings), policy, clock=self.clock, token_url=auth.token_url,
+                base_url, policy, clock=self.clock, token_url=auth.token_url,
                 credential=connection.credential, provider=self.credentials, scope=auth.scope,
-                metrics=self.metrics, connection=name, transport=transport,
+                metrics=self.metrics, connection=name, transport=transport, guards=guards,
+                allow_hosts=gateway_settings.allow_hosts,
             )  # fmt: skip
         else:
             gateway = Gateway(
-                spec.base_url(settings), policy, clock=self.clock, metrics=self.metrics,
-                connection=name, transport=transport,
+                base_url, policy, clock=self.clock, metrics=self.metrics, connection=name,
+                transport=transport, guards=guards, allow_hosts=gateway_settings.allow_hosts,
             )  # fmt: skip
         connector = spec.create(settings, gateway=gateway, mapper=mapper, clock=self.clock)
         opened = OpenSource(connector, {mapper.stream: mapper})
@@ -97,6 +119,18 @@ class Hub:
                 await self._sources.pop(stale).connector.aclose()
             self._sources[key] = opened
         return opened
+
+    def _check_allow_hosts(self, name: str, asked: tuple[str, ...]) -> None:
+        # A connection's config is a tenant's to write; reaching private networks is the
+        # operator's call (RELIABILITY.md #16).
+        outside = AddressAllowList.parse(asked).beyond(
+            AddressAllowList.parse(self.settings.gateway_allow_hosts)
+        )
+        if outside:
+            raise ConfigurationError(
+                f"connection {name!r} asks to reach {', '.join(outside)}, which the operator has "
+                "not allowed (CADASTRE_GATEWAY_ALLOW_HOSTS)"
+            )
 
     async def sync(
         self,
@@ -154,6 +188,12 @@ async def bootstrap(
         providers["file"] = FileCredentialProvider(settings.credentials_file)
     metrics = Metrics()
     engine = SyncEngine(store, registry, clock, metrics=metrics)
+    runner = SyncRunner(
+        engine, store, clock, metrics=metrics, stall_seconds=settings.sync_stall_seconds,
+        max_seconds=settings.sync_max_seconds,
+    )  # fmt: skip
+    controls = GatewayControls(clock, backend=rate_limit_backend(settings, clock, metrics),
+                               metrics=metrics)  # fmt: skip
     families = {name: spec.family_mapping for name, spec in available().items()}
     return Hub(
         settings=settings,
@@ -167,5 +207,16 @@ async def bootstrap(
         credentials=CredentialResolver(providers),
         metrics=metrics,
         mappings=MappingRegistry(settings.mappings_dir, families),
-        runner=SyncRunner(engine, store, clock, metrics=metrics),
+        runner=runner,
+        controls=controls,
+    )
+
+
+def rate_limit_backend(settings: Settings, clock: Clock, metrics: Metrics) -> RateLimitBackend:
+    """In memory for the embedded default; in Redis, failing safe, when a URL is set."""
+    if settings.redis_url is None:
+        return MemoryRateLimitBackend(clock)
+    shared = RedisRateLimitBackend(settings.redis_url.get_secret_value())
+    return FailSafeRateLimitBackend(
+        shared, clock, min_workers=settings.rate_limit_workers, metrics=metrics
     )

@@ -37,7 +37,14 @@ class Settings(BaseSettings):
     bus: Literal["memory", "nats"] = "memory"
     # SecretStr like database_url: these URLs may carry a password (redis://:pw@host/0).
     nats_url: SecretStr = SecretStr("nats://127.0.0.1:4222")
-    redis_url: SecretStr | None = None
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="distributed mode: rate-limit buckets shared by every worker; unset: in memory",
+    )
+    rate_limit_workers: int = Field(
+        default=1, ge=1,
+        description="fewest workers assumed to share a limit when Redis cannot be reached",
+    )  # fmt: skip
     ownership_file: Path | None = Field(
         default=None, description="system-of-record YAML; unset means the packaged default"
     )
@@ -47,6 +54,18 @@ class Settings(BaseSettings):
     )
     credentials_file: Path | None = Field(
         default=None, description="YAML of name -> secret for the file CredentialProvider"
+    )
+    gateway_allow_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="private networks or host names (JSON list) that a connection's "
+        "gateway.allow_hosts may name; vendor URLs reach nothing private beyond these",
+    )
+    sync_stall_seconds: float | None = Field(
+        default=900.0, gt=0,
+        description="a sync run with no page committed for this long is stopped; unset: never",
+    )  # fmt: skip
+    sync_max_seconds: float | None = Field(
+        default=6 * 3600.0, gt=0, description="a sync run is stopped past this; unset: never"
     )
     log_level: str = "INFO"
     log_json: bool = True

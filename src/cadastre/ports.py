@@ -552,6 +552,41 @@ class SourceConnector(Protocol):
     async def aclose(self) -> None: ...
 
 
+# ------------------------------------------------------------------------------ rate limits
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What a rate-limit backend answers: wait ``wait`` seconds, then send (``granted``), or the
+    slot lies beyond the caller's horizon and nothing was reserved (wait, then ask again)."""
+
+    granted: bool
+    wait: float
+
+
+class RateLimitBackend(Protocol):
+    """Where GCRA buckets live: in memory (one process) or in Redis (every worker shares them).
+
+    A bucket is its theoretical arrival time (TAT). ``interval`` is the emission interval (seconds
+    per request) and ``tolerance`` the burst allowance (``(burst - 1) * interval``). Times are the
+    backend's own: a shared backend reads one server clock, so workers' skew cannot matter.
+    """
+
+    async def reserve(
+        self, key: str, interval: float, tolerance: float, horizon: float
+    ) -> Reservation:
+        """Take the next slot of ``key`` if it starts within ``horizon`` seconds; a bucket seen for
+        the first time counts its burst as spent (a restarted process cannot know what was sent
+        before it)."""
+        ...
+
+    async def defer(self, key: str, seconds: float, tolerance: float) -> None:
+        """No slot of ``key`` starts sooner than ``seconds`` from now (a vendor said so)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
 # ------------------------------------------------------------------------------ credentials
 
 

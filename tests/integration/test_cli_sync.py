@@ -34,7 +34,8 @@ def run(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CADASTRE_")}
     env |= {"COLUMNS": "120", "CADASTRE_LOG_LEVEL": "WARNING",
             "CADASTRE_AUSTIN__CLIENT_ID": "demo-client",
-            "CADASTRE_AUSTIN__CLIENT_SECRET": "demo-secret"}  # fmt: skip
+            "CADASTRE_AUSTIN__CLIENT_SECRET": "demo-secret",
+            "CADASTRE_GATEWAY_ALLOW_HOSTS": '["127.0.0.0/8", "::1"]'}  # fmt: skip
     (tmp_path / "mappings").mkdir()
     (tmp_path / "mappings" / "austin.yaml").write_text(
         "mapping: austin\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
@@ -54,8 +55,9 @@ def run(tmp_path: Path):
 
 
 def add(run, url: str, name: str = "austin", credential: str = "env:CADASTRE_AUSTIN", **config):
-    settings = {"base_url": f"{url}/odata", "token_url": f"{url}/oauth/token",
-                "mapping": "austin", "page_size": 100, **config}  # fmt: skip
+    settings = {"base_url": f"{url}/odata", "token_url": f"{url}/oauth/token", "mapping": "austin",
+                "page_size": 100, "gateway": {"allow_hosts": ["127.0.0.0/8", "::1"]},
+                **config}  # fmt: skip
     run("connections", "add", name, "-t", "acme", "--system", "mls", "--connector", "mls/reso",
         "--credential", credential, "--config", json.dumps(settings))  # fmt: skip
 
@@ -83,7 +85,12 @@ def test_the_tenant_is_needed_only_when_the_name_is_ambiguous(run, mls: str) -> 
     add(run, mls, name="shared")
     assert "read from the vendor" in run("sync", "shared")  # only acme has it
     run("tenants", "create", "globex", "--name", "Globex")
-    settings = {"base_url": f"{mls}/odata", "token_url": f"{mls}/oauth/token", "mapping": "austin"}
+    settings = {
+        "base_url": f"{mls}/odata",
+        "gateway": {"allow_hosts": ["127.0.0.0/8", "::1"]},
+        "token_url": f"{mls}/oauth/token",
+        "mapping": "austin",
+    }
     run("connections", "add", "shared", "-t", "globex", "--system", "mls",
         "--connector", "mls/reso", "--credential", "env:CADASTRE_AUSTIN",
         "--config", json.dumps(settings))  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 import cadastre
+from cadastre.api.connections import router as connections_router
 from cadastre.api.listings import router as listings_router
 from cadastre.api.problems import HANDLERS, CatchAll
 from cadastre.bootstrap import Hub
@@ -25,13 +26,17 @@ def create_app(hub: Hub) -> FastAPI:
         title="Cadastre API",
         version=cadastre.__version__,
         description=DESCRIPTION,
-        openapi_tags=[{"name": "listings", "description": "Canonical listings (RESO names)"}],
+        openapi_tags=[
+            {"name": "listings", "description": "Canonical listings (RESO names)"},
+            {"name": "connections", "description": "Connections as the vendor gateway sees them"},
+        ],
     )
     app.state.hub = hub
     for exception, handler in HANDLERS.items():
         app.add_exception_handler(exception, handler)
     app.add_middleware(CatchAll)
     app.include_router(listings_router)
+    app.include_router(connections_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:

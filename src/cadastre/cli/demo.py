@@ -45,6 +45,9 @@ local_prefixes: [ACT_]
 """
 
 
+LOOPBACK = ("127.0.0.0/8", "::1")
+
+
 def display_database_url(url: str) -> str:
     """The database URL as the demo prints it: a SQLite file's path, or any other URL with the
     password left out (``postgresql://app@db:5432/cadastre``)."""
@@ -78,6 +81,9 @@ def demo(
 
 
 async def _demo(hub: Hub, port: int, records: int, seed: int, exit_after_sync: bool) -> None:
+    # The demo is its own operator: the simulator it starts lives on loopback, which no vendor URL
+    # may reach unless the operator allows it.
+    hub.settings = hub.settings.model_copy(update={"gateway_allow_hosts": LOOPBACK})
     # Imported here, not at the top: the API and the simulator would slow every command's start.
     from cadastre.api import create_app
     from cadastre.simulators import ResoSimulator, serve
@@ -124,6 +130,8 @@ async def _onboard(hub: Hub, base: str) -> None:
     config = {
         "base_url": f"{base}/odata", "token_url": f"{base}/oauth/token", "mapping": MLS,
         "page_size": 200,
+        # The simulator runs on loopback, which vendor URLs may not reach unless allowed.
+        "gateway": {"allow_hosts": list(LOOPBACK)},
     }  # fmt: skip
     spec = ConnectionSpec(name=MLS, system="mls", connector="mls/reso", credential=CREDENTIAL,
                           config=config)  # fmt: skip

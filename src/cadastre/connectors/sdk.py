@@ -13,10 +13,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from cadastre.config import describe_validation_error
 from cadastre.errors import ConfigurationError
+from cadastre.gateway.settings import GatewaySettings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from cadastre.gateway import Gateway, VendorPolicy
+    from cadastre.gateway.ratelimit import RateRule
     from cadastre.mapping import RecordMapper
     from cadastre.ports import Clock, SourceConnector
 
@@ -38,6 +40,13 @@ class ClientCredentialsAuth:
 
 
 AuthSpec = ClientCredentialsAuth | None
+
+
+class ConnectorSettings(BaseModel):
+    """What every connection's settings carry besides its connector's own: ``gateway`` (rate
+    limits, breaker, bulkhead, allowed private hosts; see ``cadastre.gateway.settings``)."""
+
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
 
 class ConnectorSpec(ABC):
@@ -57,6 +66,14 @@ class ConnectorSpec(ABC):
 
     @abstractmethod
     def base_url(self, settings: BaseModel) -> str: ...
+
+    def gateway_settings(self, settings: BaseModel) -> GatewaySettings:
+        found = getattr(settings, "gateway", None)
+        return found if isinstance(found, GatewaySettings) else GatewaySettings()
+
+    def default_rate_limit(self, settings: BaseModel) -> RateRule | None:
+        """The vendor's documented limit, used when the connection declares none."""
+        return None
 
     @abstractmethod
     def policy(self, settings: BaseModel) -> VendorPolicy: ...

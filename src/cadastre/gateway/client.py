@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal, Self, assert_never
 
 import httpx
 import orjson
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 
 from cadastre import __version__
 from cadastre.errors import (
@@ -34,20 +36,42 @@ from cadastre.errors import (
     VendorRejected,
     VendorUnavailable,
 )
+from cadastre.gateway.address import AddressAllowList, guarded_transport
 from cadastre.gateway.auth import AuthTransport, OAuth2ClientCredentials
+from cadastre.gateway.breaker import BreakerTransport
+from cadastre.gateway.bulkhead import BulkheadTransport
+from cadastre.gateway.controls import Guards
 from cadastre.gateway.metering import MeteringTransport
 from cadastre.gateway.outcome import Outcome, classify
+from cadastre.gateway.ratelimit import RateLimitTransport
+from cadastre.gateway.records import TRACE, CallRecord
 from cadastre.gateway.retry import ATTEMPTS, RetryTransport
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from types import TracebackType
 
     from cadastre.gateway.auth import Authenticator
     from cadastre.gateway.policy import VendorPolicy
+    from cadastre.gateway.translate import SchemaTranslator
     from cadastre.observe import Metrics
     from cadastre.ports import Clock, CredentialProvider
+
+_tracer = trace.get_tracer("cadastre.gateway")
+
+
+def default_transport(allow_hosts: Sequence[str]) -> httpx.AsyncBaseTransport:
+    """The HTTP transport a gateway gets unless it is handed one: one connection pool per
+    gateway, so a vendor that holds its connections cannot take another vendor's, and an address
+    guard, so a vendor URL a tenant typed cannot reach private networks (RELIABILITY.md #16)."""
+    return guarded_transport(allow=AddressAllowList.parse(allow_hosts))
+
+
+def origin(url: str) -> str:
+    """``host`` or ``host:port`` of an absolute URL: a vendor's address in names and labels."""
+    parsed = httpx.URL(url)
+    return parsed.host if parsed.port is None else f"{parsed.host}:{parsed.port}"
 
 
 def _assemble(
@@ -58,15 +82,28 @@ def _assemble(
     metrics: Metrics | None,
     connection: str,
     rng: random.Random | None,
+    guards: Guards,
 ) -> httpx.AsyncBaseTransport:
-    """retry -> [breaker/bulkhead -> rate limit: the next issue] -> auth -> metering -> HTTP.
+    """retry -> breaker -> bulkhead -> rate limit -> auth -> metering -> HTTP.
 
     Retry is outermost so every attempt pays the rate limit, counts in the breaker and carries a
-    fresh credential (ARCHITECTURE.md)."""
+    fresh credential (ARCHITECTURE.md). The breaker sits above the bulkhead so that a call refused
+    for want of a slot, which never reached the vendor, is not held against the vendor; the
+    bulkhead sits above the rate limit so calls queueing for a rate slot count as in flight and
+    one vendor's queue can never take more than its share of workers."""
     chain: httpx.AsyncBaseTransport = MeteringTransport(http, metrics, policy, connection, clock)
     if authenticator is not None:
         chain = AuthTransport(chain, authenticator)
-    return RetryTransport(chain, policy, clock, rng)
+    if guards.limiters:
+        chain = RateLimitTransport(
+            chain, guards.limiters, guards.vendor_limiter, name=policy.vendor,
+            connection=connection, metrics=metrics,
+        )  # fmt: skip
+    if guards.bulkhead is not None:
+        chain = BulkheadTransport(chain, guards.bulkhead)
+    if guards.breaker is not None:
+        chain = BreakerTransport(chain, guards.breaker, policy, clock)
+    return RetryTransport(chain, policy, clock, rng, guards.budget)
 
 
 class Gateway:
@@ -81,18 +118,34 @@ class Gateway:
         connection: str = "",
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        guards: Guards | None = None,
+        allow_hosts: Sequence[str] = (),
+        translator: SchemaTranslator | None = None,
     ) -> None:
-        """``transport`` is the innermost HTTP transport (default ``httpx.AsyncHTTPTransport``;
-        tests pass ``httpx.MockTransport`` or ``httpx.ASGITransport``). The gateway owns it and
-        closes it in ``aclose``. ``rng`` draws the backoff jitter."""
-        base = httpx.URL(base_url)
+        """``transport`` is the innermost HTTP transport (default: an ``httpx.AsyncHTTPTransport``
+        that refuses private addresses except ``allow_hosts``, see ``address``; tests pass
+        ``httpx.MockTransport`` or ``httpx.ASGITransport``). The gateway owns it and closes it in
+        ``aclose``. ``rng`` draws the backoff jitter. ``guards`` are the shared breaker,
+        bulkhead, rate buckets and retry budget (``GatewayControls.guards``); without them the
+        gateway only retries. ``translator`` rewrites JSON bodies between the vendor's schema
+        and the one the connector reads."""
+        try:
+            base = httpx.URL(base_url)
+        except httpx.InvalidURL:
+            base = httpx.URL()  # refused just below, with the vendor named
         if base.scheme not in {"http", "https"} or not base.host:
             raise ConfigurationError(f"vendor {policy.vendor!r}: base URL must be absolute http(s)")
         self._base = base
         self._policy = policy
         self._clock = clock
-        http = transport if transport is not None else httpx.AsyncHTTPTransport()
-        self._chain = _assemble(http, policy, clock, authenticator, metrics, connection, rng)
+        self._connection = connection
+        self._guards = guards or Guards()
+        self._translator = translator
+        http = transport if transport is not None else default_transport(allow_hosts)
+        self._pool = f"{policy.vendor}/{connection}#{id(http):x}"
+        self._chain = _assemble(
+            http, policy, clock, authenticator, metrics, connection, rng, self._guards
+        )
         # The client builds requests (base URL, query, default headers, timeouts); they are sent
         # straight into the chain, since AsyncClient.send logs every full URL, query string and
         # all, at INFO on the "httpx" logger. It also owns the chain, to close it.
@@ -105,7 +158,8 @@ class Gateway:
             headers={"User-Agent": f"cadastre/{__version__}"},
             follow_redirects=False,
             # With trust_env, proxy variables make httpx mount transports of its own that would
-            # route calls around this chain; a proxy goes into the innermost transport instead.
+            # route calls around this chain (and around the address guard, which a proxy would
+            # bypass anyway by resolving vendor hosts itself).
             trust_env=False,
         )
 
@@ -125,10 +179,13 @@ class Gateway:
         connection: str = "",
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        guards: Guards | None = None,
+        allow_hosts: Sequence[str] = (),
+        translator: SchemaTranslator | None = None,
     ) -> Gateway:
         """A gateway whose calls carry OAuth2 client-credentials tokens; the token requests share
-        its HTTP transport and are metered under the same labels."""
-        http = transport if transport is not None else httpx.AsyncHTTPTransport()
+        its HTTP transport (and its address guard) and are metered under the same labels."""
+        http = transport if transport is not None else default_transport(allow_hosts)
         authenticator = OAuth2ClientCredentials(
             token_url, credential, provider, clock,
             MeteringTransport(http, metrics, policy, connection, clock),
@@ -136,7 +193,8 @@ class Gateway:
         )  # fmt: skip
         return cls(
             base_url, policy, clock=clock, authenticator=authenticator, metrics=metrics,
-            connection=connection, transport=http, rng=rng,
+            connection=connection, transport=http, rng=rng, guards=guards,
+            translator=translator,
         )  # fmt: skip
 
     def __repr__(self) -> str:
@@ -160,12 +218,16 @@ class Gateway:
         response = await self.get(
             url_or_path, params=params, headers={"Accept": "application/json", **(headers or {})}
         )
+        request = response.request
         try:
-            return orjson.loads(response.content)
+            payload = orjson.loads(response.content)
         except orjson.JSONDecodeError:
             pass
+        else:
+            if self._translator is None:
+                return payload
+            return self._translator.inbound(payload, path=request.url.path)
         # Raised outside the except block: the decode error holds the whole body.
-        request = response.request
         raise VendorProtocolError(
             f"{self._call(request)} answered a body that is not JSON "
             f"({len(response.content)} bytes)"
@@ -185,6 +247,8 @@ class Gateway:
         """Send one call through the chain; return the 2xx response (body read) or raise."""
         if self._client.is_closed:
             raise RuntimeError(f"vendor {self._policy.vendor!r}: the gateway is closed")
+        if json is not None and self._translator is not None:
+            json = self._translator.outbound(json, path=httpx.URL(url).path)
         request = self._client.build_request(
             method, url, params=params, headers=headers, json=json, content=content, data=data
         )
@@ -197,6 +261,40 @@ class Gateway:
                 f"vendor {self._policy.vendor!r}: refusing {request.method} to "
                 f"{url_.scheme}://{url_.host}: not the origin this gateway serves"
             )
+        vendor, clock = self._policy.vendor, self._clock
+        record = CallRecord(
+            tenant=self._guards.tenant, vendor=vendor, connection=self._connection,
+            method=request.method, path=url_.path, pool=self._pool, started=clock.monotonic(),
+        )  # fmt: skip
+        request.extensions[TRACE] = record
+        attributes = {
+            "http.request.method": request.method, "url.path": url_.path,
+            "server.address": url_.host, "cadastre.vendor": vendor,
+            "cadastre.connection": self._connection,
+        }  # fmt: skip
+        with _tracer.start_as_current_span(
+            f"{request.method} {vendor}", kind=SpanKind.CLIENT, attributes=attributes,
+            record_exception=False,  # an exception's text may quote a vendor; the type suffices
+        ) as span:  # fmt: skip
+            try:
+                response = await self._send(request)
+            except BaseException as error:
+                record.outcome = type(error).__name__
+                span.set_status(StatusCode.ERROR, record.outcome)
+                raise
+            else:
+                record.outcome = "success"
+                span.set_attribute("http.response.status_code", response.status_code)
+            finally:
+                record.seconds = clock.monotonic() - record.started
+                span.set_attribute("cadastre.attempts", record.attempts)
+                span.set_attribute("cadastre.rate_wait_seconds", record.rate_wait)
+                span.set_attribute("cadastre.bulkhead_wait_seconds", record.bulkhead_wait)
+                if self._guards.calls is not None:
+                    self._guards.calls.append(record)
+            return response
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
         try:
             response = await self._chain.handle_async_request(request)  # read by RetryTransport
         except httpx.HTTPError as error:

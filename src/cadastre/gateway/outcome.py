@@ -11,7 +11,8 @@ on it does so in a ``match`` ending in ``assert_never``, so a new outcome cannot
 | a status in ``policy.retry_statuses`` (408, 425, 500, 502, 503, 504 by default) | RETRY |
 | any other status (3xx not followed, 4xx, 501 ...) | FAIL |
 | timeouts, connect errors, resets, remote protocol errors, proxy errors | RETRY |
-| ``VendorRateLimited`` / ``VendorUnavailable`` raised below (token step) | RATE_LIMITED / RETRY |
+| ``VendorRateLimited`` / ``VendorUnavailable`` raised below | RATE_LIMITED / RETRY |
+| ``CircuitOpen`` / ``BulkheadFull`` raised below: the call fails fast, unsent | FAIL |
 | anything else (bad URL, unsupported scheme, our own bugs) | FAIL |
 """
 
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from cadastre.errors import VendorRateLimited, VendorUnavailable
+from cadastre.errors import BulkheadFull, CircuitOpen, VendorRateLimited, VendorUnavailable
 
 if TYPE_CHECKING:
     from cadastre.gateway.policy import VendorPolicy
@@ -96,9 +97,15 @@ def _classify_response(
 
 def _classify_error(error: BaseException) -> Classification:
     reason = type(error).__name__
+    if isinstance(error, CircuitOpen | BulkheadFull):
+        # Retrying inside the call would only spin on the same refusal; the caller (a sync run's
+        # own backoff, a job queue) decides when to come back.
+        return Classification(Outcome.FAIL, error.retry_after, reason)
     if isinstance(error, VendorRateLimited):
         return Classification(Outcome.RATE_LIMITED, error.retry_after, reason)
-    if isinstance(error, VendorUnavailable | _RETRYABLE_ERRORS):
+    if isinstance(error, VendorUnavailable):
+        return Classification(Outcome.RETRY, error.retry_after, reason)
+    if isinstance(error, _RETRYABLE_ERRORS):
         return Classification(Outcome.RETRY, None, reason)
     return Classification(Outcome.FAIL, None, reason)
 

@@ -10,7 +10,11 @@ Rules (RELIABILITY.md #7, #8):
   or a failure raised by a layer below before sending) or was refused for its credential (401).
 - 4xx other than 408, 425 and 429 are never retried (``classify`` calls them FAIL).
 - ``policy.total`` is a deadline on ``clock.monotonic()`` for the whole call: no wait is started
-  that would end past it, and each attempt's timeouts are cut to the time left.
+  that would end past it, and each attempt's timeouts are cut to the time left. The deadline
+  travels in the request's extensions, so the rate limiter below waits no longer than it either.
+- Retries spend a ``RetryBudget`` per connection (botocore's standard mode: a bucket of 500, a
+  retry costs 5, one after a timeout 10, a success pays 1 back): in a long outage retries stop
+  after the bucket is empty, and in steady state they stay a fixed share of successful traffic.
 
 When it gives up, it returns the last response (read and closed) or raises the last error, as any
 httpx transport would; ``Gateway`` maps that to Cadastre's errors.
@@ -32,12 +36,48 @@ import httpx
 
 from cadastre.errors import VendorError
 from cadastre.gateway.outcome import Classification, Outcome, classify
+from cadastre.gateway.ratelimit import DEADLINE
+from cadastre.gateway.records import TRACE
 
 if TYPE_CHECKING:
     from cadastre.gateway.policy import VendorPolicy
     from cadastre.ports import Clock
 
 log = logging.getLogger(__name__)
+
+
+class RetryBudget:
+    """Retries may never become most of the traffic (botocore's ``RetryQuotaChecker``)."""
+
+    def __init__(
+        self,
+        capacity: int = 500,
+        retry_cost: int = 5,
+        timeout_cost: int = 10,
+        success_refund: int = 1,
+    ) -> None:
+        if min(capacity, retry_cost, timeout_cost) < 1 or success_refund < 0:
+            raise ValueError("retry budget amounts are positive")
+        self.capacity = capacity
+        self._retry_cost = retry_cost
+        self._timeout_cost = timeout_cost
+        self._refund = success_refund
+        self.available = capacity
+        self.retries = 0  # granted
+        self.refused = 0  # retries the budget did not allow
+
+    def withdraw(self, after_timeout: bool) -> bool:
+        cost = self._timeout_cost if after_timeout else self._retry_cost
+        if cost > self.available:
+            self.refused += 1
+            return False
+        self.available -= cost
+        self.retries += 1
+        return True
+
+    def deposit(self) -> None:
+        self.available = min(self.capacity, self.available + self._refund)
+
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -59,15 +99,18 @@ class RetryTransport(httpx.AsyncBaseTransport):
         policy: VendorPolicy,
         clock: Clock,
         rng: random.Random | None = None,
+        budget: RetryBudget | None = None,
     ) -> None:
         self._next = next
         self._policy = policy
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter spreads load; it guards nothing
+        self._budget = budget
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         policy, clock = self._policy, self._clock
         deadline = clock.monotonic() + policy.total
+        request.extensions[DEADLINE] = deadline
         resendable = request.method in IDEMPOTENT_METHODS or IDEMPOTENCY_KEY in request.headers
         # A streamed body can be sent only once; buffer it so any permitted resend is whole.
         await request.aread()
@@ -76,11 +119,16 @@ class RetryTransport(httpx.AsyncBaseTransport):
         while True:
             _limit_timeouts(request, policy, deadline - clock.monotonic())
             attempts += 1
+            record = request.extensions.get(TRACE)
+            if record is not None:
+                record.attempts = attempts
             result = await self._attempt(request)
             verdict = classify(result, policy, now=clock.now())
             wait: float | None = None
             match verdict.outcome:
                 case Outcome.SUCCESS:
+                    if self._budget is not None:
+                        self._budget.deposit()
                     return _answer(result, attempts)
                 case Outcome.FAIL:
                     why = verdict.reason
@@ -92,6 +140,8 @@ class RetryTransport(httpx.AsyncBaseTransport):
                     refreshed = True
                 case Outcome.RETRY | Outcome.RATE_LIMITED:
                     wait, why = self._backoff(result, verdict, resendable, attempts - refreshed)
+                    if wait is not None and not self._spend(result):
+                        wait, why = None, f"{verdict.reason}; the retry budget is spent"
                 case _:
                     assert_never(verdict.outcome)
             if wait is not None and clock.monotonic() + wait >= deadline:
@@ -132,6 +182,11 @@ class RetryTransport(httpx.AsyncBaseTransport):
             return None, f"{verdict.reason}; retry after {floor:g} s is over the cap"
         jitter = self._rng.uniform(0.0, backoff_ceiling(policy, attempts - 1))
         return max(jitter, floor), verdict.reason
+
+    def _spend(self, result: _Result) -> bool:
+        if self._budget is None or _never_sent(result):
+            return True  # a call that never reached the vendor costs it nothing to try again
+        return self._budget.withdraw(after_timeout=isinstance(result, httpx.TimeoutException))
 
     async def _attempt(self, request: httpx.Request) -> _Result:
         try:

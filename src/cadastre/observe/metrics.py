@@ -51,8 +51,18 @@ SPECS: tuple[MetricSpec, ...] = (
                "Outbound vendor call latency.", ("vendor", "connection")),
     MetricSpec("cadastre_ratelimit_headroom_ratio", "gauge",
                "Share of the vendor rate budget still free (0..1).", ("vendor", "connection")),
+    MetricSpec("cadastre_ratelimit_wait_seconds", "histogram",
+               "Time a call waited for its rate-limit slots.", ("vendor", "connection")),
+    MetricSpec("cadastre_ratelimit_fallback", "gauge",
+               "1 while the shared rate-limit store (Redis) is unreachable and each worker keeps "
+               "a local share of every limit.", ()),
     MetricSpec("cadastre_breaker_state", "gauge",
                "Circuit breaker state: 0 closed, 1 half-open, 2 open.", ("vendor", "connection")),
+    MetricSpec("cadastre_breaker_transitions_total", "counter",
+               "Circuit breaker state changes, by the state entered.",
+               ("vendor", "connection", "state")),
+    MetricSpec("cadastre_sync_runs_total", "counter",
+               "Sync runs by how they ended (ok, failed, timed_out).", ("connection", "outcome")),
     # events
     MetricSpec("cadastre_outbox_backlog", "gauge",
                "Outbox events not yet published to the bus.", ("tenant",)),

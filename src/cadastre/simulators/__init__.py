@@ -8,18 +8,25 @@ Run one in-process with ``serve(sim.app)`` or as a process with
 
 from cadastre.simulators.base import SimStats, Simulator
 from cadastre.simulators.clock import Clock, SystemClock
-from cadastre.simulators.faults import FaultKind, FaultProfile, InjectedReset
+from cadastre.simulators.faults import (
+    FaultKind,
+    FaultProfile,
+    InjectedLostResponse,
+    InjectedReset,
+)
 from cadastre.simulators.ratelimit import RateLimit
-from cadastre.simulators.reso import ResoSimulator
+from cadastre.simulators.reso import ResoSimulator, ResoStats
 from cadastre.simulators.server import RunningServer, serve
 
 __all__ = [
     "Clock",
     "FaultKind",
     "FaultProfile",
+    "InjectedLostResponse",
     "InjectedReset",
     "RateLimit",
     "ResoSimulator",
+    "ResoStats",
     "RunningServer",
     "SimStats",
     "Simulator",

@@ -2,30 +2,22 @@
 repeated exactly.
 
 Each request to a faulted path draws at most one fault kind (the rates are shares of one draw, so
-they add up to at most 1), and then, if ``latency`` is set, waits that long on the simulator's
-clock before answering. Admin paths are never faulted. The answers are written at the ASGI level
-because a reset (a response cut off mid-body) cannot be expressed as an ordinary response.
+they add up to at most 1), and then, if ``latency`` is set, waits a latency drawn from
+``latency_distribution`` on the simulator's clock before answering. Admin paths are never
+faulted. How each kind is answered lives in ``answers``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import math
 from dataclasses import asdict, dataclass, fields
-from datetime import timedelta
-from email.utils import format_datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
     import random
     from collections.abc import Mapping
-
-    from starlette.types import Message, Receive, Send
-
-    from cadastre.simulators.clock import Clock
 
 
 class FaultKind(StrEnum):
@@ -34,14 +26,18 @@ class FaultKind(StrEnum):
     THROTTLE_NO_RETRY_AFTER = "throttle_no_retry_after"
     HANG = "hang"  # never answers
     RESET = "reset"  # headers and part of the body, then the connection drops
-    GARBAGE = "garbage"  # 200 with a body that is not JSON
+    GARBAGE = "garbage"  # 200 with a body that is not JSON at all (a proxy's HTML page)
+    TRUNCATED = "truncated"  # 200, a correct Content-Length, JSON cut off mid-record
+    SLOW = "slow"  # answers normally, but only after slow_seconds
+    LOST_RESPONSE = "lost_response"  # the request is processed, then the connection drops
 
 
+LatencyDistribution = Literal["fixed", "uniform", "exponential", "lognormal"]
+LATENCY_DISTRIBUTIONS: tuple[str, ...] = get_args(LatencyDistribution)
 LATENCY = "latency"  # counted in stats beside the kinds, but not drawn: it delays every answer
-ERROR_STATUSES = (500, 502, 503)
-# A body cut off mid-record, as a proxy that gives up half way would leave it.
-GARBAGE_BODY = b'{"@odata.context": "$metadata#Property", "value": [{"ListingKey": "ACT00'
-RESET_DECLARED_LENGTH = 65536
+Z_99 = NormalDist().inv_cdf(0.99)
+_INTEGER_FIELDS = ("seed", "retry_after")
+_BOOLEAN_FIELDS = ("retry_after_http_date",)
 
 
 class InjectedReset(Exception):
@@ -49,19 +45,31 @@ class InjectedReset(Exception):
     of the logs, since resetting is the simulator doing its job."""
 
 
+class InjectedLostResponse(InjectedReset):
+    """Raised after the vendor processed a request whose answer was swallowed. ``serve`` closes
+    the connection before any byte of a response is written (a bare ASGI server would answer 500
+    instead, so lost responses need ``serve`` or an in-process transport)."""
+
+
 @dataclass(frozen=True)
 class FaultProfile:
-    latency: float = 0.0
+    latency: float = 0.0  # seconds; the median for lognormal, the mean otherwise
+    latency_distribution: LatencyDistribution = "fixed"
+    latency_p99: float = 0.0  # seconds, lognormal only: the 99th percentile
     error_rate: float = 0.0
     throttle_rate: float = 0.0
     throttle_no_retry_after_rate: float = 0.0
     hang_rate: float = 0.0
     reset_rate: float = 0.0
     garbage_rate: float = 0.0
+    truncated_rate: float = 0.0
+    slow_rate: float = 0.0
+    lost_response_rate: float = 0.0
     paths: tuple[str, ...] = ()  # path prefixes to fault; empty = every non-admin path
     seed: int = 0
     retry_after: int = 1  # seconds, sent with THROTTLE
     retry_after_http_date: bool = False  # send Retry-After as an HTTP-date instead of seconds
+    slow_seconds: float = 60.0  # how long a SLOW answer takes, on the simulator clock
 
     def __post_init__(self) -> None:
         paths: object = self.paths  # callers may hand in a list (or, by mistake, one string)
@@ -73,8 +81,23 @@ class FaultProfile:
             raise ValueError("fault rates are between 0 and 1")
         if sum(rates.values()) > 1.0 + 1e-9:
             raise ValueError("fault rates are shares of one draw and add up to at most 1")
-        if self.latency < 0 or self.retry_after < 0:
-            raise ValueError("latency and retry_after are not negative")
+        seconds = (self.latency, self.latency_p99, self.retry_after, self.slow_seconds)
+        if any(not math.isfinite(value) or value < 0 for value in seconds):
+            raise ValueError("latency, latency_p99, retry_after and slow_seconds are finite, >= 0")
+        self._check_distribution()
+
+    def _check_distribution(self) -> None:
+        if self.latency_distribution not in LATENCY_DISTRIBUTIONS:
+            raise ValueError(f"latency_distribution is one of {', '.join(LATENCY_DISTRIBUTIONS)}")
+        if self.latency_distribution != "lognormal":
+            if self.latency_p99:
+                raise ValueError("latency_p99 applies to the lognormal latency_distribution only")
+            return
+        # A lognormal needs a positive median; p99 below the median would need a negative spread.
+        if self.latency <= 0:
+            raise ValueError("a lognormal latency needs latency (the median) > 0")
+        if self.latency_p99 < self.latency:
+            raise ValueError("latency_p99 is at least latency (the median)")
 
     def rates(self) -> dict[FaultKind, float]:
         return {
@@ -84,12 +107,15 @@ class FaultProfile:
             FaultKind.HANG: self.hang_rate,
             FaultKind.RESET: self.reset_rate,
             FaultKind.GARBAGE: self.garbage_rate,
+            FaultKind.TRUNCATED: self.truncated_rate,
+            FaultKind.SLOW: self.slow_rate,
+            FaultKind.LOST_RESPONSE: self.lost_response_rate,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FaultProfile:
-        known = {f.name: f for f in fields(cls)}
-        unknown = set(data) - set(known)
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown fault profile fields: {sorted(unknown)}")
         values: dict[str, Any] = {}
@@ -98,11 +124,15 @@ class FaultProfile:
                 if not isinstance(value, list | tuple):
                     raise ValueError("paths is a list of path prefixes")
                 values[name] = tuple(value)
-            elif name == "retry_after_http_date":
+            elif name == "latency_distribution":
+                if not isinstance(value, str):
+                    raise ValueError(f"{name} is a string")
+                values[name] = value
+            elif name in _BOOLEAN_FIELDS:
                 if not isinstance(value, bool):
                     raise ValueError(f"{name} is true or false")
                 values[name] = value
-            elif name in ("seed", "retry_after"):
+            elif name in _INTEGER_FIELDS:
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise ValueError(f"{name} is an integer")
                 values[name] = value
@@ -131,98 +161,21 @@ class FaultProfile:
             point -= rate
         return None
 
-
-async def send_json(
-    send: Send, status: int, body: Any, headers: Mapping[str, str] | None = None
-) -> None:
-    payload = orjson.dumps(body)
-    raw_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": payload})
+    def draw_latency(self, rng: random.Random) -> float:
+        """Seconds to wait before one answer. ``uniform`` spreads over [0, 2 * latency] and
+        ``exponential`` has mean ``latency`` (both average ``latency``, as ``fixed`` does);
+        ``lognormal`` has median ``latency`` and 99th percentile ``latency_p99``."""
+        if self.latency <= 0:
+            return 0.0
+        if self.latency_distribution == "uniform":
+            return rng.uniform(0.0, 2 * self.latency)
+        if self.latency_distribution == "exponential":
+            return rng.expovariate(1 / self.latency)
+        if self.latency_distribution == "lognormal":
+            sigma = math.log(self.latency_p99 / self.latency) / Z_99
+            return rng.lognormvariate(math.log(self.latency), sigma)
+        return self.latency
 
 
 def odata_error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
-
-
-async def answer_fault(
-    kind: FaultKind,
-    profile: FaultProfile,
-    *,
-    rng: random.Random,
-    clock: Clock,
-    receive: Receive,
-    send: Send,
-) -> None:
-    if kind is FaultKind.ERROR:
-        status = rng.choice(ERROR_STATUSES)
-        await send_json(send, status, odata_error("InjectedFault", f"injected {status}"))
-    elif kind is FaultKind.THROTTLE:
-        retry_after = str(profile.retry_after)
-        if profile.retry_after_http_date:
-            when = clock.now() + timedelta(seconds=profile.retry_after)
-            retry_after = format_datetime(when, usegmt=True)
-        await send_json(
-            send, 429, odata_error("TooManyRequests", "slow down"), {"Retry-After": retry_after}
-        )
-    elif kind is FaultKind.THROTTLE_NO_RETRY_AFTER:
-        await send_json(send, 429, odata_error("TooManyRequests", "slow down"))
-    elif kind is FaultKind.HANG:
-        await wait_for_disconnect(receive)
-    elif kind is FaultKind.RESET:
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(RESET_DECLARED_LENGTH).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": GARBAGE_BODY, "more_body": True})
-        raise InjectedReset
-    else:
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(GARBAGE_BODY)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": GARBAGE_BODY})
-
-
-async def wait_for_disconnect(receive: Receive) -> None:
-    """A hang: nothing is ever answered, but the handler ends when the client (or the server's
-    shutdown) drops the connection, so no task outlives the socket it serves."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def delay(clock: Clock, seconds: float, receive: Receive) -> list[Message] | None:
-    """Sleep on the simulator's clock unless the client goes away first.
-
-    Returns the request messages read while watching for a disconnect (to be replayed to the app),
-    or None when the client disconnected. Watching matters with a fake clock nobody advances: the
-    request would otherwise pin the server's shutdown.
-    """
-    buffered: list[Message] = []
-
-    async def watch() -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            buffered.append(message)
-
-    sleeper = asyncio.ensure_future(clock.sleep(seconds))
-    watcher = asyncio.ensure_future(watch())
-    try:
-        await asyncio.wait({sleeper, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (sleeper, watcher):
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-    if watcher.done() and not watcher.cancelled() and watcher.exception() is None:
-        return None
-    return buffered

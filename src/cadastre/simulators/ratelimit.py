@@ -9,6 +9,10 @@ into one window; pace to the window, not only to the rate.
 ``window="fixed"`` counts per aligned window ``[k*per, (k+1)*per)`` of the simulator's monotonic
 clock, as many vendors do; it allows up to 2x ``requests`` across a window boundary.
 Rejected requests consume no budget.
+
+With ``headers`` chosen, answers also tell the client its budget: ``x-ratelimit`` sends
+``X-RateLimit-Limit``/``-Remaining``/``-Reset``, ``ietf`` the IETF draft's ``RateLimit-Limit``/
+``-Remaining``/``-Reset``; Reset is whole seconds (rounded up) until the next used slot frees.
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
+
+RateLimitHeaders = Literal["x-ratelimit", "ietf"]
+RATE_LIMIT_HEADERS: tuple[str, ...] = get_args(RateLimitHeaders)
+_HEADER_PREFIX = {"x-ratelimit": "X-RateLimit", "ietf": "RateLimit"}
 
 
 @dataclass(frozen=True)
@@ -52,10 +60,43 @@ class RateLimiter:
             return self._admit_fixed(now)
         return self._admit_sliding(now)
 
-    def _admit_sliding(self, now: float) -> Admission:
+    def remaining(self, now: float) -> int:
+        """Requests that would still be admitted at ``now``."""
+        if self.limit.window == "fixed":
+            used = self._window_count if self._window_index == self._index(now) else 0
+        else:
+            self._forget(now)
+            used = len(self._admitted)
+        return self.limit.requests - used
+
+    def reset_in(self, now: float) -> float:
+        """Seconds until the next used slot frees (0.0 when none is used)."""
+        if self.limit.window == "fixed":
+            index = self._index(now)
+            used = self._window_index == index and self._window_count > 0
+            return (index + 1) * self.limit.per - now if used else 0.0
+        self._forget(now)
+        return self._admitted[0] + self.limit.per - now if self._admitted else 0.0
+
+    def headers(self, style: RateLimitHeaders, now: float) -> dict[str, str]:
+        prefix = _HEADER_PREFIX[style]
+        return {
+            f"{prefix}-Limit": str(self.limit.requests),
+            f"{prefix}-Remaining": str(self.remaining(now)),
+            # Rounded first so float noise (6.000000001) does not cost a client a whole second.
+            f"{prefix}-Reset": str(math.ceil(round(self.reset_in(now), 6))),
+        }
+
+    def _index(self, now: float) -> int:
+        return math.floor(now / self.limit.per)
+
+    def _forget(self, now: float) -> None:
         horizon = now - self.limit.per
         while self._admitted and self._admitted[0] <= horizon:
             self._admitted.popleft()
+
+    def _admit_sliding(self, now: float) -> Admission:
+        self._forget(now)
         if len(self._admitted) < self.limit.requests:
             self._admitted.append(now)
             return Admission(admitted=True, retry_after=0)
@@ -63,7 +104,7 @@ class RateLimiter:
         return Admission(admitted=False, retry_after=max(1, math.ceil(frees_in)))
 
     def _admit_fixed(self, now: float) -> Admission:
-        index = math.floor(now / self.limit.per)
+        index = self._index(now)
         if index != self._window_index:
             self._window_index, self._window_count = index, 0
         if self._window_count < self.limit.requests:

@@ -4,7 +4,8 @@
 drives ``uvicorn.Server``'s startup and shutdown directly rather than ``Server.serve()``, which
 would take over SIGINT/SIGTERM of the test process. On exit, connections still busy after a short
 grace (hung requests, or latency on a fake clock nobody advances) are cut, so shutdown never waits
-on a request that will not finish.
+on a request that will not finish. A lost response (``InjectedLostResponse``) closes its
+connection before any byte is written, where uvicorn on its own would answer 500.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from cadastre.simulators.faults import InjectedReset
+from cadastre.simulators.faults import InjectedLostResponse, InjectedReset
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from starlette.types import ASGIApp
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 BUSY_GRACE_SECONDS = 0.25
 POLL_SECONDS = 0.01
@@ -64,11 +65,21 @@ async def serve(
     except OSError:
         sock.close()
         raise
+    server: uvicorn.Server | None = None
+
+    async def losing_responses(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        except InjectedLostResponse:
+            if server is not None:
+                _close_connection(server, scope.get("client"))
+            raise
+
     config = uvicorn.Config(
-        app,
+        losing_responses,
         host=host,
         port=sock.getsockname()[1],
-        interface="asgi3",  # a bound method is not auto-detected as ASGI 3
+        interface="asgi3",  # not guessed from the callable, which may be a bound method
         lifespan="off",
         ws="none",
         log_level="warning",
@@ -94,6 +105,17 @@ async def serve(
             await ticker
         await _cut_busy_connections(server)
         await server.shutdown(sockets=[sock])
+
+
+def _close_connection(server: uvicorn.Server, client: object) -> None:
+    """Close the connection a request came in on, found by its peer address. Closed before uvicorn
+    sees the exception, its fallback 500 goes nowhere: the client reads no response at all."""
+    if not isinstance(client, tuple | list):
+        return
+    peer = tuple(client)
+    for connection in list(server.server_state.connections):
+        if getattr(connection, "client", None) == peer:
+            connection.transport.close()
 
 
 async def _cut_busy_connections(server: uvicorn.Server) -> None:

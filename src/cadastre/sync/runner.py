@@ -10,6 +10,11 @@ The next page is fetched while the current one is applied (read-ahead of one pag
 latency and store time overlap. A transient vendor failure (5xx, timeout, garbage page) restarts
 the read from the last committed cursor after a backoff on the hub's clock; the run gives up only
 after ``max_failures`` consecutive failures, with nothing lost.
+
+A watchdog guards every run: with no page committed for ``stall_seconds``, or past
+``max_seconds`` in all, it cancels the run (a hung vendor call included, wherever it waits), counts
+it ``timed_out`` and raises ``SyncTimedOut``, so the worker is free for the next job. What was
+committed stays committed; the next run resumes from there.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cadastre.contract import Change
-from cadastre.errors import ContractError, Transient
+from cadastre.errors import ContractError, SyncTimedOut, Transient
 from cadastre.ports import RawPage
 from cadastre.sync.engine import CursorAdvance, QuarantineDraft
 
@@ -79,6 +84,8 @@ class SyncRunner:
         max_failures: int = 5,
         backoff: float = 1.0,
         backoff_cap: float = 60.0,
+        stall_seconds: float | None = 900.0,
+        max_seconds: float | None = 6 * 3600.0,
     ) -> None:
         self._engine = engine
         self._store = store
@@ -87,6 +94,8 @@ class SyncRunner:
         self._max_failures = max_failures
         self._backoff = backoff
         self._backoff_cap = backoff_cap
+        self._stall_seconds = stall_seconds
+        self._max_seconds = max_seconds
 
     async def run(
         self,
@@ -100,6 +109,35 @@ class SyncRunner:
     ) -> SyncReport:
         """Pull every stream of ``connector`` that has a mapper. ``full`` starts from nothing
         instead of the stored cursor (records already held come back unchanged)."""
+        watchdog = _Watchdog(self._clock, self._stall_seconds, self._max_seconds)
+        body = asyncio.ensure_future(self._run(
+            tenant=tenant, connection=connection, connector=connector, mappers=mappers,
+            full=full, progress=progress, beat=watchdog.beat,
+        ))  # fmt: skip
+        outcome = "failed"
+        try:
+            report = await watchdog.guard(body, f"sync of connection {connection!r}")
+            outcome = "ok"
+            return report
+        except SyncTimedOut:
+            outcome = "timed_out"
+            raise
+        finally:
+            if self._metrics is not None:
+                runs = self._metrics.counter("cadastre_sync_runs_total")
+                runs.labels(connection=connection, outcome=outcome).inc()
+
+    async def _run(
+        self,
+        *,
+        tenant: str,
+        connection: str,
+        connector: SourceConnector,
+        mappers: Mapping[str, RecordMapper],
+        full: bool,
+        progress: Callable[[SyncTally], None] | None,
+        beat: Callable[[], None],
+    ) -> SyncReport:
         started, start = self._clock.now(), self._clock.monotonic()
         tally = SyncTally()
         for each in mappers.values():
@@ -110,7 +148,7 @@ class SyncRunner:
             if mapper is None:
                 continue
             cursors[stream] = await self._stream(
-                tenant, connection, connector, stream, mapper, full, tally, progress
+                tenant, connection, connector, stream, mapper, full, tally, progress, beat
             )
         unknown: Counter[str] = Counter()
         for each in mappers.values():
@@ -130,6 +168,7 @@ class SyncRunner:
         full: bool,
         tally: SyncTally,
         progress: Callable[[SyncTally], None] | None,
+        beat: Callable[[], None],
     ) -> Mapping[str, Any]:
         cursor: Mapping[str, Any] | None = None
         if not full:
@@ -144,6 +183,7 @@ class SyncRunner:
                 )
                 async for page in _read_ahead(prepared):
                     await self._commit(tenant, connection, page, tally)
+                    beat()
                     cursor = page.raw.cursor
                     failures = 0
                     if progress is not None:
@@ -218,6 +258,57 @@ class SyncRunner:
             lag = (self._clock.now() - newest).total_seconds()
             gauge = self._metrics.gauge("cadastre_sync_lag_seconds")
             gauge.labels(connection=connection, stream=page.stream).set(max(0.0, lag))
+
+
+class _Watchdog:
+    """Stops a run that stalls or overruns; times are on the hub's clock."""
+
+    def __init__(self, clock: Clock, stall: float | None, limit: float | None) -> None:
+        self._clock = clock
+        self._stall = stall
+        self._limit = limit
+        self._started = self._last = clock.monotonic()
+
+    def beat(self) -> None:
+        self._last = self._clock.monotonic()
+
+    def _overdue(self) -> tuple[float, str] | None:
+        """(seconds until the next check, or 0 with why the run must stop)."""
+        now = self._clock.monotonic()
+        checks: list[tuple[float, str]] = []
+        if self._stall is not None:
+            stalled = f"no page committed for {self._stall:g} s"
+            checks.append((self._last + self._stall - now, stalled))
+        if self._limit is not None:
+            checks.append((self._started + self._limit - now, f"running past {self._limit:g} s"))
+        if not checks:
+            return None
+        return min(checks)
+
+    async def guard(self, body: asyncio.Future[SyncReport], what: str) -> SyncReport:
+        try:
+            while True:
+                due = self._overdue()
+                if due is None:
+                    return await body
+                left, why = due
+                if left <= 0:
+                    break
+                sleeper = asyncio.ensure_future(self._clock.sleep(left))
+                try:
+                    racing: list[asyncio.Future[Any]] = [body, sleeper]
+                    await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    sleeper.cancel()
+                if body.done():
+                    return body.result()
+        finally:
+            if not body.done():
+                body.cancel()
+                # The hung call is cancelled where it waits; whatever it raises now is moot.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await body
+        raise SyncTimedOut(f"{what} stopped by its watchdog: {why}")
 
 
 @dataclass

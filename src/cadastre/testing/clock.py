@@ -3,7 +3,9 @@
 ``sleep`` does not wait: it parks the caller until ``advance`` moves time past its deadline, so an
 hour-long rate window or a day of token expiry is tested in microseconds and in a fixed order.
 With ``autojump=True`` (trio's autojump clock) a sleep moves time to its own deadline at once,
-for tests that only need backoffs to pass, not to be stepped through.
+for tests that only need backoffs to pass, not to be stepped through. Sleeps longer than
+``autojump_limit`` are not jumped but wait for time to pass: those are watchdogs and other timers
+that guard work, and jumping them would declare the work hung the moment it started.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class FakeClock:
-    def __init__(self, start: datetime = EPOCH, *, autojump: bool = False) -> None:
+    def __init__(
+        self, start: datetime = EPOCH, *, autojump: bool = False, autojump_limit: float = 600.0
+    ) -> None:
         if start.tzinfo is None:
             raise ValueError("FakeClock needs a timezone-aware start")
         self._start = start
         self._autojump = autojump
+        self._autojump_limit = autojump_limit
         self._elapsed = 0.0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
@@ -36,7 +41,7 @@ class FakeClock:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
-        if self._autojump:
+        if self._autojump and seconds <= self._autojump_limit:
             self.advance(seconds)
             await asyncio.sleep(0)
             return

@@ -152,12 +152,15 @@ async def vendor() -> AsyncIterator[Running]:
         logging.getLogger("uvicorn.error").removeFilter(quiet)
 
 
+LOOPBACK = ("127.0.0.0/8", "::1")  # the test vendors run here; real vendors never may
+
+
 def policy(**kw: float) -> VendorPolicy:
     return VendorPolicy(vendor="demo", **{"connect": 1.0, "read": 2.0, "max_attempts": 3, **kw})  # type: ignore[arg-type]
 
 
 def plain(vendor: Running, clock: SteppingClock, **kw: float) -> Gateway:
-    return Gateway(f"{vendor.url}/odata", policy(**kw), clock=clock)
+    return Gateway(f"{vendor.url}/odata", policy(**kw), clock=clock, allow_hosts=LOOPBACK)
 
 
 async def test_oauth2_token_once_then_bearer_calls(vendor: Running) -> None:
@@ -165,6 +168,7 @@ async def test_oauth2_token_once_then_bearer_calls(vendor: Running) -> None:
     async with Gateway.for_oauth2(
         f"{vendor.url}/odata", policy(), clock=clock, token_url=f"{vendor.url}/oauth/token",
         credential="env:DEMO_MLS", provider=FakeProvider(), metrics=metrics, connection="c",
+        allow_hosts=LOOPBACK,
     ) as gw:  # fmt: skip
         for _ in range(3):
             assert await gw.get_json("Property", params={"$top": 1}) == {
@@ -187,6 +191,7 @@ async def test_invalid_client_is_refused_without_echoing_the_secret(vendor: Runn
         f"{vendor.url}/odata", policy(), clock=SteppingClock(),
         token_url=f"{vendor.url}/oauth/token", credential="env:DEMO_MLS",
         provider=FakeProvider(client_id=CLIENT_ID, client_secret="wrong-secret-000"),
+        allow_hosts=LOOPBACK,
     ) as gw:  # fmt: skip
         with pytest.raises(VendorAuthRefused, match=r"401 Unauthorized \(invalid_client\)") as e:
             await gw.get("Property")
@@ -272,7 +277,7 @@ async def test_a_reset_is_retried_then_unavailable() -> None:
     failed = r"GET /x failed: (ReadError|RemoteProtocolError)"
     async with (
         resetting_server() as (url, accepted),
-        Gateway(url, policy(), clock=SteppingClock()) as gw,
+        Gateway(url, policy(), clock=SteppingClock(), allow_hosts=LOOPBACK) as gw,
     ):
         with pytest.raises(VendorUnavailable, match=failed):
             await gw.get("/x")
@@ -284,7 +289,9 @@ async def test_a_refused_connection_is_unavailable_and_safe_to_resend() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     clock = SteppingClock()
-    async with Gateway(f"http://127.0.0.1:{port}", policy(), clock=clock) as gw:
+    async with Gateway(
+        f"http://127.0.0.1:{port}", policy(), clock=clock, allow_hosts=LOOPBACK
+    ) as gw:
         with pytest.raises(VendorUnavailable, match="POST /x failed: ConnectError"):
             await gw.request("POST", "/x", json={})
     assert len(clock.sleeps) == 2  # never sent, so even a POST was tried three times

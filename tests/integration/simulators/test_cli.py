@@ -53,7 +53,7 @@ async def test_the_rate_limit_flags() -> None:
         base = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode().split()[1]
         async with httpx.AsyncClient(base_url=base) as client:
             limit = (await client.get("/admin/rate-limit")).json()
-        assert limit == {"requests": 2, "per": 1.0, "window": "sliding"}
+        assert limit == {"requests": 2, "per": 1.0, "window": "sliding", "headers": None}
         process.send_signal(signal.SIGINT)
         await asyncio.wait_for(process.communicate(), timeout=10)
         assert process.returncode == 0
@@ -61,3 +61,49 @@ async def test_the_rate_limit_flags() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_the_fault_and_rate_limit_header_flags() -> None:
+    faults = '{"error_rate": 1.0, "paths": ["/odata/Property"], "seed": 1}'
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cadastre.simulators", "reso", "--port", "0", "--records", "5",
+        "--rate-limit", "2/5", "--rate-limit-headers", "ietf", "--faults", faults,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        base = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode().split()[1]
+        async with httpx.AsyncClient(base_url=base) as client:
+            limit = (await client.get("/admin/rate-limit")).json()
+            profile = (await client.get("/admin/faults")).json()
+            metadata = await client.get("/odata/$metadata")
+            faulted = await client.get("/odata/Property")
+        assert limit == {"requests": 2, "per": 5.0, "window": "sliding", "headers": "ietf"}
+        assert (profile["error_rate"], profile["paths"], profile["seed"]) == (
+            1.0, ["/odata/Property"], 1,
+        )  # fmt: skip
+        assert metadata.status_code == 200
+        assert (metadata.headers["ratelimit-limit"], metadata.headers["ratelimit-remaining"]) == (
+            "2", "1",
+        )  # fmt: skip
+        assert faulted.status_code in (500, 502, 503)
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), timeout=10)
+        assert process.returncode == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_bad_flags_are_refused_before_serving() -> None:
+    for flags in (["--faults", '{"error_rate": "often"}'], ["--faults", "[1]"],
+                  ["--rate-limit", "ten/1"], ["--rate-limit-headers", "github"]):  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cadastre.simulators", "reso", "--port", "0", *flags,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+        assert process.returncode == 2, flags
+        assert stdout == b""
+        assert flags[0].encode() in stderr

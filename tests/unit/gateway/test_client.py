@@ -23,8 +23,11 @@ def gateway(clock, handler, base: str = "https://vendor.test/odata") -> Gateway:
 
 def test_the_public_surface_is_small_and_exact() -> None:
     assert set(cadastre.gateway.__all__) == {
-        "Authenticator", "Classification", "Gateway", "OAuth2ClientCredentials", "Outcome",
-        "VendorPolicy", "classify",
+        "AddressAllowList", "Authenticator", "BreakerPolicy", "BreakerSnapshot", "BreakerState",
+        "CallRecord", "Classification", "FailSafeRateLimitBackend", "Gateway", "GatewayControls",
+        "GatewaySettings", "Guards", "MemoryRateLimitBackend", "OAuth2ClientCredentials",
+        "Outcome", "RateRule", "RedisRateLimitBackend", "SchemaTranslator", "VendorPolicy",
+        "classify", "origin",
     }  # fmt: skip
 
 

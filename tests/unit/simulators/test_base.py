@@ -81,7 +81,7 @@ async def test_rate_limit_can_be_changed_while_running(clock: FakeClock) -> None
     async with client_for(sim) as client:
         client.headers.update(await bearer(client))
         response = await client.post("/admin/rate-limit", json={"requests": 1, "per": 5})
-        assert response.json() == {"requests": 1, "per": 5, "window": "sliding"}
+        assert response.json() == {"requests": 1, "per": 5, "window": "sliding", "headers": None}
         assert [(await client.get("/odata/$metadata")).status_code for _ in range(2)] == [200, 429]
         assert (await client.post("/admin/rate-limit", json=None)).json() is None
         assert (await client.get("/odata/$metadata")).status_code == 200
@@ -127,15 +127,32 @@ async def test_throttle_faults_with_and_without_retry_after(
     assert faulty.stats.faults_injected == {"throttle": 2, "throttle_no_retry_after": 1}
 
 
-async def test_garbage_is_a_200_that_is_not_json(faulty: ResoSimulator) -> None:
+async def test_garbage_is_a_200_that_is_not_json_at_all(faulty: ResoSimulator) -> None:
     async with client_for(faulty) as client:
         client.headers.update(await bearer(client))
         faulty.faults = FaultProfile(garbage_rate=1.0)
         response = await client.get("/odata/Property")
     assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json"
+    assert response.headers["content-type"].startswith("text/html")  # a proxy's error page
+    assert response.content.startswith(b"<!DOCTYPE html>")
+    assert int(response.headers["content-length"]) == len(response.content)
     with pytest.raises(orjson.JSONDecodeError):
         orjson.loads(response.content)
+
+
+async def test_truncated_is_a_complete_200_of_json_cut_mid_record(faulty: ResoSimulator) -> None:
+    async with client_for(faulty) as client:
+        client.headers.update(await bearer(client))
+        faulty.faults = FaultProfile(truncated_rate=1.0)
+        response = await client.get("/odata/Property")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    # The transfer is whole (the declared length arrived); only the JSON inside is cut off.
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert response.content.startswith(b'{"@odata.context"')
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(response.content)
+    assert faulty.stats.faults_injected == {"truncated": 1}
 
 
 async def test_a_hang_never_answers(faulty: ResoSimulator) -> None:
@@ -302,8 +319,14 @@ async def test_stats_over_admin_and_reset(faulty: ResoSimulator) -> None:
             "rate_limit_violations": 0,
             "faults_injected": {"garbage": 1},
             "tokens_issued": 1,
+            "in_flight": 0,
+            "max_in_flight": 1,
+            "creates": 0,
+            "applied_by_listing": {},
+            "idempotent_replays": 0,
         }
         reset = (await client.post("/admin/reset-stats")).json()
         assert reset == {"requests": 0, "rate_limit_violations": 0, "faults_injected": {},
-                         "tokens_issued": 0}  # fmt: skip
+                         "tokens_issued": 0, "in_flight": 0, "max_in_flight": 0, "creates": 0,
+                         "applied_by_listing": {}, "idempotent_replays": 0}  # fmt: skip
     assert faulty.stats.requests == 0

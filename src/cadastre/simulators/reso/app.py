@@ -4,9 +4,11 @@ do (touch, create) so replication can be tested against a moving MLS.
 
 Endpoints: ``POST /oauth/token``; ``GET /odata/`` (service document), ``GET /odata/$metadata``
 (served without a token, so a client can read the schema before it authenticates),
-``GET /odata/Property`` and ``GET /odata/Property('KEY')`` (bearer token required). The vendor rate
-limit covers ``/odata``; the token endpoint is outside it (an MLS meters data, not logins).
-Admin: ``POST /admin/touch`` beside the base simulator's admin calls.
+``GET /odata/Property`` and ``GET /odata/Property('KEY')`` (bearer token required), and
+``POST /odata/Property`` (RESO Add, with ``Idempotency-Key``: see ``writes``). The vendor rate
+limit and the faults cover ``/odata``, writes included; the token endpoint is outside the rate
+limit (an MLS meters data, not logins). Admin: ``POST /admin/touch`` beside the base simulator's
+admin calls.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import orjson
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from cadastre.simulators.answers import delay
 from cadastre.simulators.base import Simulator, json_response, read_json
 from cadastre.simulators.faults import odata_error
 from cadastre.simulators.ratelimit import RateLimit
@@ -28,9 +31,11 @@ from cadastre.simulators.reso.odata_filter import QueryError, parse_datetime
 from cadastre.simulators.reso.query import CARRIED, encode_token, parse_query, run
 from cadastre.simulators.reso.records import (
     DEFECTS,
+    Row,
     format_timestamp,
     generate,
     initial_records,
+    listing_key,
     sanitize_change,
     truncate_to_millis,
 )
@@ -40,6 +45,7 @@ from cadastre.simulators.reso.schema import (
     metadata_xml,
     property_fields,
 )
+from cadastre.simulators.reso.writes import IdempotencyKeys, ResoStats, record_from_body
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -49,6 +55,7 @@ if TYPE_CHECKING:
 
     from cadastre.simulators.clock import Clock
     from cadastre.simulators.faults import FaultProfile
+    from cadastre.simulators.ratelimit import RateLimitHeaders
 
 DEFAULT_RATE_LIMIT = RateLimit(requests=30, per=1.0)
 ODATA_JSON = "application/json;odata.metadata=minimal"
@@ -58,6 +65,7 @@ LINK_SAFE = "'(),:"  # left readable in a nextLink; everything else is percent-e
 
 class ResoSimulator(Simulator):
     rate_limited_paths = ("/odata",)
+    stats: ResoStats
 
     def __init__(
         self,
@@ -72,22 +80,33 @@ class ResoSimulator(Simulator):
         local_prefix: str = "ACT_",
         bad_record_rate: float = 0.0,
         faults: FaultProfile | None = None,
+        rate_limit_headers: RateLimitHeaders | None = None,
+        write_latency: float = 0.0,
     ) -> None:
-        if records < 0 or page_size_max < 1 or token_ttl <= 0:
-            raise ValueError("records >= 0, page_size_max >= 1 and token_ttl > 0")
+        if records < 0 or page_size_max < 1 or token_ttl <= 0 or write_latency < 0:
+            raise ValueError(
+                "records >= 0, page_size_max >= 1, token_ttl > 0 and write_latency >= 0"
+            )
         if not 0.0 <= bad_record_rate <= 1.0:
             raise ValueError("bad_record_rate is between 0 and 1")
         self.seed = seed
         self.page_size_max = page_size_max
         self.local_prefix = local_prefix
         self.bad_record_rate = bad_record_rate
+        # Seconds a write takes once its body is in, on the simulator clock; a retry with the same
+        # Idempotency-Key arriving meanwhile gets 409.
+        self.write_latency = write_latency
         self.fields = property_fields(local_prefix)
         self._index = RecordIndex(initial_records(records, seed, local_prefix, bad_record_rate))
         self._next_number = records + 1
         self._touch_rng = random.Random(seed + 3)  # noqa: S311 - reproducible, not secret
         self._create_rng = random.Random(seed + 4)  # noqa: S311
         self._metadata = metadata_xml(self.fields).encode()
-        super().__init__(clock=clock, rate_limit=rate_limit, faults=faults)
+        super().__init__(
+            clock=clock, rate_limit=rate_limit, faults=faults, rate_limit_headers=rate_limit_headers
+        )
+        self.stats = ResoStats()
+        self._idempotency = IdempotencyKeys(self.stats)
         self._tokens = TokenIssuer(self.clock, client_id, client_secret, token_ttl)
 
     def __repr__(self) -> str:
@@ -143,6 +162,8 @@ class ResoSimulator(Simulator):
         when = self._instant(at)
         created = []
         for _ in range(n):
+            while listing_key(self._next_number) in self._index.rows:  # a key a client wrote
+                self._next_number += 1
             row = generate(self._next_number, when, self._create_rng, self.local_prefix)
             if self._create_rng.random() < self.bad_record_rate:
                 row.defect = self._create_rng.choice(sorted(DEFECTS))
@@ -195,6 +216,7 @@ class ResoSimulator(Simulator):
             Route("/odata/", self._service_document, methods=["GET"]),
             Route("/odata/$metadata", self._metadata_document, methods=["GET"]),
             Route("/odata/Property", self._collection, methods=["GET"]),
+            Route("/odata/Property", self._add, methods=["POST"]),
             Route("/odata/Property({key})", self._entity, methods=["GET"]),
         ]
 
@@ -256,6 +278,46 @@ class ResoSimulator(Simulator):
             return _odata_json(odata_error("NotFound", "no Property with that key"), 404)
         context = f"{_base_url(request)}/odata/$metadata#Property/$entity"
         return _odata_json({"@odata.context": context, **row.served()})
+
+    async def _add(self, request: Request) -> Response:
+        refused = self._unauthorized(request)
+        if refused is not None:
+            return refused
+
+        async def apply(raw: bytes) -> Response:
+            try:
+                data = record_from_body(raw, self.fields)
+            except ValueError as exc:
+                return _odata_json(odata_error("BadRequest", str(exc)), 400)
+            if (
+                self.write_latency > 0
+                and await delay(self.clock, self.write_latency, request.receive) is None
+            ):
+                # The client went away mid-write: the vendor rolls back, nobody reads this.
+                return _odata_json(odata_error("Abandoned", "the client disconnected"), 503)
+            row = self._store(data, self._instant(None))
+            self.stats.creates += 1
+            self.stats.applied_by_listing[row.key] += 1
+            base = _base_url(request)
+            literal = quote(row.key.replace("'", "''"), safe=LINK_SAFE)
+            entity = f"{base}/odata/Property('{literal}')"
+            body = {"@odata.context": f"{base}/odata/$metadata#Property/$entity", **row.served()}
+            return _odata_json(body, 201, {"Location": entity})
+
+        return await self._idempotency.handle(request, apply)
+
+    def _store(self, data: dict[str, Any], when: datetime) -> Row:
+        """Create the record, or replace the whole of an existing one."""
+        key: str = data[KEY_FIELD]
+        data[TIMESTAMP_FIELD] = format_timestamp(when)
+        row = self._index.rows.get(key)
+        if row is None:
+            row = Row(key=key, modified=when, data=data)
+            self._index.add(row)
+        else:
+            row.data, row.defect = data, None
+            self._index.move(row, when)
+        return row
 
     def _unauthorized(self, request: Request) -> Response | None:
         error = self._tokens.check(request.headers.get("authorization"))

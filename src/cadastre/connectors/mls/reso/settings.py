@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from cadastre.connectors.sdk import ConnectorSettings
 
 
-class ResoSettings(BaseModel):
+class ResoSettings(ConnectorSettings):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_url: str = Field(description="the OData service root, e.g. https://api.mls.example/odata")
