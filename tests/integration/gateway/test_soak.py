@@ -8,14 +8,18 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from cadastre.clock import SystemClock
+from cadastre.gateway import FailSafeRateLimitBackend, RedisRateLimitBackend
 from cadastre.simulators import RateLimit, ResoSimulator, serve
 from tests.conftest import PROJECT_ROOT, service_missing
-from tests.redis_server import answers
+from tests.integration.gateway.soak_worker import soak
+from tests.redis_server import PrivateRedis, answers
 
 LIMIT = RateLimit(requests=30, per=1.0)  # the simulator's documented window
 DEMAND = 3 * LIMIT.requests / LIMIT.per  # three times the allowed demand
@@ -72,3 +76,37 @@ async def test_two_processes_sharing_redis_never_break_the_vendors_window(second
     # together, not each: two workers at the full rate each would send twice the limit
     assert sent <= LIMIT.requests * (seconds + 2)
     assert all(t["sent"] > 0 for t in tallies)
+
+
+@pytest.mark.timeout(120)
+async def test_redis_stopped_mid_run_still_no_violation(tmp_path: Path) -> None:
+    """A private redis-server (never the shared one) is killed two seconds in and restarted,
+    empty, later: the two workers fall back to their local shares and come back on their own."""
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    sim = ResoSimulator(records=50, rate_limit=LIMIT)
+    workers = [
+        FailSafeRateLimitBackend(
+            RedisRateLimitBackend(redis.url, prefix="soak:"), SystemClock(), probe_every=0.5
+        )
+        for _ in range(2)
+    ]
+
+    async def outage() -> None:
+        await asyncio.sleep(2.0)
+        redis.kill()
+        await asyncio.sleep(3.0)
+        redis.start()
+
+    try:
+        async with serve(sim.app) as running:
+            *tallies, _ = await asyncio.gather(
+                *(soak(running.url, 8.0, DEMAND / 2, 16, LIMIT.requests, LIMIT.per, w)
+                  for w in workers),
+                outage(),
+            )  # fmt: skip
+    finally:
+        redis.kill()
+    assert sim.stats.rate_limit_violations == 0
+    assert all(w.fallbacks == 1 and not w.degraded for w in workers)
+    assert all(t["failed"] == 0 and t["sent"] > 0 for t in tallies)

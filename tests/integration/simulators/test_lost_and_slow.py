@@ -86,6 +86,25 @@ async def test_slow_is_abandoned_when_the_client_gives_up() -> None:
     assert sim.stats.faults_injected == {"slow": 1}
 
 
+async def test_a_write_abandoned_mid_way_is_rolled_back_and_frees_its_key() -> None:
+    clock = FakeClock(start=datetime(2026, 11, 2, tzinfo=UTC))  # nobody advances it
+    sim = ResoSimulator(records=3, clock=clock, rate_limit=None, write_latency=10)
+    async with (
+        serve(sim.app) as running,
+        httpx.AsyncClient(base_url=running.url, timeout=0.3) as client,
+    ):
+        headers = {**await token_headers(client), "Idempotency-Key": "gave-up"}
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post("/odata/Property", json=RECORD, headers=headers)
+        assert await eventually(lambda: sim.stats.in_flight == 0)
+        assert KEY not in sim.records
+        sim.write_latency = 0
+        retried = await client.post("/odata/Property", json=RECORD, headers=headers)
+        assert retried.status_code == 201
+        assert "idempotent-replayed" not in retried.headers  # the key was never used up
+    assert sim.stats.applied_by_listing == {KEY: 1}
+
+
 async def test_in_flight_comes_back_when_a_hung_client_gives_up() -> None:
     sim = ResoSimulator(records=3, rate_limit=None, faults=FaultProfile(hang_rate=1.0))
     async with (
@@ -98,7 +117,7 @@ async def test_in_flight_comes_back_when_a_hung_client_gives_up() -> None:
 
 
 async def test_max_in_flight_shows_the_client_cap() -> None:
-    sim = ResoSimulator(records=3, rate_limit=None, faults=FaultProfile(latency=0.05))
+    sim = ResoSimulator(records=3, rate_limit=None, faults=FaultProfile(latency=0.2))
     async with serve(sim.app) as running, httpx.AsyncClient(base_url=running.url) as client:
         gate = asyncio.Semaphore(3)
 

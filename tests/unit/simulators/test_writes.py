@@ -5,6 +5,7 @@ is 409, and without a key every request applies."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
@@ -126,6 +127,31 @@ async def test_a_key_still_in_progress_is_409(
     late = await client.post("/odata/Property", json=RECORD, headers=idem("k-4"))
     assert (late.status_code, late.headers["idempotent-replayed"]) == (201, "true")
     assert sim.stats.applied_by_listing == {KEY: 2}  # k-4 once, k-5 once
+
+
+async def test_a_key_is_in_progress_while_its_body_arrives(
+    sim: ResoSimulator, client: httpx.AsyncClient
+) -> None:
+    more = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        body = orjson.dumps(RECORD)
+        yield body[:10]
+        await more.wait()
+        yield body[10:]
+
+    headers = {**idem("k-8"), "Content-Type": "application/json"}
+    original = asyncio.ensure_future(
+        client.post("/odata/Property", content=slow_body(), headers=headers)
+    )
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert (
+        await client.post("/odata/Property", json=RECORD, headers=idem("k-8"))
+    ).status_code == 409
+    more.set()
+    assert (await original).status_code == 201
+    assert sim.stats.applied_by_listing == {KEY: 1}
 
 
 async def test_a_write_needs_the_bearer_token_and_a_refusal_keeps_the_key_free(

@@ -66,12 +66,13 @@ class IdempotencyKeys:
         return f"IdempotencyKeys(done={len(self._done)}, busy={len(self._busy)})"
 
     async def handle(
-        self, request: Request, process: Callable[[bytes], Awaitable[Response]]
+        self, request: Request, process: Callable[[bytes], Awaitable[Response | None]]
     ) -> Response:
-        """Run ``process`` on the request body at most once per Idempotency-Key."""
+        """Run ``process`` on the request body at most once per Idempotency-Key. ``process``
+        returns None when the client left before the write was applied: the key stays unused."""
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is None:
-            return await process(await request.body())
+            return await process(await request.body()) or _abandoned()
         if not key.strip():
             return _error(400, "BadRequest", "the Idempotency-Key header is empty")
         if key in self._busy:
@@ -90,6 +91,8 @@ class IdempotencyKeys:
         try:
             raw = await request.body()
             response = await process(raw)
+            if response is None:
+                return _abandoned()
             body, headers = bytes(response.body), dict(response.headers)
             self._done[key] = _Stored(_fingerprint(raw), response.status_code, body, headers)
             return response
@@ -130,3 +133,8 @@ def _fingerprint(raw: bytes) -> bytes:
 def _error(status: int, code: str, message: str) -> Response:
     body = orjson.dumps({"error": {"code": code, "message": message}})
     return Response(body, status, {"OData-Version": "4.0"}, media_type="application/json")
+
+
+def _abandoned() -> Response:
+    # Sent to a client that has gone already: nobody reads it.
+    return _error(503, "Abandoned", "the client disconnected before the write was applied")
