@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from cadastre.gateway.outcome import classify
+from cadastre.gateway.records import TRACE
 
 if TYPE_CHECKING:
     from cadastre.gateway.policy import VendorPolicy
@@ -59,6 +60,9 @@ class MeteringTransport(httpx.AsyncBaseTransport):
         self, request: httpx.Request, result: httpx.Response | Exception, started: float
     ) -> None:
         seconds = max(0.0, self._clock.monotonic() - started)
+        record = request.extensions.get(TRACE)
+        if record is not None:
+            record.vendor_seconds += seconds
         verdict = classify(result, self._policy, now=self._clock.now())
         vendor = self._policy.vendor
         if self._requests is not None and self._seconds is not None:

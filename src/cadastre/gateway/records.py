@@ -36,6 +36,7 @@ class CallRecord:
     breaker_refused: bool = False
     rate_buckets: tuple[str, ...] = ()
     rate_wait: float = 0.0
+    vendor_seconds: float = 0.0  # inside HTTP, until each attempt's response headers arrived
     notes: list[str] = field(default_factory=list)
 
 

@@ -56,7 +56,10 @@ async def serve(
     app: ASGIApp, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[RunningServer]:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on accepted sockets whose
+    # proto says TCP, and without it Nagle holds each response body for the client's delayed ACK,
+    # 40 ms per request on a kept-alive connection.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
