@@ -100,11 +100,9 @@ async def test_redis_stopped_mid_run_still_no_violation(tmp_path: Path) -> None:
 
     try:
         async with serve(sim.app) as running:
-            *tallies, _ = await asyncio.gather(
-                *(soak(running.url, 8.0, DEMAND / 2, 16, LIMIT.requests, LIMIT.per, w)
-                  for w in workers),
-                outage(),
-            )  # fmt: skip
+            runs = [soak(running.url, 8.0, DEMAND / 2, 16, LIMIT.requests, LIMIT.per, w)
+                    for w in workers]  # fmt: skip
+            tallies, _ = await asyncio.gather(asyncio.gather(*runs), outage())
     finally:
         redis.kill()
     assert sim.stats.rate_limit_violations == 0
