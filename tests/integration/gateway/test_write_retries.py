@@ -39,7 +39,7 @@ def gateway(url: str, calls: CallLog) -> Gateway:
 
 
 async def test_keyed_writes_whose_ack_is_lost_are_applied_exactly_once() -> None:
-    lossy = FaultProfile(lost_response_rate=0.4, seed=11, paths=["/odata"])
+    lossy = FaultProfile(lost_response_rate=0.4, seed=11, paths=("/odata",))
     sim = ResoSimulator(records=0, rate_limit=None, faults=lossy)
     calls = CallLog()
     async with serve(sim.app) as running, gateway(running.url, calls) as gw:
@@ -56,7 +56,7 @@ async def test_keyed_writes_whose_ack_is_lost_are_applied_exactly_once() -> None
 
 async def test_a_write_without_a_key_is_never_resent_after_a_lost_ack() -> None:
     sim = ResoSimulator(
-        records=0, rate_limit=None, faults=FaultProfile(lost_response_rate=1.0, paths=["/odata"])
+        records=0, rate_limit=None, faults=FaultProfile(lost_response_rate=1.0, paths=("/odata",))
     )
     calls = CallLog()
     async with serve(sim.app) as running, gateway(running.url, calls) as gw:
