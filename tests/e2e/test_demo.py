@@ -99,6 +99,7 @@ def test_demo_syncs_then_the_printed_key_reads_the_api(tmp_path: Path) -> None:
     quarantined = _count(out, "records in quarantine (with reasons)")
     assert listings + quarantined == 300
     assert quarantined > 0  # the demo MLS sends a share of bad records
+    assert _count(out, "MLS rate-limit violations") == 0  # the gateway kept to its window
     assert "audit chain: intact" in out
     key = _key(out)
 

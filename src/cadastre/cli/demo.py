@@ -130,8 +130,9 @@ async def _onboard(hub: Hub, base: str) -> None:
     config = {
         "base_url": f"{base}/odata", "token_url": f"{base}/oauth/token", "mapping": MLS,
         "page_size": 200,
-        # The simulator runs on loopback, which vendor URLs may not reach unless allowed.
-        "gateway": {"allow_hosts": list(LOOPBACK)},
+        # The simulator runs on loopback, which vendor URLs may not reach unless allowed, and
+        # documents a limit of 30 requests in any second, which the gateway keeps to.
+        "gateway": {"allow_hosts": list(LOOPBACK), "rate_limit": {"requests": 30, "per": 1}},
     }  # fmt: skip
     spec = ConnectionSpec(name=MLS, system="mls", connector="mls/reso", credential=CREDENTIAL,
                           config=config)  # fmt: skip
