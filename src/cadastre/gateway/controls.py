@@ -20,16 +20,19 @@ from typing import TYPE_CHECKING
 
 from cadastre.gateway.breaker import BreakerState, CircuitBreaker
 from cadastre.gateway.bulkhead import Bulkhead
-from cadastre.gateway.ratelimit import MemoryRateLimitBackend, RateLimiter
+from cadastre.gateway.ratelimit import MemoryRateLimitBackend, RateLimiter, RateRule
 from cadastre.gateway.records import CallLog
 from cadastre.gateway.retry import RetryBudget
 
 if TYPE_CHECKING:
     from cadastre.gateway.breaker import BreakerPolicy, BreakerSnapshot
-    from cadastre.gateway.ratelimit import RateRule
     from cadastre.gateway.settings import BulkheadSettings, GatewaySettings
     from cadastre.observe import Metrics
     from cadastre.ports import Clock, RateLimitBackend
+
+# A connection that declares no limit still gets a quota bucket, paced far above any vendor API
+# (675 calls/s), so that the vendor's own 429s and RateLimit headers have a bucket to slow down.
+LEARNING = RateRule(requests=1000, per=1.0)
 
 _STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
@@ -80,12 +83,10 @@ class GatewayControls:
             limiters.append(
                 self.limiter(f"conn:{tenant}:{connection}", settings.connection_rate_limit.rule())
             )
-        vendor_limiter = None
         rule = settings.rate_limit.rule() if settings.rate_limit is not None else default_rate
-        if rule is not None:
-            quota = settings.quota or _quota_key(vendor, credential, tenant, connection)
-            vendor_limiter = self.limiter(f"quota:{quota}", rule)
-            limiters.append(vendor_limiter)  # last: the shared slot is the one sent at once
+        quota = settings.quota or _quota_key(vendor, credential, tenant, connection)
+        vendor_limiter = self.limiter(f"quota:{quota}", rule or LEARNING)
+        limiters.append(vendor_limiter)  # last: the shared slot is the one sent at once
         return Guards(
             tenant=tenant,
             breaker=self.breaker(tenant, connection, vendor, settings.breaker.policy()),
