@@ -16,7 +16,8 @@ from tests.unit.api.conftest import World, assert_problem
 def test_the_public_surface_is_create_app() -> None:
     assert cadastre.api.__all__ == ["create_app"]
     public = {name for name in vars(cadastre.api) if not name.startswith("_")}
-    assert public - {"app", "auth", "connections", "cursor", "listings", "problems"} == {"create_app"}
+    modules = {"app", "auth", "connections", "cursor", "listings", "problems"}
+    assert public - modules == {"create_app"}
 
 
 async def test_healthz_needs_no_key(world: World) -> None:
