@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -37,6 +35,7 @@ from cadastre.gateway import (
     VendorPolicy,
 )
 from cadastre.observe import Metrics
+from cadastre.simulators import spawn
 from cadastre.vault import EnvCredentialProvider
 
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"  # the simulator's published demo login
@@ -44,19 +43,6 @@ PATH, PARAMS = "Property", {"$top": "1", "$select": "ListingKey"}
 LOOPBACK = ("127.0.0.0/8", "::1")
 LIMIT = 30  # requests per second in the throttled run (the simulator's sliding window)
 controls_clock = SystemClock()
-
-
-def start_simulator() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cadastre.simulators", "reso", "--port", "0", "--records", "200",
-         "--no-rate-limit"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    line = process.stdout.readline().strip() if process.stdout else ""
-    if not line.startswith("ready "):
-        process.kill()
-        raise SystemExit(f"the simulator did not start: {line!r}")
-    return process, line.split(" ", 1)[1]
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -211,14 +197,10 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args()
-    process, base = start_simulator()
-    try:
+    with spawn("reso", "--records", "200", "--no-rate-limit") as base:
         one = asyncio.run(latency(base, args.calls // 4, args.rounds, 1, args.load))
         many = asyncio.run(latency(base, args.calls, args.rounds, 64, args.load))
         throttle = asyncio.run(throttled(base, args.throttled_seconds))
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
     print(f"{'callers':>8} {'plain p50':>10} {'gateway p50':>12} {'overhead':>9}   "
           f"{'plain p99':>10} {'gateway p99':>12} {'overhead':>9}  (ms)")  # fmt: skip
     for callers, r in ((1, one), (64, many)):

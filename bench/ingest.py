@@ -18,8 +18,6 @@ import argparse
 import asyncio
 import os
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,26 +29,13 @@ import orjson
 from cadastre.bootstrap import bootstrap
 from cadastre.config import Settings
 from cadastre.directory import ConnectionSpec
+from cadastre.simulators import spawn
 
 if TYPE_CHECKING:
     from cadastre.sync import SyncTally
 
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"  # the simulator's published demo login
 ORDER = "ModificationTimestamp,ListingKey"
-
-
-def start_simulator(records: int, page: int) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "cadastre.simulators", "reso", "--port", "0",
-         "--records", str(records), "--seed", "7", "--no-rate-limit",
-         "--page-size-max", str(page)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    line = process.stdout.readline().strip() if process.stdout else ""
-    if not line.startswith("ready "):
-        process.kill()
-        raise SystemExit(f"the simulator did not start: {line!r}")
-    return process, line.split(" ", 1)[1]
 
 
 async def baseline(base: str, page: int, path: Path) -> tuple[int, float]:
@@ -127,14 +112,11 @@ async def cadastre_syncs(base: str, page: int, data_dir: Path, records: int) -> 
 
 
 async def main(records: int, page: int) -> dict[str, Any]:
-    process, base = start_simulator(records, page)
-    try:
-        with tempfile.TemporaryDirectory(prefix="cadastre-ingest-") as folder:
-            count, base_seconds = await baseline(base, page, Path(folder) / "baseline.db")
-            ours = await cadastre_syncs(base, page, Path(folder) / "hub", records)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    simulator = spawn("reso", "--records", str(records), "--seed", "7", "--no-rate-limit",
+                      "--page-size-max", str(page))  # fmt: skip
+    with simulator as base, tempfile.TemporaryDirectory(prefix="cadastre-ingest-") as folder:
+        count, base_seconds = await baseline(base, page, Path(folder) / "baseline.db")
+        ours = await cadastre_syncs(base, page, Path(folder) / "hub", records)
     baseline_rps = count / base_seconds
     cadastre_rps = ours["full_records"] / ours["full_seconds"]
     return {

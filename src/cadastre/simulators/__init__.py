@@ -16,7 +16,7 @@ from cadastre.simulators.faults import (
 )
 from cadastre.simulators.ratelimit import RateLimit
 from cadastre.simulators.reso import ResoSimulator, ResoStats
-from cadastre.simulators.server import RunningServer, serve
+from cadastre.simulators.server import RunningServer, serve, spawn
 
 __all__ = [
     "Clock",
@@ -32,4 +32,5 @@ __all__ = [
     "Simulator",
     "SystemClock",
     "serve",
+    "spawn",
 ]

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,7 +24,7 @@ import uvicorn
 from cadastre.simulators.faults import InjectedLostResponse, InjectedReset
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
 
     from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -134,3 +136,27 @@ async def _cut_busy_connections(server: uvicorn.Server) -> None:
     # Let connection_lost run, so the requests see their disconnect and end.
     for _ in range(3):
         await asyncio.sleep(0)
+
+
+@contextlib.contextmanager
+def spawn(kind: str, *args: str) -> Iterator[str]:
+    """Run ``python -m cadastre.simulators <kind> --port 0 <args>`` in a process of its own (so
+    it has a core to itself in a benchmark) and yield its URL; it is stopped on exit."""
+    process = subprocess.Popen(  # noqa: S603 - our own module, arguments from our callers
+        [sys.executable, "-m", "cadastre.simulators", kind, "--port", "0", *args],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline().strip() if process.stdout else ""
+        if not line.startswith("ready "):
+            raise RuntimeError(f"the {kind} simulator did not start: {line!r}")
+        yield line.split(" ", 1)[1]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
