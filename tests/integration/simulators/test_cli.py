@@ -7,6 +7,9 @@ import signal
 import sys
 
 import httpx
+import pytest
+
+from cadastre.simulators import spawn
 
 
 async def test_the_module_starts_serves_and_stops_on_sigterm() -> None:
@@ -107,3 +110,15 @@ async def test_bad_flags_are_refused_before_serving() -> None:
         assert process.returncode == 2, flags
         assert stdout == b""
         assert flags[0].encode() in stderr
+
+
+def test_spawn_runs_a_simulator_process_and_stops_it() -> None:
+    with spawn("reso", "--records", "3", "--no-rate-limit") as url:
+        assert httpx.get(f"{url}/admin/stats", timeout=10).json()["requests"] == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/admin/stats", timeout=2)
+
+
+def test_spawn_says_when_the_simulator_did_not_start() -> None:
+    with pytest.raises(RuntimeError, match="did not start"), spawn("reso", "--records", "-1"):
+        pass
