@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from cadastre.errors import AddressRefused
 from cadastre.gateway.outcome import classify
 from cadastre.gateway.records import TRACE
 
@@ -60,6 +61,10 @@ class MeteringTransport(httpx.AsyncBaseTransport):
         self, request: httpx.Request, result: httpx.Response | Exception, started: float
     ) -> None:
         seconds = max(0.0, self._clock.monotonic() - started)
+        if isinstance(result, AddressRefused):
+            # Refused before a socket was opened: the vendor never saw it, so it is not a vendor
+            # request (the call's record and span still say what happened).
+            return
         record = request.extensions.get(TRACE)
         if record is not None:
             record.vendor_seconds += seconds

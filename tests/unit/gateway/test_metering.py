@@ -4,6 +4,7 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
+from cadastre.errors import AddressRefused
 from cadastre.gateway import Gateway, VendorPolicy
 from cadastre.gateway.metering import MeteringTransport
 from cadastre.observe import Metrics
@@ -91,3 +92,16 @@ async def test_metrics_are_optional(clock) -> None:
                               "", clock)  # fmt: skip
     response = await meter.handle_async_request(httpx.Request("GET", "https://vendor.test/x"))
     assert response.status_code == 200
+
+
+async def test_a_call_refused_for_its_address_is_not_a_vendor_request(clock) -> None:
+    def guard(request: httpx.Request) -> httpx.Response:
+        raise AddressRefused("host 'vendor.test' resolves only to refused addresses")
+
+    metrics = Metrics()
+    meter = MeteringTransport(httpx.MockTransport(guard), metrics, POLICY, "c", clock)
+    with pytest.raises(AddressRefused):
+        await meter.handle_async_request(httpx.Request("GET", "https://vendor.test/x"))
+    labels = {"vendor": "demo", "connection": "c"}
+    assert sample(metrics, "cadastre_vendor_requests_total", outcome="fail", **labels) is None
+    assert sample(metrics, "cadastre_vendor_request_seconds_count", **labels) is None
