@@ -123,9 +123,10 @@ class Hub:
     def _check_allow_hosts(self, name: str, asked: tuple[str, ...]) -> None:
         # A connection's config is a tenant's to write; reaching private networks is the
         # operator's call (RELIABILITY.md #16).
-        outside = AddressAllowList.parse(asked).beyond(
-            AddressAllowList.parse(self.settings.gateway_allow_hosts)
-        )
+        # Read from the settings each time a gateway is built (not a hot path: open connectors
+        # are kept), so the settings stay the one place this is said.
+        operator = AddressAllowList.parse(self.settings.gateway_allow_hosts)
+        outside = AddressAllowList.parse(asked).beyond(operator)
         if outside:
             raise ConfigurationError(
                 f"connection {name!r} asks to reach {', '.join(outside)}, which the operator has "
@@ -182,6 +183,8 @@ async def bootstrap(
             f"CADASTRE_OWNERSHIP_FILE points at {settings.ownership_file}, which cannot be read: "
             f"{exc.strerror or exc.__class__.__name__}"
         ) from None
+    # Checked at start-up, so a bad entry stops the hub rather than its first sync.
+    AddressAllowList.parse(settings.gateway_allow_hosts)
     store = await open_store(settings.resolved_database_url(), clock=clock, migrate=migrate)
     providers: dict[str, CredentialProvider] = {"env": EnvCredentialProvider()}
     if settings.credentials_file is not None:

@@ -7,12 +7,13 @@ The distributed mode is the same code with other URLs.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
@@ -55,10 +56,12 @@ class Settings(BaseSettings):
     credentials_file: Path | None = Field(
         default=None, description="YAML of name -> secret for the file CredentialProvider"
     )
-    gateway_allow_hosts: tuple[str, ...] = Field(
+    # NoDecode: the variable is read by _host_list below, so "127.0.0.0/8,::1" works as well as
+    # a JSON list, and a malformed value is a validation error naming the variable.
+    gateway_allow_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
-        description="private networks or host names (JSON list) that a connection's "
-        "gateway.allow_hosts may name; vendor URLs reach nothing private beyond these",
+        description="private networks or host names (comma-separated or a JSON list) that a "
+        "connection's gateway.allow_hosts may name; vendor URLs reach nothing private beyond",
     )
     sync_stall_seconds: float | None = Field(
         default=900.0, gt=0,
@@ -69,6 +72,19 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("gateway_allow_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError("is neither a JSON list nor comma-separated entries") from None
+        return tuple(part.strip() for part in text.split(",") if part.strip())
 
     @field_validator("log_level")
     @classmethod

@@ -48,3 +48,8 @@ async def test_without_an_allow_list_loopback_is_refused_before_any_connection(
             await hub.sync("acme", "mls")
     finally:
         await hub.close()
+
+
+async def test_a_bad_operator_entry_stops_the_hub_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"'10\.0\.0\.1/8': host bits set"):
+        await hub_with(tmp_path, ("10.0.0.1/8",))

@@ -77,3 +77,24 @@ def test_load_yaml_is_safe_and_keeps_merge_keys() -> None:
     assert load_yaml("", source="x") is None
     with pytest.raises(yaml.YAMLError):
         load_yaml("!!python/object/apply:os.system ['true']", source="x")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.0/8,::1", ("127.0.0.0/8", "::1")),
+        (' ["127.0.0.0/8", "sim.local"] ', ("127.0.0.0/8", "sim.local")),
+        ("", ()),
+    ],
+)
+def test_the_operators_allow_list_reads_commas_or_json(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("CADASTRE_GATEWAY_ALLOW_HOSTS", value)
+    assert Settings(_env_file=None).gateway_allow_hosts == expected
+
+
+def test_a_broken_json_allow_list_is_a_validation_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CADASTRE_GATEWAY_ALLOW_HOSTS", '["127.0.0.0/8"')
+    with pytest.raises(ValidationError, match="neither a JSON list nor comma-separated"):
+        Settings(_env_file=None)

@@ -119,8 +119,9 @@ class RedisRateLimitBackend:
 def _unreachable(error: BaseException) -> bool:
     import redis.exceptions
 
-    return isinstance(error, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
-                      | OSError | TimeoutError)  # fmt: skip
+    # Any Redis failure (down, a wrong password, a server refusing scripts) leaves the shared
+    # buckets out of reach: fall back to the local share rather than fail the vendor call.
+    return isinstance(error, redis.exceptions.RedisError | OSError | TimeoutError)
 
 
 class FailSafeRateLimitBackend:

@@ -14,10 +14,12 @@ gateway:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cadastre.errors import ConfigurationError
+from cadastre.gateway.address import AddressAllowList
 from cadastre.gateway.breaker import BreakerPolicy
 from cadastre.gateway.ratelimit import RateRule
 
@@ -50,6 +52,16 @@ class BreakerSettings(BaseModel):
     def policy(self) -> BreakerPolicy:
         return BreakerPolicy(**self.model_dump())
 
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        # BreakerPolicy names every problem; checked here so they surface with the connection's
+        # other settings, where the connection is named.
+        try:
+            self.policy()
+        except ConfigurationError as error:
+            raise ValueError(str(error).removeprefix("breaker policy: ")) from None
+        return self
+
 
 class BulkheadSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,3 +80,12 @@ class GatewaySettings(BaseModel):
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     bulkhead: BulkheadSettings = Field(default_factory=BulkheadSettings)
     allow_hosts: tuple[str, ...] = ()
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _readable(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            AddressAllowList.parse(entries)
+        except ConfigurationError as error:
+            raise ValueError(str(error).removeprefix("address allow-list: ")) from None
+        return entries

@@ -34,6 +34,7 @@ from cadastre.gateway.address import (
     SystemResolver,
     guarded_transport,
 )
+from tests.conftest import service_missing
 from tests.unit.gateway.conftest import SteppingClock
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
@@ -312,7 +313,8 @@ def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
     openssl = shutil.which("openssl")
     if openssl is None:
         # The cryptography package is not a dependency; the openssl command line makes the cert.
-        pytest.skip("the openssl command is needed to make a test certificate")
+        # In CI (and wherever scripts/test.sh ran) a missing command fails the test.
+        service_missing("openssl", "the openssl command is needed to make a test certificate")
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",

@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.exceptions
 
 from cadastre.errors import ConfigurationError, VendorRateLimited
-from cadastre.gateway import Gateway, VendorPolicy
+from cadastre.gateway import FailSafeRateLimitBackend, Gateway, VendorPolicy
 from cadastre.gateway.controls import Guards
 from cadastre.gateway.ratelimit import MemoryRateLimitBackend, RateLimiter, RateRule
 from cadastre.simulators.ratelimit import RateLimit as VendorWindow
@@ -234,3 +235,23 @@ async def test_every_attempt_pays_the_rate_limit() -> None:
     assert len(times) == 3
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(gap >= rule.interval - 1e-9 for gap in gaps)
+
+
+async def test_any_redis_failure_falls_back_to_the_local_share() -> None:
+    """A Redis that answers but refuses (a wrong password, say) is as unusable as a dead one."""
+
+    class Refusing:
+        workers_seen = 2
+
+        async def reserve(self, *args: object) -> None:
+            raise redis.exceptions.ResponseError("NOAUTH Authentication required.")
+
+        async def ping(self) -> None:
+            raise redis.exceptions.ResponseError("NOAUTH Authentication required.")
+
+    clock = FakeClock()
+    backend = FailSafeRateLimitBackend(Refusing(), clock)  # type: ignore[arg-type]
+    first = await backend.reserve("k", 0.1, 0.0, horizon=1e9)
+    assert backend.degraded
+    assert first.granted
+    assert first.wait >= 1.0  # queued behind what Redis may have handed out before
