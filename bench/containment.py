@@ -29,6 +29,7 @@ from cadastre.clock import SystemClock
 from cadastre.errors import VendorError
 from cadastre.gateway import Gateway, GatewayControls, GatewaySettings, VendorPolicy
 from cadastre.simulators import spawn
+from cadastre.testing.load import drive
 from cadastre.vault import EnvCredentialProvider
 
 LOOPBACK = ("127.0.0.0/8", "::1")
@@ -68,41 +69,22 @@ async def phase(a_url: str, b_url: str, faults: dict[str, Any], calls: int, rate
         async with gateway(controls, a_url, "vendor-a", a_settings) as a, \
                 gateway(controls, b_url, "vendor-b", {}) as b:  # fmt: skip
             await b.get("Property", params={"$top": 1})  # B's token before the clock starts
-            latencies: list[float] = []
-            left = calls
-            done = asyncio.Event()
-            gap = 32 / rate if rate else 0.0
 
-            async def on_b(n: int) -> None:
-                nonlocal left
-                due = time.perf_counter() + gap * n / 32
-                while left > 0:
-                    left -= 1
-                    if gap:
-                        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                        due += gap
-                    started = time.perf_counter()
-                    await b.get("Property", params={"$top": 1, "$select": "ListingKey"})
-                    latencies.append(time.perf_counter() - started)
+            async def on_b() -> None:
+                await b.get("Property", params={"$top": 1, "$select": "ListingKey"})
 
-            async def on_a(n: int) -> None:
-                # The same demand on A in every phase, whatever A answers: each caller starts
-                # a call every A_GAP seconds (or as soon as its last one ends, if later).
-                due = time.perf_counter() + A_GAP * n / 32
-                while not done.is_set():
-                    with contextlib.suppress(VendorError):
-                        await a.get("Property", params={"$top": 1})
-                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                    due += A_GAP
+            async def on_a() -> None:
+                with contextlib.suppress(VendorError):
+                    await a.get("Property", params={"$top": 1})
 
-            pressure = [asyncio.create_task(on_a(n)) for n in range(32)]
+            # The same demand on A in every phase, whatever A answers: 32 callers, each
+            # starting a call every A_GAP seconds until B is done.
+            pressure = asyncio.create_task(drive(on_a, callers=32, rate=32 / A_GAP, seconds=1e9))
             started = time.perf_counter()
-            await asyncio.gather(*(on_b(n) for n in range(32)))
+            latencies = await drive(on_b, callers=32, rate=rate, calls=calls)
             elapsed = time.perf_counter() - started
-            done.set()
-            for task in pressure:
-                task.cancel()
-            await asyncio.gather(*pressure, return_exceptions=True)
+            pressure.cancel()
+            await asyncio.gather(pressure, return_exceptions=True)
         stats = (await admin.get("/admin/stats")).json()
         await admin.post("/admin/faults", json={})
     a_calls = controls.calls.of(vendor="vendor-a")

@@ -36,6 +36,7 @@ from cadastre.gateway import (
 )
 from cadastre.observe import Metrics
 from cadastre.simulators import spawn
+from cadastre.testing.load import drive
 from cadastre.vault import EnvCredentialProvider
 
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"  # the simulator's published demo login
@@ -48,30 +49,6 @@ controls_clock = SystemClock()
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-async def timed(call: Any, calls: int, callers: int, rate: float | None = None) -> list[float]:
-    """Latencies (s) of ``calls`` calls made by ``callers`` concurrent tasks; with ``rate``, the
-    callers together start that many calls per second (an open loop), else each starts its next
-    call as soon as its last one ends."""
-    latencies: list[float] = []
-    left = calls
-    gap = callers / rate if rate else 0.0
-
-    async def caller(n: int) -> None:
-        nonlocal left
-        due = time.perf_counter() + gap * n / callers
-        while left > 0:
-            left -= 1
-            if gap:
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                due += gap
-            started = time.perf_counter()
-            await call()
-            latencies.append(time.perf_counter() - started)
-
-    await asyncio.gather(*(caller(n) for n in range(callers)))
-    return latencies
 
 
 def gateway_for(
@@ -119,12 +96,12 @@ async def latency(
             async def gateway_call() -> None:
                 await gw.get(PATH, params=PARAMS)
 
-            await timed(plain_call, 200, callers)  # warm both pools and the token
-            await timed(gateway_call, 200, callers)
+            await drive(plain_call, callers=callers, calls=200)  # warm both pools and the token
+            await drive(gateway_call, callers=callers, calls=200)
             rate = None
             if callers > 1:
                 started = time.perf_counter()
-                await timed(plain_call, calls, callers)
+                await drive(plain_call, callers=callers, calls=calls)
                 capacity = calls / (time.perf_counter() - started)
                 rate = load * capacity
             names = ("p50_plain", "p99_plain", "p50_gateway", "p99_gateway", "p50_pipeline",
@@ -134,7 +111,7 @@ async def latency(
             for n in range(rounds):
                 for name, call in clients if n % 2 == 0 else clients[::-1]:
                     controls.calls.clear()
-                    lat = await timed(call, calls, callers, rate)
+                    lat = await drive(call, callers=callers, rate=rate, calls=calls)
                     figures[f"p50_{name}"].append(percentile(lat, 0.50) * 1000)
                     figures[f"p99_{name}"].append(percentile(lat, 0.99) * 1000)
                     if name == "gateway":
@@ -161,22 +138,17 @@ async def throttled(base: str, seconds: float) -> dict[str, float]:
         controls = GatewayControls(controls_clock, backend=MemoryRateLimitBackend(controls_clock),
                                    metrics=metrics)  # fmt: skip
         sent = refused = 0
-        stop = time.monotonic() + seconds
-        gap = 64 / (3 * LIMIT)
         async with gateway_for(base, controls, metrics, rate=LIMIT) as gw:
 
-            async def caller() -> None:
+            async def call() -> None:
                 nonlocal sent, refused
-                while time.monotonic() < stop:
-                    started = time.monotonic()
-                    try:
-                        await gw.get(PATH, params=PARAMS)
-                        sent += 1
-                    except Exception:  # noqa: BLE001 - a refused or failed call is counted
-                        refused += 1
-                    await asyncio.sleep(max(0.0, gap - (time.monotonic() - started)))
+                try:
+                    await gw.get(PATH, params=PARAMS)
+                    sent += 1
+                except Exception:  # noqa: BLE001 - a refused or failed call is counted
+                    refused += 1
 
-            await asyncio.gather(*(caller() for _ in range(64)))
+            await drive(call, callers=64, rate=3 * LIMIT, seconds=seconds)
         await controls.aclose()
         stats = (await admin.get("/admin/stats")).json()
         await admin.post("/admin/rate-limit", json=None)

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import os
 import sys
-import time
 from typing import Any
 
 import orjson
@@ -31,6 +30,7 @@ from cadastre.gateway import (
     VendorPolicy,
 )
 from cadastre.ports import RateLimitBackend
+from cadastre.testing.load import drive
 from cadastre.vault import EnvCredentialProvider
 
 LOOPBACK = ("127.0.0.0/8", "::1")
@@ -58,27 +58,21 @@ async def soak(
     provider = EnvCredentialProvider({"SOAK__CLIENT_ID": "demo-client",
                                       "SOAK__CLIENT_SECRET": "demo-secret"})  # fmt: skip
     tally = {"sent": 0, "refused": 0, "failed": 0}
-    stop = time.monotonic() + seconds
-    gap = callers / demand  # each caller's pace, so that together they ask for `demand` per s
 
-    async def caller(n: int) -> None:
-        await asyncio.sleep(gap * n / callers)  # spread the start
-        while time.monotonic() < stop:
-            started = time.monotonic()
-            try:
-                await gateway.get("Property", params={"$top": 1, "$select": "ListingKey"})
-                tally["sent"] += 1
-            except VendorRateLimited:
-                tally["refused"] += 1
-            except VendorUnavailable:
-                tally["failed"] += 1
-            await asyncio.sleep(max(0.0, gap - (time.monotonic() - started)))
+    async def call() -> None:
+        try:
+            await gateway.get("Property", params={"$top": 1, "$select": "ListingKey"})
+            tally["sent"] += 1
+        except VendorRateLimited:
+            tally["refused"] += 1
+        except VendorUnavailable:
+            tally["failed"] += 1
 
     async with Gateway.for_oauth2(
         f"{url}/odata", policy, clock=clock, token_url=f"{url}/oauth/token", credential="env:SOAK",
         provider=provider, guards=guards, allow_hosts=LOOPBACK,
     ) as gateway:  # fmt: skip
-        await asyncio.gather(*(caller(n) for n in range(callers)))
+        await drive(call, callers=callers, rate=demand, seconds=seconds)
     await controls.aclose()
     return tally
 
