@@ -3,8 +3,9 @@ baseline measured in the same run with A healthy.
 
 Two simulators, each in a process of its own; one hub's gateway controls; 64 concurrent callers,
 32 calling A and 32 calling B. B's callers are paced at half of what B serves at most, so the
-figures show what each call costs and not how a saturated simulator queues; A's callers ask the
-same 160 calls/s in every phase, whatever A answers, so the phases differ only in A's health.
+figures show what each call costs and not how a saturated simulator queues; each of A's callers
+starts a call every 0.2 s (160 calls/s asked of A in all), or as soon as its last call ends if
+that took longer, as a worker does: a hung call holds its caller.
 Three phases: A healthy (the baseline), A answering 503 to every call, A hanging on every call,
 each run ``--rounds`` times, interleaved, and reported as medians. For each phase: B's p50 and
 p99, B's p99 against the baseline (target: within 20 %), and the most calls A ever had in flight
@@ -77,8 +78,8 @@ async def phase(a_url: str, b_url: str, faults: dict[str, Any], calls: int, rate
                 with contextlib.suppress(VendorError):
                     await a.get("Property", params={"$top": 1})
 
-            # The same demand on A in every phase, whatever A answers: 32 callers, each
-            # starting a call every A_GAP seconds until B is done.
+            # 32 callers on A, each starting a call every A_GAP seconds (or when its last one
+            # ends, if later) until B is done.
             pressure = asyncio.create_task(drive(on_a, callers=32, rate=32 / A_GAP, seconds=1e9))
             started = time.perf_counter()
             latencies = await drive(on_b, callers=32, rate=rate, calls=calls)
