@@ -77,13 +77,13 @@ def demo(
     ),
 ) -> None:
     """Run the main job: sync a simulated MLS into the store and serve the read API."""
-    run(lambda hub: _demo(hub, port, records, seed, exit_after_sync))
+    # The demo is its own operator: the simulator it starts lives on loopback, which no vendor URL
+    # may reach unless the operator allows it.
+    run(lambda hub: _demo(hub, port, records, seed, exit_after_sync),
+        overrides={"gateway_allow_hosts": LOOPBACK})  # fmt: skip
 
 
 async def _demo(hub: Hub, port: int, records: int, seed: int, exit_after_sync: bool) -> None:
-    # The demo is its own operator: the simulator it starts lives on loopback, which no vendor URL
-    # may reach unless the operator allows it.
-    hub.settings = hub.settings.model_copy(update={"gateway_allow_hosts": LOOPBACK})
     # Imported here, not at the top: the API and the simulator would slow every command's start.
     from cadastre.api import create_app
     from cadastre.simulators import ResoSimulator, serve

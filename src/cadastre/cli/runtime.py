@@ -10,10 +10,10 @@ through ``style=`` or :class:`rich.text.Text`, never inline ``[tags]``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -81,17 +81,22 @@ def load_settings() -> Settings:
 
 
 @asynccontextmanager
-async def open_hub() -> AsyncIterator[Hub]:
-    hub = await bootstrap(load_settings())
+async def open_hub(overrides: Mapping[str, Any] | None = None) -> AsyncIterator[Hub]:
+    """A hub on ``Settings()``, with ``overrides`` (a command that is its own operator, as the
+    demo is, sets what it needs here rather than in the environment)."""
+    settings = load_settings()
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    hub = await bootstrap(settings)
     try:
         yield hub
     finally:
         await hub.close()
 
 
-def run(work: Callable[[Hub], Awaitable[T]]) -> T:
+def run(work: Callable[[Hub], Awaitable[T]], *, overrides: Mapping[str, Any] | None = None) -> T:
     async def main() -> T:
-        async with open_hub() as hub:
+        async with open_hub(overrides) as hub:
             return await work(hub)
 
     try:

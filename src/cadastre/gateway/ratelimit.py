@@ -71,8 +71,7 @@ class RateRule:
         if not (isinstance(self.headroom, int | float) and 0 <= self.headroom < 1):
             problems.append(f"headroom must be at least 0 and below 1, not {self.headroom!r}")
         if not problems:
-            usable = self.usable
-            burst = self.burst if self.burst is not None else max(1, usable // 4)
+            usable, burst = self.usable, self.burst_size
             if not (isinstance(burst, int) and 1 <= burst < usable):
                 problems.append(
                     f"burst must be at least 1 and below the {usable} requests the window may "
