@@ -2,9 +2,9 @@
 one is given).
 
 Each of ``callers`` tasks calls ``call`` over and over. With ``rate``, the callers together start
-that many calls per second: each starts one every ``callers / rate`` seconds from its own even
-offset, never two at once and never making up a start it missed while its last call ran, so the
-demand stays what was asked even when the system slows down. Without ``rate`` they call back to
+that many calls per second: each starts one every ``callers / rate`` seconds on its own evenly
+offset grid, never two at once and never making up a start it missed while its last call ran, so
+the demand stays what was asked even when the system slows down. Without ``rate`` they call back to
 back. The load stops after ``calls`` calls in all or once ``seconds`` have passed, whichever is
 given (calls under way finish). An exception from ``call`` ends the load; wrap ``call`` to count
 failures instead.
@@ -13,6 +13,7 @@ failures instead.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING
 
 from cadastre.clock import SystemClock
@@ -60,7 +61,12 @@ async def drive(
             await call()
             ended = clock.monotonic()
             latencies.append(ended - started)
-            due = max(due + gap, ended)
+            due += gap
+            if gap and due < ended:
+                # Skip the starts missed while the call ran, but keep this caller's own offset:
+                # restarting the grid at ``ended`` would line up every caller a refusal or a
+                # timeout released at the same moment, into bursts no real load has.
+                due += math.ceil((ended - due) / gap - 1e-9) * gap
 
     await asyncio.gather(*(caller(n) for n in range(callers)))
     return latencies
