@@ -12,6 +12,9 @@ answers "may this be tried again?" wherever the error surfaces.
     ├── AlreadyExists (Terminal)                   a unique name taken twice
     ├── AuthenticationError (Terminal)             an API key that is unknown, revoked or lacks a scope
     ├── CredentialError (Terminal)                 a credential reference that cannot be resolved
+    │   ├── CredentialNeedsReauth (Terminal)       the vendor refused a refresh; a person must reconnect
+    │   └── DecryptionFailed (Terminal)            a sealed secret that does not open (wrong key or row)
+    ├── LockTimeout (Transient)                    a cross-process lock stayed held past the wait
     ├── StoreError                                 the database
     │   ├── StoreUnavailable (Transient)           connection refused, lock timeout, serialisation failure
     │   ├── ConcurrentUpdate (Transient)           optimistic version check lost a race; re-read and retry
@@ -92,6 +95,20 @@ class AuthenticationError(CadastreError, Terminal):
 
 
 class CredentialError(CadastreError, Terminal):
+    pass
+
+
+class CredentialNeedsReauth(CredentialError):
+    """The vendor refused a refresh (``invalid_grant``) or a refresh was interrupted where resending
+    the refresh token could revoke it: no call uses the credential until it is connected again."""
+
+
+class DecryptionFailed(CredentialError):
+    """A sealed secret does not open: its master key is unknown, or the ciphertext does not belong
+    to this row (its associated data names tenant, credential and field)."""
+
+
+class LockTimeout(CadastreError, Transient):
     pass
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, Self
 from cadastre.contract.events import EventEnvelope
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
     from cadastre.contract.changes import ApplyResult
@@ -459,6 +460,98 @@ class ConnectionRepository(Protocol):
 # ------------------------------------------------------------------------------ unit of work
 
 
+class CredentialStatus(StrEnum):
+    ACTIVE = "active"
+    PENDING = "pending"  # waiting for a person's consent (OAuth2 authorization code)
+    NEEDS_REAUTH = "needs_reauth"  # the vendor refused a refresh; no call uses it until reconnected
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, repr=False)
+class SealedSecret:
+    """One secret field as the store keeps it (envelope encryption, ``cadastre.vault.crypto``):
+    a data key wrapped under master key ``key_id``, and the value sealed under the data key. Both
+    are bound to (tenant, credential, field) as associated data, so a copy in another row does
+    not open."""
+
+    field: str
+    key_id: str
+    wrapped_key: bytes  # nonce || AES-GCM(master key, data key)
+    ciphertext: bytes  # nonce || AES-GCM(data key, value)
+
+    def __repr__(self) -> str:
+        return f"SealedSecret(field={self.field!r}, key_id={self.key_id!r})"
+
+
+@dataclass(frozen=True)
+class StoredCredential:
+    """A credential as stored: its scheme and non-secret facts in the clear, its secrets sealed."""
+
+    tenant: str
+    name: str
+    scheme: str  # "oauth2_client_credentials", "oauth2_authorization_code", "api_key", ...
+    status: CredentialStatus
+    meta: Mapping[str, Any]  # non-secret facts: token URL, scopes, header name, egress addresses
+    version: int  # starts at 1, +1 on every change: the compare-and-set token of a refresh
+    updated_at: datetime
+    expires_at: datetime | None = None  # the access token's, or the API key's
+    # Set, durably, before a refresh token is sent, and cleared with the answer stored: found set
+    # by the next refresher, it means the vendor may have rotated the token already.
+    refresh_started_at: datetime | None = None
+    status_reason: str = ""
+    secrets: Mapping[str, SealedSecret] = field(default_factory=dict)  # field -> sealed
+
+
+@dataclass(frozen=True)
+class CredentialRead:
+    """One decryption of a credential: who, what for, which fields, when (never the values)."""
+
+    tenant: str
+    credential: str
+    fields: tuple[str, ...]
+    actor: str  # "connection:austin-mls", "cli", "api"
+    purpose: str  # "refresh", "call", "test", "rotate"
+    at: datetime
+
+
+class CredentialRepository(Protocol):
+    async def get(self, name: str) -> StoredCredential | None: ...
+
+    async def all(self) -> list[StoredCredential]:
+        """Every credential of the tenant, by name."""
+        ...
+
+    async def add(self, credential: StoredCredential) -> None:
+        """Raise ``AlreadyExists`` when the name is taken."""
+        ...
+
+    async def replace(self, credential: StoredCredential, *, expected_version: int) -> None:
+        """Store ``credential`` (whose version is ``expected_version + 1``) if the stored row is
+        still at ``expected_version``: its fields, and its secrets field by field (a field left out
+        is deleted). ``ConcurrentUpdate`` when another writer got there first, ``NotFound`` when
+        there is no such credential."""
+        ...
+
+    async def delete(self, name: str) -> bool: ...
+
+    async def rewrap(self, name: str, sealed: SealedSecret, *, was: SealedSecret) -> bool:
+        """Put ``sealed`` (the same value under another master key) in place of ``was`` if the row
+        still holds ``was``; False when it changed meanwhile. The version does not move: the
+        secret did not change."""
+        ...
+
+    async def sealed_not_under(self, key_id: str, *, limit: int) -> list[tuple[str, SealedSecret]]:
+        """Up to ``limit`` (credential, sealed field) pairs wrapped under another key than
+        ``key_id``: what a master-key rotation has left to do."""
+        ...
+
+    async def record_read(self, read: CredentialRead) -> None: ...
+
+    async def reads(self, name: str, *, limit: int = 100) -> list[CredentialRead]:
+        """The latest decryptions of ``name``, newest first."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction scoped to one tenant: every repository sees only that tenant.
 
@@ -477,6 +570,7 @@ class UnitOfWork(Protocol):
     applied: AppliedChanges
     keys: KeyRepository
     connections: ConnectionRepository
+    credentials: CredentialRepository
 
     async def commit(self) -> None: ...
 
@@ -622,4 +716,46 @@ class Credential:
 class CredentialProvider(Protocol):
     async def resolve(self, reference: str) -> Credential:
         """Raise ``CredentialError`` naming the reference (never a value) when it cannot."""
+        ...
+
+
+@dataclass(frozen=True, repr=False)
+class EndpointReply:
+    """What a token, login or key-rotation endpoint answered. The body may hold tokens: the repr
+    leaves it out."""
+
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    cookies: Mapping[str, str] = field(default_factory=dict)  # Set-Cookie, name -> value
+
+    def __repr__(self) -> str:
+        return f"EndpointReply(status={self.status}, {len(self.body)} bytes)"
+
+
+class TokenEndpoint(Protocol):
+    """How the vault reaches a vendor's token, login and key-rotation endpoints: through the
+    connection's gateway (rate limits, address rules, metrics), never directly."""
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        form: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> EndpointReply:
+        """One request, never retried here (a refresh token must not be sent twice). Raises
+        ``VendorUnavailable`` when no answer arrived: the vendor may have acted on it."""
+        ...
+
+
+class LockBackend(Protocol):
+    """Named locks shared by every process that uses one credential: a file lock on one machine
+    (the embedded default), Redis across machines."""
+
+    def hold(self, key: str, *, wait: float, lease: float) -> AbstractAsyncContextManager[None]:
+        """Hold ``key`` for the block; wait up to ``wait`` seconds for it (``LockTimeout`` then).
+        ``lease`` bounds how long a holder that dies without releasing keeps it."""
         ...
