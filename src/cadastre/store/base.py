@@ -33,6 +33,7 @@ from cadastre.store.repositories.directory import SqlConnections, SqlKeys, key_f
 from cadastre.store.repositories.ledger import SqlApplied, SqlAudit, SqlOutbox, SqlQuarantine
 from cadastre.store.repositories.links import SqlCursors, SqlProvenance, SqlXref
 from cadastre.store.repositories.records import SqlRecords
+from cadastre.store.repositories.vault import SqlCredentials
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         AuditLog,
         Clock,
         ConnectionRepository,
+        CredentialRepository,
         CursorRepository,
         KeyRepository,
         OutboxRepository,
@@ -217,6 +219,7 @@ class SqlAlchemyUnitOfWork:
         self.applied: AppliedChanges = SqlApplied(self)
         self.keys: KeyRepository = SqlKeys(self)
         self.connections: ConnectionRepository = SqlConnections(self)
+        self.credentials: CredentialRepository = SqlCredentials(self)
 
     def now(self) -> datetime:
         return self.store.clock.now()

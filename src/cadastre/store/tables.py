@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -201,6 +202,48 @@ connection_versions = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("changed_by", String(200), nullable=False),
     Column("change", String(32), nullable=False),
+)  # fmt: skip
+
+# A credential's clear facts; its secret fields, each sealed on its own (``SealedSecret``), live in
+# ``credential_secrets``. ``version`` is the compare-and-set token of a refresh.
+credentials = Table(
+    "credentials", metadata,
+    _tenant(),
+    Column("name", String(64), primary_key=True),
+    Column("scheme", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("meta", Json, nullable=False),  # non-secret facts only
+    Column("version", Integer, nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=True),
+    Column("refresh_started_at", UtcDateTime(), nullable=True),
+    Column("status_reason", Text, nullable=False, default=""),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)  # fmt: skip
+
+# One row per secret field: a data key wrapped under master key ``key_id`` and the value sealed
+# under the data key. The index finds what a master-key rotation has not re-wrapped yet.
+credential_secrets = Table(
+    "credential_secrets", metadata,
+    _tenant(),
+    Column("credential", String(64), primary_key=True),
+    Column("field", String(64), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Index("ix_credential_secrets_key_id", "tenant", "key_id"),
+)  # fmt: skip
+
+# Every decryption of a credential: who, what for, which fields (never the values).
+credential_reads = Table(
+    "credential_reads", metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("credential", String(64), nullable=False),
+    Column("fields", Json, nullable=False),  # a list of field names
+    Column("actor", String(200), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Index("ix_credential_reads_credential", "tenant", "credential", "position"),
 )  # fmt: skip
 
 TABLE_NAMES = tuple(sorted(metadata.tables))

@@ -6,7 +6,7 @@ a (shallow, copy-on-write) copy of the committed state when it begins and swaps 
 are serialised (one at a time, like SQLite's ``BEGIN IMMEDIATE``); opening a second one inside
 the first in the same task would wait forever, so it raises ``StoreError`` instead.
 
-One module (~540 lines) on purpose: each fake repository is a few lines over the shared state.
+One module (~660 lines) on purpose: each fake repository is a few lines over the shared state.
 """
 
 from __future__ import annotations
@@ -30,11 +30,14 @@ from cadastre.ports import (
     Clock,
     Connection,
     ConnectionVersion,
+    CredentialRead,
     ExternalRef,
     FieldProvenance,
     OutboxMessage,
     QuarantinedRecord,
     RecordWrite,
+    SealedSecret,
+    StoredCredential,
     StoredRecord,
     SyncCursor,
     Tenant,
@@ -42,6 +45,7 @@ from cadastre.ports import (
 from cadastre.store.audit import GENESIS_HASH, seal, verify_chain
 from cadastre.store.canonical import canonical_copy, json_copy
 from cadastre.store.repositories.records import NUMBER_PATTERN, TIME_PATTERN
+from cadastre.store.repositories.vault import check_secrets
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -53,6 +57,7 @@ if TYPE_CHECKING:
         AuditDraft,
         AuditLog,
         ConnectionRepository,
+        CredentialRepository,
         CursorRepository,
         FieldFilter,
         KeyRepository,
@@ -83,6 +88,8 @@ class _State:
     applied: dict[tuple[str, str], ApplyResult] = field(default_factory=dict)
     connections: dict[tuple[str, str], Connection] = field(default_factory=dict)
     history: dict[tuple[str, str], list[ConnectionVersion]] = field(default_factory=dict)
+    credentials: dict[tuple[str, str], StoredCredential] = field(default_factory=dict)
+    credential_reads: dict[tuple[str, str], list[CredentialRead]] = field(default_factory=dict)
 
     def copy(self) -> _State:
         # A shallow copy of each table is enough because nothing below is changed in place:
@@ -170,6 +177,7 @@ class FakeUnitOfWork:
         self.applied: AppliedChanges = _Applied(self)
         self.keys: KeyRepository = _Keys(self)
         self.connections: ConnectionRepository = _Connections(self)
+        self.credentials: CredentialRepository = _Credentials(self)
 
     @property
     def state(self) -> _State:
@@ -221,6 +229,12 @@ def _own(tenant: str, owner: str, what: str) -> None:
         raise ValueError(
             f"{what} belongs to tenant {owner!r}, not to this unit of work's {tenant!r}"
         )
+
+
+def _aware(*moments: datetime | None) -> None:
+    """Refuse naive datetimes as the SQL stores do (their ``UtcDateTime`` column type)."""
+    if any(m is not None and m.tzinfo is None for m in moments):
+        raise StoreError("database statement: the store keeps timezone-aware datetimes only")
 
 
 class _Records(_Repo):
@@ -555,3 +569,94 @@ class _Connections(_Repo):
 
     async def history(self, name: str) -> list[ConnectionVersion]:
         return list(self._s.history.get((self._t, name), []))
+
+
+class _Credentials(_Repo):
+    # Stored credentials are frozen and their ``secrets`` dicts are never changed in place: a
+    # change stores a new credential with a new dict (copy-on-write, see _State.copy).
+
+    def _out(self, credential: StoredCredential) -> StoredCredential:
+        return replace(
+            credential, meta=copy.deepcopy(credential.meta), secrets=dict(credential.secrets)
+        )
+
+    def _in(self, credential: StoredCredential) -> StoredCredential:
+        _own(self._t, credential.tenant, "the credential")
+        check_secrets(credential)
+        _aware(credential.updated_at, credential.expires_at, credential.refresh_started_at)
+        return replace(
+            credential, meta=json_copy(credential.meta), secrets=dict(credential.secrets)
+        )
+
+    async def get(self, name: str) -> StoredCredential | None:
+        found = self._s.credentials.get((self._t, name))
+        return None if found is None else self._out(found)
+
+    async def all(self) -> list[StoredCredential]:
+        mine = [c for (t, _), c in self._s.credentials.items() if t == self._t]
+        return [self._out(c) for c in sorted(mine, key=lambda c: c.name)]
+
+    async def add(self, credential: StoredCredential) -> None:
+        stored = self._in(credential)
+        key = (self._t, credential.name)
+        if key in self._s.credentials:
+            raise AlreadyExists(f"credential {credential.name!r} already exists")
+        self._s.credentials[key] = stored
+
+    async def replace(self, credential: StoredCredential, *, expected_version: int) -> None:
+        stored = self._in(credential)
+        if credential.version != expected_version + 1:
+            raise ValueError(
+                f"credential {credential.name!r} at version {credential.version} cannot replace "
+                f"version {expected_version}: a replacement is the next version"
+            )
+        key = (self._t, credential.name)
+        current = self._s.credentials.get(key)
+        if current is None:
+            raise NotFound(f"credential {credential.name!r} does not exist in tenant {self._t!r}")
+        if current.version != expected_version:
+            raise ConcurrentUpdate(
+                f"credential {credential.name!r} is at version {current.version}, "
+                f"expected {expected_version}"
+            )
+        self._s.credentials[key] = stored
+
+    async def delete(self, name: str) -> bool:
+        return self._s.credentials.pop((self._t, name), None) is not None
+
+    async def rewrap(self, name: str, sealed: SealedSecret, *, was: SealedSecret) -> bool:
+        if sealed.field != was.field:
+            raise ValueError(
+                f"credential {name!r}: cannot rewrap field {was.field!r} as {sealed.field!r}"
+            )
+        key = (self._t, name)
+        current = self._s.credentials.get(key)
+        if current is None or current.secrets.get(was.field) != was:
+            return False
+        secrets = {**current.secrets, was.field: sealed}
+        self._s.credentials[key] = replace(current, secrets=secrets)
+        return True
+
+    async def sealed_not_under(self, key_id: str, *, limit: int) -> list[tuple[str, SealedSecret]]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        found = [
+            (name, sealed)
+            for (t, name), credential in self._s.credentials.items()
+            if t == self._t
+            for sealed in credential.secrets.values()
+            if sealed.key_id != key_id
+        ]
+        return sorted(found, key=lambda pair: (pair[0], pair[1].field))[:limit]
+
+    async def record_read(self, read: CredentialRead) -> None:
+        _own(self._t, read.tenant, "the credential read")
+        _aware(read.at)
+        key = (self._t, read.credential)
+        stored = replace(read, fields=tuple(read.fields))
+        self._s.credential_reads[key] = [*self._s.credential_reads.get(key, []), stored]
+
+    async def reads(self, name: str, *, limit: int = 100) -> list[CredentialRead]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        return list(reversed(self._s.credential_reads.get((self._t, name), [])))[:limit]

@@ -12,12 +12,13 @@ start of each test::
             await store.close()
 
 Importing this module needs pytest; ``cadastre.testing`` itself does not import it. It is long
-(~640 lines): one test per rule of the port, kept together so an adapter gets all of them.
+(~950 lines): one test per rule of the port, kept together so an adapter gets all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -26,16 +27,26 @@ import pytest
 
 from cadastre.contract.changes import ApplyResult
 from cadastre.contract.events import EventEnvelope
-from cadastre.errors import AlreadyExists, ConcurrentUpdate, ContractError, NotFound
+from cadastre.errors import (
+    AlreadyExists,
+    ConcurrentUpdate,
+    ContractError,
+    NotFound,
+    StoreError,
+)
 from cadastre.ports import (
     ApiKey,
     ApiKeyScope,
     AuditReport,
     Connection,
     ConnectionStatus,
+    CredentialRead,
+    CredentialStatus,
     ExternalRef,
     FieldFilter,
     FieldProvenance,
+    SealedSecret,
+    StoredCredential,
 )
 from cadastre.store.audit import GENESIS_HASH, audit_entry_hash
 from cadastre.store.canonical import content_hash
@@ -66,6 +77,34 @@ def connection(tenant: str = A, version: int = 1, **changes: Any) -> Connection:
 
 def api_key(tenant: str = A, key_id: str = "k000000000001") -> ApiKey:
     return ApiKey(key_id, tenant, ApiKeyScope.WRITE, "ab" * 32, EPOCH, label="ci")
+
+
+def sealed(field: str, key_id: str = "mk-1", n: int = 0) -> SealedSecret:
+    """Opaque bytes as the vault writes them; NUL and high bytes must come back unchanged."""
+    return SealedSecret(
+        field, key_id, bytes([n, 0, 255]) + key_id.encode() + b"\x00wrap",
+        bytes([255 - n, 0, 128]) + field.encode() + b"\x00seal",
+    )  # fmt: skip
+
+
+def credential(
+    tenant: str = A, name: str = "mls-oauth", version: int = 1, **changes: Any
+) -> StoredCredential:
+    fields: dict[str, Any] = {
+        "tenant": tenant, "name": name, "scheme": "oauth2_client_credentials",
+        "status": CredentialStatus.ACTIVE, "version": version, "updated_at": EPOCH,
+        "meta": {"token_url": "https://mls.example/token", "scopes": ["read", "write"],
+                 "egress": {"hosts": ["mls.example"], "port": 443}},
+        "expires_at": datetime(2026, 1, 1, 5, 30, tzinfo=timezone(timedelta(hours=5))),
+        "refresh_started_at": None, "status_reason": "",
+        "secrets": {"client_id": sealed("client_id"), "client_secret": sealed("client_secret")},
+    }  # fmt: skip
+    return StoredCredential(**{**fields, **changes})
+
+
+def read(name: str = "mls-oauth", purpose: str = "call", tenant: str = A) -> CredentialRead:
+    return CredentialRead(tenant, name, ("client_id", "client_secret"), "connection:x", purpose,
+                          EPOCH)  # fmt: skip
 
 
 def result(tenant: str = A, key: str = "idem-1") -> ApplyResult:
@@ -487,6 +526,272 @@ class StoreSuite(BulkStoreSuite):
         assert [(h.connection, h.changed_by, h.change) for h in history] == [
             (v1, "cli", "added"), (paused, "ops", "paused"),
         ]  # fmt: skip
+
+    # ------------------------------------------------------------------ credentials
+
+    async def test_credentials_round_trip(self, store: Store, clock: FakeClock) -> None:
+        first = credential(
+            refresh_started_at=EPOCH + timedelta(microseconds=7), status_reason="rotated by cli"
+        )
+        bare = credential(
+            name="crm-key", scheme="api_key", status=CredentialStatus.PENDING, meta={},
+            expires_at=None, secrets={},
+        )  # fmt: skip
+        async with store.unit_of_work(A) as uow:
+            await uow.credentials.add(first)
+            await uow.credentials.add(bare)
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            got = await uow.credentials.get("mls-oauth")
+            assert got == first
+            assert await uow.credentials.get("crm-key") == bare
+            assert await uow.credentials.get("missing") is None
+            assert await uow.credentials.all() == [bare, first]  # by name
+        assert got is not None
+        assert got.expires_at == first.expires_at
+        assert got.expires_at is not None
+        assert got.expires_at.tzinfo is not None
+        assert got.updated_at.tzinfo is not None
+        for field, secret in got.secrets.items():
+            assert secret == sealed(field)
+            assert type(secret.wrapped_key) is bytes
+            assert type(secret.ciphertext) is bytes
+        assert "seal" not in repr(got.secrets)  # a sealed secret's repr shows no bytes
+
+    async def test_credential_names_are_unique(self, store: Store) -> None:
+        async with store.unit_of_work(A) as uow:
+            await uow.credentials.add(credential())
+            with pytest.raises(AlreadyExists):
+                await uow.credentials.add(credential(scheme="api_key", secrets={}))
+            # the refusal left the transaction usable
+            await uow.credentials.add(credential(name="other"))
+            with pytest.raises(ValueError, match="sealed for field"):
+                await uow.credentials.add(
+                    credential(name="bad", secrets={"client_id": sealed("client_secret")})
+                )
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            assert [c.name for c in await uow.credentials.all()] == ["mls-oauth", "other"]
+            assert await uow.credentials.get("mls-oauth") == credential()
+
+    async def test_credentials_refuse_naive_datetimes(self, store: Store) -> None:
+        naive = datetime(2026, 1, 1)  # noqa: DTZ001 - the point of the test
+        async with store.unit_of_work(A) as uow:
+            for bad in ({"updated_at": naive}, {"expires_at": naive},
+                        {"refresh_started_at": naive}):  # fmt: skip
+                with pytest.raises(StoreError, match="timezone-aware"):
+                    await uow.credentials.add(credential(**bad))
+            with pytest.raises(StoreError, match="timezone-aware"):
+                await uow.credentials.record_read(replace(read(), at=naive))
+            await uow.credentials.add(credential())  # the refusals left the transaction usable
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            assert await uow.credentials.all() == [credential()]
+            assert await uow.credentials.reads("mls-oauth") == []
+
+    async def test_credential_replace_is_compare_and_set(
+        self, store: Store, clock: FakeClock
+    ) -> None:
+        async with store.unit_of_work(A) as uow:
+            await uow.credentials.add(credential(refresh_started_at=EPOCH))
+            await uow.commit()
+        # a refresh: the client secret is resealed, the client id left out, a token added
+        second = credential(
+            version=2, updated_at=EPOCH + timedelta(hours=1), expires_at=EPOCH + timedelta(hours=2),
+            status=CredentialStatus.NEEDS_REAUTH, status_reason="invalid_grant",
+            meta={"token_url": "https://mls.example/token/v2"},
+            secrets={"client_secret": sealed("client_secret", n=9),
+                     "access_token": sealed("access_token", "mk-2")},
+        )  # fmt: skip
+        async with store.unit_of_work(A) as uow:
+            await uow.credentials.replace(second, expected_version=1)
+            with pytest.raises(ConcurrentUpdate):  # the stale writer loses
+                await uow.credentials.replace(credential(version=2), expected_version=1)
+            with pytest.raises(NotFound):
+                await uow.credentials.replace(credential(name="missing", version=2),
+                                              expected_version=1)  # fmt: skip
+            with pytest.raises(ValueError, match="version"):
+                await uow.credentials.replace(credential(version=5), expected_version=2)
+            # the refusals left the transaction usable
+            assert await uow.credentials.get("mls-oauth") == second
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            got = await uow.credentials.get("mls-oauth")
+            assert got == second
+            assert got is not None
+            assert sorted(got.secrets) == ["access_token", "client_secret"]  # client_id is gone
+            assert got.refresh_started_at is None
+            third = credential(version=3, secrets={})
+            await uow.credentials.replace(third, expected_version=2)
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            assert await uow.credentials.get("mls-oauth") == third
+
+    async def test_concurrent_replaces_have_one_winner(self, store: Store) -> None:
+        async with store.unit_of_work(A) as uow:
+            await uow.credentials.add(credential())
+            await uow.commit()
+
+        async def refresh(i: int) -> str:
+            secrets = {"access_token": sealed("access_token", n=i)}
+            try:
+                async with store.unit_of_work(A) as uow:
+                    await uow.credentials.replace(
+                        credential(version=2, secrets=secrets), expected_version=1
+                    )
+                    await uow.commit()
+            except ConcurrentUpdate:
+                return "lost"
+            return f"won {i}"
+
+        outcomes = sorted(await asyncio.gather(*(refresh(i) for i in range(8))))
+        assert outcomes[:7] == ["lost"] * 7
+        winner = int(outcomes[7].removeprefix("won "))
+        async with store.unit_of_work(A) as uow:
+            got = await uow.credentials.get("mls-oauth")
+        assert got is not None
+        assert got.version == 2
+        assert got.secrets == {"access_token": sealed("access_token", n=winner)}
+
+    async def test_credential_rewrap_is_compare_and_set(self, store: Store) -> None:
+        async with store.unit_of_work(A) as uow:
+            await uow.credentials.add(credential())
+            await uow.commit()
+        old, new = sealed("client_secret"), sealed("client_secret", "mk-2", n=3)
+        async with store.unit_of_work(A) as uow:
+            assert await uow.credentials.rewrap("mls-oauth", new, was=old) is True
+            assert await uow.credentials.rewrap("mls-oauth", new, was=old) is False  # changed
+            assert await uow.credentials.rewrap("mls-oauth", sealed("nope", "mk-2"),
+                                                was=sealed("nope")) is False  # fmt: skip
+            assert await uow.credentials.rewrap("missing", new, was=old) is False
+            with pytest.raises(ValueError, match="rewrap"):
+                await uow.credentials.rewrap("mls-oauth", sealed("client_id", "mk-2"), was=old)
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            got = await uow.credentials.get("mls-oauth")
+        assert got == credential(secrets={"client_id": sealed("client_id"), "client_secret": new})
+        assert got is not None
+        assert got.version == 1  # the secret did not change, so the version did not move
+
+    async def test_sealed_not_under_lists_what_a_rotation_has_left(self, store: Store) -> None:
+        async with store.unit_of_work(A) as uow:
+            for name in ("c", "a", "b"):
+                secrets = {f: sealed(f, "mk-2" if f == "y" else "mk-1") for f in ("z", "x", "y")}
+                await uow.credentials.add(credential(name=name, secrets=secrets))
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            left = await uow.credentials.sealed_not_under("mk-2", limit=100)
+            assert [(n, s.field) for n, s in left] == [
+                ("a", "x"), ("a", "z"), ("b", "x"), ("b", "z"), ("c", "x"), ("c", "z"),
+            ]  # fmt: skip
+            assert left[0][1] == sealed("x")
+            page = await uow.credentials.sealed_not_under("mk-2", limit=3)
+            assert page == left[:3]
+            assert await uow.credentials.sealed_not_under("mk-2", limit=0) == []
+            under_one = await uow.credentials.sealed_not_under("mk-1", limit=100)
+            assert [(n, s.field) for n, s in under_one] == [("a", "y"), ("b", "y"), ("c", "y")]
+            for name, secret in left:
+                rewrapped = sealed(secret.field, "mk-2")
+                assert await uow.credentials.rewrap(name, rewrapped, was=secret)
+            assert await uow.credentials.sealed_not_under("mk-2", limit=100) == []
+            with pytest.raises(ValueError, match="limit"):
+                await uow.credentials.sealed_not_under("mk-2", limit=-1)
+
+    async def test_credential_delete(self, store: Store) -> None:
+        async with store.unit_of_work(A) as uow:
+            await uow.credentials.add(credential())
+            await uow.credentials.record_read(read())
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            assert await uow.credentials.delete("mls-oauth") is True
+            assert await uow.credentials.delete("mls-oauth") is False
+            assert await uow.credentials.get("mls-oauth") is None
+            assert await uow.credentials.sealed_not_under("other", limit=10) == []
+            # the name is free again, and nothing of the old secrets comes back with it
+            again = credential(secrets={"api_key": sealed("api_key")})
+            await uow.credentials.add(again)
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            assert await uow.credentials.get("mls-oauth") == again
+            assert await uow.credentials.reads("mls-oauth") == [read()]  # the log outlives it
+
+    async def test_credential_reads_newest_first(self, store: Store, clock: FakeClock) -> None:
+        purposes = ["refresh", "call", "test", "rotate"]
+        async with store.unit_of_work(A) as uow:
+            for i, purpose in enumerate(purposes):
+                at = EPOCH + timedelta(seconds=i)
+                await uow.credentials.record_read(replace(read(purpose=purpose), at=at))
+            await uow.credentials.record_read(read("other", "cli"))
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            reads = await uow.credentials.reads("mls-oauth")
+            assert [r.purpose for r in reads] == purposes[::-1]
+            assert reads[0] == replace(read(purpose="rotate"), at=EPOCH + timedelta(seconds=3))
+            assert reads[0].fields == ("client_id", "client_secret")
+            assert [r.purpose for r in await uow.credentials.reads("mls-oauth", limit=2)] == [
+                "rotate", "test",
+            ]  # fmt: skip
+            assert await uow.credentials.reads("other") == [read("other", "cli")]
+            assert await uow.credentials.reads("nobody") == []
+            with pytest.raises(ValueError, match="limit"):
+                await uow.credentials.reads("other", limit=-1)
+
+    async def test_credentials_never_cross_tenants(self, store: Store) -> None:
+        async with store.unit_of_work(A) as uow:
+            await uow.credentials.add(credential())
+            await uow.credentials.record_read(read())
+            await uow.commit()
+        mine = sealed("client_secret")
+        async with store.unit_of_work(B) as uow:
+            assert await uow.credentials.get("mls-oauth") is None
+            assert await uow.credentials.all() == []
+            assert await uow.credentials.sealed_not_under("mk-2", limit=10) == []
+            assert await uow.credentials.reads("mls-oauth") == []
+            with pytest.raises(NotFound):
+                await uow.credentials.replace(credential(B, version=2), expected_version=1)
+            assert (
+                await uow.credentials.rewrap("mls-oauth", sealed("client_secret", "mk-2"), was=mine)
+                is False
+            )
+            assert await uow.credentials.delete("mls-oauth") is False
+            for write in (
+                uow.credentials.add(credential(A, name="x")),
+                uow.credentials.replace(credential(A, version=2), expected_version=1),
+                uow.credentials.record_read(read(tenant=A)),
+            ):
+                with pytest.raises(ValueError, match="tenant"):
+                    await write
+            # the same name is free in B
+            theirs = credential(B, secrets={"api_key": sealed("api_key", "mk-9")})
+            await uow.credentials.add(theirs)
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            assert await uow.credentials.get("mls-oauth") == credential()
+            assert await uow.credentials.reads("mls-oauth") == [read()]
+            left = await uow.credentials.sealed_not_under("mk-1", limit=10)
+            assert left == []
+        async with store.unit_of_work(B) as uow:
+            assert await uow.credentials.all() == [theirs]
+
+    async def test_rollback_discards_credential_changes(self, store: Store) -> None:
+        async with store.unit_of_work(A) as uow:  # left without commit
+            await uow.credentials.add(credential(name="gone"))
+            await uow.credentials.record_read(read("gone"))
+        async with store.unit_of_work(A) as uow:
+            assert await uow.credentials.get("gone") is None
+            assert await uow.credentials.reads("gone") == []
+            await uow.credentials.add(credential())
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            await uow.credentials.replace(credential(version=2, secrets={}), expected_version=1)
+            await uow.credentials.rewrap(
+                "mls-oauth", sealed("client_id", "mk-2"), was=sealed("client_id")
+            )
+            await uow.credentials.delete("mls-oauth")
+            await uow.credentials.record_read(read())
+            await uow.rollback()
+            assert await uow.credentials.get("mls-oauth") == credential()
+            assert await uow.credentials.reads("mls-oauth") == []
 
     # ------------------------------------------------------------------ audit chain
 
