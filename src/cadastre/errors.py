@@ -158,6 +158,11 @@ class VendorProtocolError(VendorUnavailable):
     pass
 
 
+class RequestNotSent(VendorUnavailable):
+    """The request never reached the vendor (a local limit refused it, or no connection opened),
+    so sending it again cannot repeat anything the vendor did."""
+
+
 class VendorRejected(VendorError, Terminal):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)

@@ -256,7 +256,7 @@ class Connection:
     system: str  # the owning-system name used by the ownership registry, e.g. "mls"
     connector: str  # the connector family/vendor, e.g. "mls/reso"
     config: Mapping[str, Any]  # non-secret settings: base URL, page size, rate budget ...
-    credential: str | None  # a reference the CredentialProvider resolves, never a secret
+    credential: str | None  # the name of a vault credential, never a secret
     status: ConnectionStatus
     version: int
     updated_at: datetime
@@ -707,18 +707,6 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True)
-class Credential:
-    reference: str  # the name a connection holds, e.g. "env:AUSTIN_MLS"
-    fields: Mapping[str, Secret] = field(default_factory=dict)  # e.g. client_id, client_secret
-
-
-class CredentialProvider(Protocol):
-    async def resolve(self, reference: str) -> Credential:
-        """Raise ``CredentialError`` naming the reference (never a value) when it cannot."""
-        ...
-
-
 @dataclass(frozen=True, repr=False)
 class EndpointReply:
     """What a token, login or key-rotation endpoint answered. The body may hold tokens: the repr
@@ -728,6 +716,7 @@ class EndpointReply:
     headers: Mapping[str, str]  # lower-case names
     body: bytes
     cookies: Mapping[str, str] = field(default_factory=dict)  # Set-Cookie, name -> value
+    retry_after: float | None = None  # seconds, from a 429's or 503's Retry-After
 
     def __repr__(self) -> str:
         return f"EndpointReply(status={self.status}, {len(self.body)} bytes)"
@@ -759,3 +748,5 @@ class LockBackend(Protocol):
         """Hold ``key`` for the block; wait up to ``wait`` seconds for it (``LockTimeout`` then).
         ``lease`` bounds how long a holder that dies without releasing keeps it."""
         ...
+
+    async def aclose(self) -> None: ...

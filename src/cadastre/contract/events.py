@@ -75,6 +75,11 @@ _OTHER = [
     EventType("cadastre.write.refused.v1", "A change tried to write fields it may not."),
     EventType("cadastre.record.quarantined.v1", "A vendor record could not be mapped; kept aside."),
     EventType("cadastre.connection.changed.v1", "A connection was added or edited."),
+    EventType(
+        "cadastre.alert.raised.v1",
+        "Something needs a person: what happened, where, and what to do (data.action).",
+    ),
+    EventType("cadastre.credential.rotated.v1", "A credential's key was rotated with its vendor."),
 ]
 
 CATALOGUE: dict[str, EventType] = {
