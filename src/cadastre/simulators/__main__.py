@@ -1,10 +1,11 @@
-"""``python -m cadastre.simulators reso --port 0 --records 50000 --seed 7``
+"""``python -m cadastre.simulators reso --port 0 --records 50000 --seed 7``, or
+``python -m cadastre.simulators auth --port 0 --rotation single_use --token-ttl 1800``
 
 Starts a simulator in this process, writes one line ``ready http://127.0.0.1:<port>`` to stdout
 once it is listening (benchmarks and scripts wait for it), then serves until SIGTERM or SIGINT.
 ``--faults '<FaultProfile JSON>'``, ``--rate-limit N[/SECONDS]`` (sliding window) and
 ``--rate-limit-headers x-ratelimit|ietf`` set what ``/admin/faults`` and ``/admin/rate-limit``
-can change later.
+can change later (``auth`` has no rate limit unless one is given).
 """
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import orjson
 
+from cadastre.simulators.auth import DEFAULT_REDIRECT_URI, ROTATIONS, AuthSettings, AuthSimulator
 from cadastre.simulators.faults import FaultProfile
 from cadastre.simulators.ratelimit import RATE_LIMIT_HEADERS, RateLimit
 from cadastre.simulators.reso import DEFAULT_RATE_LIMIT, ResoSimulator
 from cadastre.simulators.server import serve
+
+if TYPE_CHECKING:
+    from cadastre.simulators.base import Simulator
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +61,50 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help='a fault profile, e.g. \'{"error_rate": 0.1, "seed": 3}\'',
     )
+    _auth_parser(vendors)
     return parser
+
+
+def _auth_parser(vendors: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    auth = vendors.add_parser(
+        "auth", help="a vendor authorization server (OAuth2, API keys, Basic/Digest, sessions)"
+    )
+    defaults = AuthSettings()
+    auth.add_argument("--host", default="127.0.0.1")
+    auth.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    auth.add_argument("--rotation", choices=ROTATIONS, default=defaults.rotation)
+    auth.add_argument(
+        "--rotate-every",
+        type=int,
+        default=defaults.rotate_every,
+        help="with --rotation sometimes: a new refresh token every Nth refresh",
+    )
+    auth.add_argument("--token-ttl", type=float, default=defaults.token_ttl)
+    auth.add_argument("--refresh-token-ttl", type=float, default=None)
+    auth.add_argument("--code-ttl", type=float, default=defaults.code_ttl)
+    auth.add_argument("--key-overlap", type=float, default=defaults.key_overlap)
+    auth.add_argument("--nonce-ttl", type=float, default=defaults.nonce_ttl)
+    auth.add_argument("--session-idle", type=float, default=defaults.session_idle)
+    auth.add_argument("--client-id", default="demo-client")
+    auth.add_argument("--client-secret", default="demo-secret")
+    auth.add_argument(
+        "--redirect-uri",
+        action="append",
+        default=None,
+        help=f"repeatable; default {DEFAULT_REDIRECT_URI}",
+    )
+    auth.add_argument("--username", default="demo-user")
+    auth.add_argument("--password", default="demo-password")
+    auth.add_argument("--api-key", action="append", default=[], help="repeatable")
+    auth.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        default=None,
+        metavar="N[/SECONDS]",
+        help="at most N requests in any SECONDS (default 1) seconds",
+    )
+    auth.add_argument("--rate-limit-headers", choices=RATE_LIMIT_HEADERS, default=None)
+    auth.add_argument("--faults", type=_faults, default=None, metavar="JSON")
 
 
 def _rate_limit(text: str) -> RateLimit:
@@ -76,9 +125,32 @@ def _faults(text: str) -> FaultProfile:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-async def run(args: argparse.Namespace) -> None:
+def build_simulator(args: argparse.Namespace) -> Simulator:
+    if args.vendor == "auth":
+        settings = AuthSettings(
+            rotation=args.rotation,
+            rotate_every=args.rotate_every,
+            token_ttl=args.token_ttl,
+            refresh_token_ttl=args.refresh_token_ttl,
+            code_ttl=args.code_ttl,
+            key_overlap=args.key_overlap,
+            nonce_ttl=args.nonce_ttl,
+            session_idle=args.session_idle,
+        )
+        return AuthSimulator(
+            settings=settings,
+            rate_limit=args.rate_limit,
+            faults=args.faults,
+            rate_limit_headers=args.rate_limit_headers,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+            redirect_uris=args.redirect_uri or (DEFAULT_REDIRECT_URI,),
+            username=args.username,
+            password=args.password,
+            api_keys=args.api_key,
+        )
     limit = None if args.no_rate_limit else args.rate_limit
-    simulator = ResoSimulator(
+    return ResoSimulator(
         records=args.records,
         seed=args.seed,
         rate_limit=limit,
@@ -88,6 +160,10 @@ async def run(args: argparse.Namespace) -> None:
         faults=args.faults,
         rate_limit_headers=args.rate_limit_headers,
     )
+
+
+async def run(args: argparse.Namespace) -> None:
+    simulator = build_simulator(args)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
