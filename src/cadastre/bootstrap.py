@@ -11,25 +11,44 @@ from typing import TYPE_CHECKING
 
 from cadastre.clock import SystemClock
 from cadastre.config import Settings
-from cadastre.connectors import ClientCredentialsAuth, available, connector_spec
+from cadastre.connectors import AuthSpec, available, connector_spec
 from cadastre.directory import ConnectionService, KeyService, TenantService
-from cadastre.errors import ConfigurationError
+from cadastre.errors import ConfigurationError, CredentialError
 from cadastre.gateway import (
     AddressAllowList,
     FailSafeRateLimitBackend,
     Gateway,
     GatewayControls,
+    GatewaySettings,
     MemoryRateLimitBackend,
     RedisRateLimitBackend,
+    VaultAuth,
+    VendorPolicy,
     origin,
 )
 from cadastre.mapping import MappingRegistry, RecordMapper
 from cadastre.observe import Metrics, configure_logging
 from cadastre.ownership import OwnershipRegistry, load_registry
-from cadastre.ports import Clock, CredentialProvider, RateLimitBackend, SourceConnector, Store
+from cadastre.ports import (
+    Clock,
+    LockBackend,
+    RateLimitBackend,
+    SourceConnector,
+    Store,
+    TokenEndpoint,
+)
 from cadastre.store import open_store
 from cadastre.sync import SyncEngine, SyncReport, SyncRunner, SyncTally
-from cadastre.vault import CredentialResolver, EnvCredentialProvider, FileCredentialProvider
+from cadastre.vault import (
+    Defaults,
+    EnvMasterKeys,
+    FileLockBackend,
+    FileMasterKeys,
+    MasterKeyProvider,
+    RedisLockBackend,
+    TokenManager,
+    Vault,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,6 +60,7 @@ if TYPE_CHECKING:
 class OpenSource:
     connector: SourceConnector
     mappers: dict[str, RecordMapper]  # stream -> mapper
+    gateway: Gateway
 
 
 @dataclass
@@ -53,21 +73,28 @@ class Hub:
     tenants: TenantService
     keys: KeyService
     connections: ConnectionService
-    credentials: CredentialProvider
+    vault: Vault
+    tokens: TokenManager
+    locks: LockBackend
     metrics: Metrics
     mappings: MappingRegistry
     runner: SyncRunner
     controls: GatewayControls
-    # Open connectors by (tenant, connection, its version, its mapping): their gateways keep
-    # pooled connections and cached tokens across syncs; an edited connection or mapping file
-    # gets a new one.
-    _sources: dict[tuple[str, str, int, str], OpenSource] = field(default_factory=dict)
+    # Open connectors by (tenant, connection, its version, its mapping, its credential's
+    # scheme): their gateways keep pooled connections across syncs; an edited connection,
+    # mapping file or credential scheme gets a new one.
+    _sources: dict[tuple[str, str, int, str, str], OpenSource] = field(default_factory=dict)
+    _endpoints: dict[tuple[str, str], Gateway] = field(default_factory=dict)
 
     async def close(self) -> None:
         for source in self._sources.values():
             await source.connector.aclose()
         self._sources.clear()
+        for gateway in self._endpoints.values():
+            await gateway.aclose()
+        self._endpoints.clear()
         await self.controls.aclose()
+        await self.locks.aclose()
         await self.store.close()
 
     async def open_source(
@@ -80,7 +107,9 @@ class Hub:
         settings = spec.settings(name, connection.config)
         # Read on every sync, so a fixed mapping file takes effect on the next run.
         mapper = self.mappings.load(spec.mapping_name(settings))
-        key = (tenant, name, connection.version, mapper.spec.model_dump_json())
+        auth = await self._vault_auth(tenant, name, connection.credential, spec.auth(settings))
+        scheme = auth.scheme if auth is not None else ""
+        key = (tenant, name, connection.version, mapper.spec.model_dump_json(), scheme)
         if transport is None and key in self._sources:
             return self._sources[key]
         policy = spec.policy(settings)
@@ -95,30 +124,72 @@ class Hub:
             tenant=tenant, connection=name, vendor=vendor, settings=gateway_settings,
             credential=connection.credential, default_rate=spec.default_rate_limit(settings),
         )  # fmt: skip
-        auth = spec.auth(settings)
-        if isinstance(auth, ClientCredentialsAuth):
-            if connection.credential is None:
-                raise ConfigurationError(
-                    f"connection {name!r} authenticates with OAuth2 but names no credential"
-                )
-            gateway = Gateway.for_oauth2(
-                base_url, policy, clock=self.clock, token_url=auth.token_url,
-                credential=connection.credential, provider=self.credentials, scope=auth.scope,
-                metrics=self.metrics, connection=name, transport=transport, guards=guards,
-                allow_hosts=gateway_settings.allow_hosts,
-            )  # fmt: skip
-        else:
-            gateway = Gateway(
-                base_url, policy, clock=self.clock, metrics=self.metrics, connection=name,
-                transport=transport, guards=guards, allow_hosts=gateway_settings.allow_hosts,
-            )  # fmt: skip
+        gateway = Gateway(
+            base_url, policy, clock=self.clock, metrics=self.metrics, connection=name,
+            transport=transport, guards=guards, allow_hosts=gateway_settings.allow_hosts,
+            auth=auth,
+        )  # fmt: skip
         connector = spec.create(settings, gateway=gateway, mapper=mapper, clock=self.clock)
-        opened = OpenSource(connector, {mapper.stream: mapper})
+        opened = OpenSource(connector, {mapper.stream: mapper}, gateway)
         if transport is None:
             for stale in [k for k in self._sources if k[:2] == (tenant, name)]:
                 await self._sources.pop(stale).connector.aclose()
             self._sources[key] = opened
         return opened
+
+    async def _vault_auth(
+        self, tenant: str, connection: str, credential: str | None, wanted: AuthSpec
+    ) -> VaultAuth | None:
+        if credential is None:
+            if wanted is not None:
+                raise ConfigurationError(
+                    f"connection {connection!r} authenticates with OAuth2 but names no credential"
+                )
+            return None
+        if ":" in credential:  # part 1's env:/file: references
+            raise CredentialError(
+                f"connection {connection!r} names credential {credential!r}: credentials live in "
+                "the vault now; `cadastre credentials add` it and name it without a prefix"
+            )
+        stored = await self.vault.stored(tenant, credential)
+        defaults = Defaults(wanted.token_url, wanted.scope) if wanted is not None else Defaults()
+        return VaultAuth(
+            self.tokens, tenant, credential, stored.scheme, dict(stored.meta), defaults,
+            actor=f"connection:{connection}",
+        )  # fmt: skip
+
+    async def token_endpoint(self, tenant: str, credential: str) -> tuple[TokenEndpoint, Defaults]:
+        """Where the vault reaches ``credential``'s vendor (``credentials test``, ``rotate``, the
+        consent callback): the gateway of a connection that uses it, or, when none does, a
+        gateway of its own under the operator's address rules."""
+        for connection in await self.connections.all(tenant):
+            if connection.credential == credential:
+                source = await self.open_source(tenant, connection.name)
+                spec = connector_spec(connection.connector)
+                wanted = spec.auth(spec.settings(connection.name, connection.config))
+                defaults = Defaults(wanted.token_url, wanted.scope) if wanted else Defaults()
+                return source.gateway.token_endpoint, defaults
+        stored = await self.vault.stored(tenant, credential)
+        url = next(
+            (str(stored.meta[k]) for k in ("token_url", "rotate_url", "login_url")
+             if stored.meta.get(k)),
+            None,
+        )  # fmt: skip
+        if url is None:
+            raise ConfigurationError(f"credential {credential!r} names no endpoint to reach")
+        key = (tenant, credential)
+        if key not in self._endpoints:
+            label = f"credential:{credential}"
+            policy = VendorPolicy(vendor=f"credential@{origin(url)}")
+            guards = self.controls.guards(
+                tenant=tenant, connection=label, vendor=policy.vendor,
+                settings=GatewaySettings(), credential=credential, default_rate=None,
+            )  # fmt: skip
+            self._endpoints[key] = Gateway(
+                url, policy, clock=self.clock, metrics=self.metrics, connection=label,
+                guards=guards, allow_hosts=self.settings.gateway_allow_hosts,
+            )  # fmt: skip
+        return self._endpoints[key].token_endpoint, Defaults()
 
     def _check_allow_hosts(self, name: str, asked: tuple[str, ...]) -> None:
         # A connection's config is a tenant's to write; reaching private networks is the
@@ -186,9 +257,8 @@ async def bootstrap(
     # Checked at start-up, so a bad entry stops the hub rather than its first sync.
     AddressAllowList.parse(settings.gateway_allow_hosts)
     store = await open_store(settings.resolved_database_url(), clock=clock, migrate=migrate)
-    providers: dict[str, CredentialProvider] = {"env": EnvCredentialProvider()}
-    if settings.credentials_file is not None:
-        providers["file"] = FileCredentialProvider(settings.credentials_file)
+    vault = Vault(store, master_keys(settings), clock)
+    locks = lock_backend(settings)
     metrics = Metrics()
     engine = SyncEngine(store, registry, clock, metrics=metrics)
     runner = SyncRunner(
@@ -207,7 +277,9 @@ async def bootstrap(
         tenants=TenantService(store),
         keys=KeyService(store, clock),
         connections=ConnectionService(store, clock),
-        credentials=CredentialResolver(providers),
+        vault=vault,
+        tokens=TokenManager(vault, locks, clock),
+        locks=locks,
         metrics=metrics,
         mappings=MappingRegistry(settings.mappings_dir, families),
         runner=runner,
@@ -223,3 +295,29 @@ def rate_limit_backend(settings: Settings, clock: Clock, metrics: Metrics) -> Ra
     return FailSafeRateLimitBackend(
         shared, clock, min_workers=settings.rate_limit_workers, metrics=metrics
     )
+
+
+def master_keys(settings: Settings) -> MasterKeyProvider:
+    """The environment's key when set; else the key file, created on first use only for the
+    embedded default (a distributed deployment names its key: every worker must share it)."""
+    if settings.vault_master_key is not None:
+        previous = settings.vault_previous_keys
+        return EnvMasterKeys.parse(
+            settings.vault_master_key.get_secret_value(),
+            previous.get_secret_value() if previous is not None else "",
+        )
+    path = settings.vault_key_file or settings.data_dir / "vault.keys"
+    if not path.exists() and not settings.embedded():
+        raise ConfigurationError(
+            "the vault needs a master key shared by every worker: set CADASTRE_VAULT_MASTER_KEY "
+            "or CADASTRE_VAULT_KEY_FILE (`cadastre vault new-key` prints one)"
+        )
+    return FileMasterKeys(path, create=settings.embedded())
+
+
+def lock_backend(settings: Settings) -> LockBackend:
+    """Redis across machines when a URL is set; else file locks, which every process on this
+    machine shares."""
+    if settings.redis_url is not None:
+        return RedisLockBackend(settings.redis_url.get_secret_value())
+    return FileLockBackend(settings.data_dir / "locks")

@@ -53,8 +53,23 @@ class Settings(BaseSettings):
         default=Path("mappings"),
         description="the mapping registry folder: per-MLS and per-connection mapping files",
     )
-    credentials_file: Path | None = Field(
-        default=None, description="YAML of name -> secret for the file CredentialProvider"
+    vault_master_key: SecretStr | None = Field(
+        default=None,
+        description="the vault's master key, <key id>:<base64 of 32 bytes>; unset: the key file",
+    )
+    vault_previous_keys: SecretStr | None = Field(
+        default=None,
+        description="older master keys still being rotated away from (comma-separated, same form)",
+    )
+    vault_key_file: Path | None = Field(
+        default=None,
+        description="JSON keyring of master keys (mode 0600); unset: <data_dir>/vault.keys, "
+        "created on first use for the embedded default only",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="where people reach this hub: OAuth2 consent returns to <public_url>"
+        "/v1/oauth/callback",
     )
     # NoDecode: the variable is read by _host_list below, so "127.0.0.0/8,::1" works as well as
     # a JSON list, and a malformed value is a validation error naming the variable.
@@ -93,6 +108,10 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}; got {value!r}")
         return level
+
+    def embedded(self) -> bool:
+        """The embedded default: SQLite (no database URL given, or a SQLite one)."""
+        return self.resolved_database_url().startswith("sqlite")
 
     def resolved_database_url(self) -> str:
         if self.database_url is not None:

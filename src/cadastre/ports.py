@@ -460,6 +460,9 @@ class ConnectionRepository(Protocol):
 # ------------------------------------------------------------------------------ unit of work
 
 
+CREDENTIAL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # how connections name a vault credential
+
+
 class CredentialStatus(StrEnum):
     ACTIVE = "active"
     PENDING = "pending"  # waiting for a person's consent (OAuth2 authorization code)

@@ -34,11 +34,7 @@ LOOPBACK = ("127.0.0.0/8", "::1")  # where the simulators run; the hub's operato
 
 
 @pytest.fixture
-async def hub(
-    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Hub]:
-    monkeypatch.setenv("CADASTRE_TEST_MLS__CLIENT_ID", "demo-client")
-    monkeypatch.setenv("CADASTRE_TEST_MLS__CLIENT_SECRET", "demo-secret")
+async def hub(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Hub]:
     mappings = tmp_path / "mappings"
     mappings.mkdir()
     (mappings / "test-mls.yaml").write_text(MAPPING)
@@ -47,13 +43,15 @@ async def hub(
                         gateway_allow_hosts=LOOPBACK)  # fmt: skip
     hub = await bootstrap(settings, clock=clock, configure_logs=False)
     await hub.tenants.create(TENANT, "Acme")
+    await hub.vault.add(TENANT, "test-mls-client", "oauth2_client_credentials",
+                        {"client_id": "demo-client", "client_secret": "demo-secret"})  # fmt: skip
     yield hub
     await hub.close()
 
 
 async def connect(hub: Hub, url: str, **config: Any) -> None:
     await hub.connections.put(TENANT, ConnectionSpec(
-        name=MLS, system="mls", connector="mls/reso", credential="env:CADASTRE_TEST_MLS",
+        name=MLS, system="mls", connector="mls/reso", credential="test-mls-client",
         config={"base_url": f"{url}/odata", "token_url": f"{url}/oauth/token",
                 "mapping": "test-mls", "gateway": {"allow_hosts": list(LOOPBACK)}, **config},
     ))  # fmt: skip

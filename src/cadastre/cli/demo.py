@@ -9,7 +9,6 @@ interrupted (``--exit-after-sync`` stops after the syncs, for scripts and tests)
 from __future__ import annotations
 
 import contextlib
-import os
 from collections import Counter
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 
 TENANT = "demo"
 MLS = "demo-mls"
-CREDENTIAL = "env:CADASTRE_DEMO_MLS"
+CREDENTIAL = "demo-mls"
 # The simulator's own client credentials: demo values, not a secret of anyone's.
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"
 MAPPING = f"""\
@@ -94,10 +93,6 @@ async def _demo(hub: Hub, port: int, records: int, seed: int, exit_after_sync: b
     if not mapping_file.exists():
         hub.settings.mappings_dir.mkdir(parents=True, exist_ok=True)
         mapping_file.write_text(MAPPING, encoding="utf-8")
-    # The env credential provider reads CADASTRE_DEMO_MLS__<FIELD>; only this process sees it.
-    os.environ["CADASTRE_DEMO_MLS__CLIENT_ID"] = CLIENT_ID
-    os.environ["CADASTRE_DEMO_MLS__CLIENT_SECRET"] = CLIENT_SECRET
-
     simulator = ResoSimulator(
         records=records, seed=seed, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
         bad_record_rate=0.01,
@@ -127,6 +122,12 @@ async def _demo(hub: Hub, port: int, records: int, seed: int, exit_after_sync: b
 async def _onboard(hub: Hub, base: str) -> None:
     with contextlib.suppress(AlreadyExists):
         await hub.tenants.create(TENANT, "Demo brokerage")
+    # The simulator's client, sealed in the vault like any vendor's.
+    with contextlib.suppress(AlreadyExists):
+        await hub.vault.add(
+            TENANT, CREDENTIAL, "oauth2_client_credentials",
+            {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+        )  # fmt: skip
     config = {
         "base_url": f"{base}/odata", "token_url": f"{base}/oauth/token", "mapping": MLS,
         "page_size": 200,

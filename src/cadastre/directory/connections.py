@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cadastre.config import DuplicateKeyError, describe_validation_error, load_yaml
 from cadastre.errors import AlreadyExists, ConfigurationError, NotFound
 from cadastre.ports import (
+    CREDENTIAL_NAME,
     Clock,
     Connection,
     ConnectionStatus,
@@ -52,7 +53,9 @@ class ConnectionSpec(BaseModel):
     name: str = Field(pattern=_NAME)
     system: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="owning-system name")
     connector: str = Field(pattern=r"^[a-z0-9_]+/[a-z0-9_]+$", description="e.g. mls/reso")
-    credential: str | None = Field(default=None, pattern=r"^[a-z]+:[A-Za-z0-9_.-]+$")
+    credential: str | None = Field(
+        default=None, pattern=CREDENTIAL_NAME, description="the name of a vault credential"
+    )
     status: ConnectionStatus = ConnectionStatus.ACTIVE
     config: dict[str, Any] = Field(default_factory=dict)
 
@@ -89,8 +92,8 @@ def _check(value: Any, where: str) -> None:
 
 def _refusal(where: str, why: str) -> ConfigurationError:
     return ConfigurationError(
-        f"{where} {why}; connections never store secrets: put it in a credential and set "
-        "'credential: env:NAME' or 'file:NAME' instead"
+        f"{where} {why}; connections never store secrets: put it in the vault "
+        "(`cadastre credentials add NAME`) and set 'credential: NAME' instead"
     )
 
 

@@ -2,7 +2,7 @@
 metering -> HTTP. Connectors call vendors through a ``Gateway``; see docs/gateway.md."""
 
 from cadastre.gateway.address import AddressAllowList
-from cadastre.gateway.auth import Authenticator, OAuth2ClientCredentials
+from cadastre.gateway.auth import Authenticator, GatewayTokenEndpoint, VaultAuth
 from cadastre.gateway.breaker import BreakerPolicy, BreakerSnapshot, BreakerState
 from cadastre.gateway.client import Gateway, origin
 from cadastre.gateway.controls import GatewayControls, Guards
@@ -26,13 +26,14 @@ __all__ = [
     "Gateway",
     "GatewayControls",
     "GatewaySettings",
+    "GatewayTokenEndpoint",
     "Guards",
     "MemoryRateLimitBackend",
-    "OAuth2ClientCredentials",
     "Outcome",
     "RateRule",
     "RedisRateLimitBackend",
     "SchemaTranslator",
+    "VaultAuth",
     "VendorPolicy",
     "classify",
     "origin",

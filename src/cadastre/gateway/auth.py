@@ -1,55 +1,49 @@
-"""Credentials on vendor requests: the ``Authenticator`` port, ``AuthTransport`` and OAuth2 client
-credentials (RFC 6749 section 4.4).
+"""Credentials on vendor requests: the ``Authenticator`` port, ``AuthTransport``, one authenticator
+per vault scheme, and ``GatewayTokenEndpoint``, through which the vault reaches token, login and
+key-rotation endpoints.
 
 ``AuthTransport`` sits below retry, so every attempt asks the authenticator afresh. On a 401 it
 forgets the refused credential and marks the response; ``RetryTransport`` then sends the request
 once more (REFRESH_TOKEN_THEN_RETRY), passing again through every layer between them, so the
 resend pays the rate limit and counts in the breaker like any other call.
 
-Secrets: the client secret is resolved only to build a token request and is not kept; the access
-token is held as a ``Secret``; neither appears in a message, log line or repr. The credential sits
-on a request only while that request is being sent.
+The secrets themselves live in the vault (``cadastre.vault``): authenticators ask its
+``TokenManager`` for them on each request and hold nothing but what the manager hands back. A
+credential sits on a request only while that request is being sent; errors and responses keep the
+request without it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import copy
-import math
-import re
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Literal, Protocol
-from urllib.parse import quote_plus
+from http.cookies import CookieError, SimpleCookie
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import httpx
-import orjson
 
 from cadastre.errors import (
     ConfigurationError,
-    CredentialError,
+    RequestNotSent,
     VendorAuthRefused,
     VendorError,
-    VendorProtocolError,
-    VendorRateLimited,
-    VendorRejected,
     VendorUnavailable,
 )
 from cadastre.gateway.outcome import CREDENTIAL_REFUSED, parse_retry_after
-from cadastre.ports import Secret
+from cadastre.ports import EndpointReply, Secret
+from cadastre.vault import Defaults, Scheme, TokenManager
+from cadastre.vault.oauth import refusal
 
 if TYPE_CHECKING:
-    from cadastre.ports import Clock, Credential, CredentialProvider
-
-# OAuth2 error codes meaning "this client may not have a token" (RFC 6749 section 5.2)
-_REFUSALS = frozenset({"invalid_client", "unauthorized_client", "invalid_grant"})
-_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
+    from cadastre.ports import Clock, TokenEndpoint
 
 
 class Authenticator(Protocol):
     async def apply(self, request: httpx.Request) -> None:
-        """Put the credential on ``request`` (headers)."""
+        """Put the credential on ``request`` (headers, or the query for some API keys)."""
         ...
 
     async def invalidate(self, refused: httpx.Request | None = None) -> None:
@@ -58,211 +52,300 @@ class Authenticator(Protocol):
         ...
 
 
+@runtime_checkable
+class FlowAuthenticator(Protocol):
+    """An authenticator that needs the vendor's challenge first (HTTP Digest): it hands
+    ``AuthTransport`` an ``httpx.Auth`` whose flow the transport drives."""
+
+    async def flow(self) -> httpx.Auth: ...
+
+    async def invalidate(self, refused: httpx.Request | None = None) -> None: ...
+
+
 class AuthTransport(httpx.AsyncBaseTransport):
-    def __init__(self, next: httpx.AsyncBaseTransport, authenticator: Authenticator) -> None:
+    def __init__(
+        self, next: httpx.AsyncBaseTransport, authenticator: Authenticator | FlowAuthenticator
+    ) -> None:
         self._next = next
         self._authenticator = authenticator
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        original = request.headers.copy()
-        await self._authenticator.apply(request)
+        original_headers, original_url = request.headers.copy(), request.url
         try:
-            response = await self._next.handle_async_request(request)
+            if isinstance(self._authenticator, FlowAuthenticator):
+                response = await self._drive(request, await self._authenticator.flow())
+            else:
+                await self._authenticator.apply(request)
+                response = await self._next.handle_async_request(request)
             if response.status_code == HTTPStatus.UNAUTHORIZED:
                 await self._authenticator.invalidate(request)
                 response.extensions[CREDENTIAL_REFUSED] = True
             return response
         finally:
             # Errors and responses keep a reference to the request; without its credential.
-            request.headers = original
+            request.headers, request.url = original_headers, original_url
+
+    async def _drive(self, request: httpx.Request, auth: httpx.Auth) -> httpx.Response:
+        """Run an ``httpx.Auth`` flow (as ``httpx.AsyncClient`` does) through the layers below:
+        each request it yields is sent, and each answer handed back, until it stops."""
+        flow = auth.async_auth_flow(request)
+        sent = await flow.__anext__()
+        response = await self._next.handle_async_request(sent)
+        while True:
+            if auth.requires_response_body:
+                await response.aread()
+            try:
+                sent = await flow.asend(response)
+            except StopAsyncIteration:
+                return response
+            await response.aclose()
+            response = await self._next.handle_async_request(sent)
 
     async def aclose(self) -> None:
         await self._next.aclose()
 
 
-class OAuth2ClientCredentials:
-    """Bearer tokens from a token endpoint, cached until ``expires_in - skew`` on the clock.
+# ------------------------------------------------------------------------------ vault schemes
 
-    One token request at a time (an ``asyncio.Lock``): callers that find the cache empty queue
-    behind it and take its token, or its failure, instead of sending their own. A token without
-    ``expires_in`` is kept until the vendor refuses it (401).
-    """
 
-    def __init__(
-        self,
-        token_url: str,
-        credential: str,
-        provider: CredentialProvider,
-        clock: Clock,
-        token_transport: httpx.AsyncBaseTransport,
-        *,
-        scope: str | None = None,
-        skew: float = 30.0,
-        auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic",
-        timeout: float = 10.0,
-    ) -> None:
-        url = httpx.URL(token_url)
-        port = f":{url.port}" if url.port else ""
-        # userinfo and query left out: they are the usual places a secret hides in a URL
-        self._where = f"token endpoint {url.scheme}://{url.host}{port}{url.path}"
-        if url.scheme not in {"http", "https"} or not url.host:
-            raise ConfigurationError(f"{self._where}: needs an absolute http(s) URL")
-        if auth_method not in {"client_secret_basic", "client_secret_post"}:
-            raise ConfigurationError(f"{self._where}: unknown auth_method {auth_method!r}")
-        if not (math.isfinite(skew) and skew >= 0 and math.isfinite(timeout) and timeout > 0):
-            raise ConfigurationError(f"{self._where}: skew must be >= 0 and timeout > 0")
-        self._token_url = url
-        self._credential = credential
-        self._provider = provider
-        self._clock = clock
-        self._transport = token_transport
-        self._scope = scope
-        self._skew = skew
-        self._auth_method = auth_method
-        self._timeout = httpx.Timeout(timeout).as_dict()
-        self._token: Secret | None = None
-        self._expires_at: float | None = None  # clock.monotonic(); None: until refused
-        self._lock = asyncio.Lock()
-        self._fetches = 0
-        self._failure: VendorError | CredentialError | None = None
+@dataclass(frozen=True)
+class VaultAuth:
+    """Which vault credential a gateway's calls carry, and who is reading it (the audit's
+    ``actor``)."""
+
+    tokens: TokenManager
+    tenant: str
+    credential: str
+    scheme: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Defaults = field(default_factory=Defaults)
+    actor: str = "gateway"
+
+
+def authenticator_for(
+    auth: VaultAuth, endpoint: TokenEndpoint
+) -> Authenticator | FlowAuthenticator:
+    match Scheme(auth.scheme):
+        case Scheme.OAUTH2_CLIENT_CREDENTIALS | Scheme.OAUTH2_AUTHORIZATION_CODE:
+            return BearerToken(auth, endpoint)
+        case Scheme.API_KEY:
+            return ApiKey(auth)
+        case Scheme.BASIC | Scheme.DIGEST:
+            return Password(auth)
+        case Scheme.SESSION:
+            return SessionCookie(auth, endpoint)
+
+
+class BearerToken:
+    """OAuth2 access tokens (RFC 6750) from the ``TokenManager``: refreshed before expiry,
+    single-flight across callers and processes."""
+
+    def __init__(self, auth: VaultAuth, endpoint: TokenEndpoint) -> None:
+        self._auth = auth
+        self._endpoint = endpoint
 
     def __repr__(self) -> str:
-        return f"OAuth2ClientCredentials({self._where!r}, credential={self._credential!r})"
+        return f"BearerToken(credential={self._auth.credential!r})"
 
     async def apply(self, request: httpx.Request) -> None:
-        token = await self._access_token()
+        a = self._auth
+        token = await a.tokens.access_token(
+            a.tenant, a.credential, self._endpoint, actor=a.actor, defaults=a.defaults
+        )
         request.headers["Authorization"] = f"Bearer {token.reveal()}"
 
     async def invalidate(self, refused: httpx.Request | None = None) -> None:
-        token = self._token
-        if token is None:
-            return
         sent = "" if refused is None else refused.headers.get("Authorization", "")
-        if refused is None or secrets.compare_digest(
-            sent.encode(), f"Bearer {token.reveal()}".encode()
+        scheme, _, token = sent.partition(" ")
+        held = Secret(token) if scheme.lower() == "bearer" and token else None
+        await self._auth.tokens.refused(self._auth.tenant, self._auth.credential, held)
+
+
+class ApiKey:
+    """A static key in a header (``meta.header``) or the query (``meta.query``)."""
+
+    def __init__(self, auth: VaultAuth) -> None:
+        self._auth = auth
+        self._header = auth.meta.get("header")
+        self._query = auth.meta.get("query")
+        if not (self._header or self._query):
+            raise ConfigurationError(
+                f"credential {auth.credential!r}: an API key needs a header or a query parameter"
+            )
+
+    def __repr__(self) -> str:
+        return f"ApiKey(credential={self._auth.credential!r})"
+
+    async def apply(self, request: httpx.Request) -> None:
+        a = self._auth
+        key = (await a.tokens.secrets(a.tenant, a.credential, actor=a.actor))["api_key"]
+        if self._query:
+            request.url = request.url.copy_set_param(str(self._query), key.reveal())
+        else:
+            request.headers[str(self._header)] = key.reveal()
+
+    async def invalidate(self, refused: httpx.Request | None = None) -> None:
+        await self._auth.tokens.refused(self._auth.tenant, self._auth.credential, None)
+
+
+class Password:
+    """HTTP Basic (RFC 7617) or Digest (RFC 7616, as RETS servers ask for), by httpx's own
+    ``BasicAuth`` / ``DigestAuth``; a Digest challenge is kept and reused while the password
+    stays the same."""
+
+    def __init__(self, auth: VaultAuth) -> None:
+        self._auth = auth
+        self._held: tuple[dict[str, Secret], httpx.Auth] | None = None
+
+    def __repr__(self) -> str:
+        return f"Password(credential={self._auth.credential!r}, scheme={self._auth.scheme!r})"
+
+    async def flow(self) -> httpx.Auth:
+        a = self._auth
+        fields = await a.tokens.secrets(a.tenant, a.credential, actor=a.actor)
+        if self._held is None or self._held[0] is not fields:
+            user, password = fields["username"].reveal(), fields["password"].reveal()
+            made: httpx.Auth = (
+                httpx.DigestAuth(user, password) if a.scheme == Scheme.DIGEST
+                else httpx.BasicAuth(user, password)
+            )  # fmt: skip
+            self._held = (fields, made)
+        return self._held[1]
+
+    async def invalidate(self, refused: httpx.Request | None = None) -> None:
+        self._held = None
+        await self._auth.tokens.refused(self._auth.tenant, self._auth.credential, None)
+
+
+class SessionCookie:
+    """A legacy login: username and password posted to ``meta.login_url`` (as a form or JSON),
+    the session cookie it sets held in memory and sent on every call; a 401 logs in again (one
+    login at a time)."""
+
+    def __init__(self, auth: VaultAuth, endpoint: TokenEndpoint) -> None:
+        self._auth = auth
+        self._endpoint = endpoint
+        self._cookie: Secret | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"SessionCookie(credential={self._auth.credential!r})"
+
+    async def apply(self, request: httpx.Request) -> None:
+        cookie = self._cookie or await self._login()
+        request.headers["Cookie"] = cookie.reveal()
+
+    async def invalidate(self, refused: httpx.Request | None = None) -> None:
+        held = self._cookie
+        sent = "" if refused is None else refused.headers.get("Cookie", "")
+        if held is not None and (
+            refused is None or secrets.compare_digest(sent.encode(), held.reveal().encode())
         ):
-            self._token = self._expires_at = None
+            self._cookie = None
 
-    def _cached(self) -> Secret | None:
-        if self._expires_at is not None and self._clock.monotonic() >= self._expires_at:
-            return None
-        return self._token
-
-    async def _access_token(self) -> Secret:
-        if (token := self._cached()) is not None:
-            return token
-        seen = self._fetches
+    async def _login(self) -> Secret:
         async with self._lock:
-            if (token := self._cached()) is not None:
-                return token
-            if self._fetches != seen and self._failure is not None:
-                # The token request this caller queued behind has just failed: share its answer
-                # rather than send one more request per waiting caller into a failing endpoint.
-                # A copy, so concurrent raisers do not share one traceback.
-                raise copy.copy(self._failure)
-            try:
-                token, self._expires_at = await self._fetch()
-            except (VendorError, CredentialError) as failure:
-                self._failure = copy.copy(failure)  # without the traceback and its frames
-                raise
-            finally:
-                self._fetches += 1
-            self._token, self._failure = token, None
-            return token
+            if self._cookie is not None:
+                return self._cookie
+            a = self._auth
+            fields = await a.tokens.secrets(a.tenant, a.credential, actor=a.actor)
+            body = {
+                "username": fields["username"].reveal(),
+                "password": fields["password"].reveal(),
+            }
+            url = str(a.meta["login_url"])
+            if a.meta.get("login_format") == "json":
+                reply = await self._endpoint.send("POST", url, json=body)
+            else:
+                reply = await self._endpoint.send("POST", url, form=body)
+            del body
+            where = f"login of credential {a.credential!r}"
+            if not 200 <= reply.status < 300:
+                raise refusal(reply, where)
+            wanted = a.meta.get("cookie")
+            jar = {k: v for k, v in reply.cookies.items() if not wanted or k == wanted}
+            if not jar:
+                raise VendorAuthRefused(
+                    f"{where}: answered {reply.status} but set no session cookie"
+                )
+            self._cookie = Secret("; ".join(f"{k}={v}" for k, v in jar.items()))
+            return self._cookie
 
-    async def _fetch(self) -> tuple[Secret, float | None]:
-        started = self._clock.monotonic()
-        answer = await self._post()
+
+# ------------------------------------------------------------------------------ token endpoint
+
+
+class GatewayTokenEndpoint:
+    """The ``TokenEndpoint`` port over a gateway's lower layers (rate limit, metering, the guarded
+    HTTP transport): token requests pay the vendor's rate limit, obey the address rules and are
+    metered, but are never retried - a refresh token must not be sent twice."""
+
+    def __init__(self, chain: httpx.AsyncBaseTransport, clock: Clock, *, timeout: float) -> None:
+        self._chain = chain
+        self._clock = clock
+        self._timeout = httpx.Timeout(timeout).as_dict()
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        form: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> EndpointReply:
+        target = httpx.URL(url)
+        # userinfo and query left out: they are the usual places a secret hides in a URL
+        where = f"{method} {target.scheme}://{target.host}{target.path}"
+        if target.scheme not in {"http", "https"} or not target.host:
+            raise ConfigurationError(f"{where}: needs an absolute http(s) URL")
+        request = httpx.Request(
+            method, target, data=dict(form) if form is not None else None, json=json,
+            headers=dict(headers or {}), extensions={"timeout": self._timeout},
+        )  # fmt: skip
+        answer = await self._exchange(request)
+        del request  # it carried the secrets
         # Raised here, outside any except block, so no chained httpx error keeps a reference to
-        # the token request and the secret in it.
-        if isinstance(answer, str):
-            raise VendorUnavailable(f"{self._where}: {answer}")
-        if answer.is_success:
-            return self._read(answer.content, started)
-        raise self._refusal(answer)
+        # the request and the secret in it.
+        if isinstance(answer, VendorError):
+            raise answer
+        return answer
 
-    async def _post(self) -> httpx.Response | str:
-        request = await self._token_request()
+    async def _exchange(self, request: httpx.Request) -> EndpointReply | VendorError:
+        where = f"{request.method} {request.url.scheme}://{request.url.host}{request.url.path}"
         try:
-            response = await self._transport.handle_async_request(request)
+            response = await self._chain.handle_async_request(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            return RequestNotSent(f"{where}: {type(error).__name__}")
         except httpx.HTTPError as error:
-            return f"token request failed: {type(error).__name__}"
+            return VendorUnavailable(f"{where}: no answer ({type(error).__name__})")
+        except VendorUnavailable as refused:  # a rate limit or breaker: nothing left this host
+            return RequestNotSent(str(refused), refused.retry_after)
         try:
             await response.aread()
         except httpx.HTTPError as error:
-            return f"token response failed: {type(error).__name__}"
+            return VendorUnavailable(f"{where}: the answer broke off ({type(error).__name__})")
         finally:
             await response.aclose()
-        return response
+        return EndpointReply(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.content,
+            _cookies(response.headers.get_list("set-cookie")),
+            parse_retry_after(response.headers.get("Retry-After"), self._clock.now()),
+        )
 
-    async def _token_request(self) -> httpx.Request:
-        credential = await self._provider.resolve(self._credential)
-        client_id = _field(credential, "client_id").reveal()
-        client_secret = _field(credential, "client_secret").reveal()
-        form = {"grant_type": "client_credentials"}
-        if self._scope:
-            form["scope"] = self._scope
-        headers = {"Accept": "application/json"}
-        if self._auth_method == "client_secret_post":
-            form |= {"client_id": client_id, "client_secret": client_secret}
-        else:
-            # RFC 6749 section 2.3.1: each part is form-encoded before the Basic encoding
-            pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-        return httpx.Request(
-            "POST", self._token_url, data=form, headers=headers,
-            extensions={"timeout": self._timeout},
-        )  # fmt: skip
+    async def aclose(self) -> None:
+        await self._chain.aclose()
 
-    def _read(self, content: bytes, started: float) -> tuple[Secret, float | None]:
+
+def _cookies(headers: list[str]) -> dict[str, str]:
+    jar: dict[str, str] = {}
+    for header in headers:
+        cookie: SimpleCookie = SimpleCookie()
         try:
-            body = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            body = None
-        if not (isinstance(body, dict) and isinstance(token := body.get("access_token"), str)):
-            raise VendorProtocolError(f"{self._where}: answered without an access_token")
-        if not token:
-            raise VendorProtocolError(f"{self._where}: answered an empty access_token")
-        token_type = body.get("token_type", "Bearer")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise VendorProtocolError(f"{self._where}: issued a token that is not a Bearer token")
-        lifetime = body.get("expires_in")
-        if isinstance(lifetime, str) and lifetime.isdigit():
-            lifetime = int(lifetime)
-        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
-            return Secret(token), None
-        # the skew keeps a token from expiring in flight; a lifetime shorter than the skew is
-        # still used for half of it rather than not at all
-        return Secret(token), started + max(lifetime - self._skew, lifetime / 2)
-
-    def _refusal(self, response: httpx.Response) -> VendorError:
-        status = response.status_code
-        code = _oauth_error(response.content)
-        said = f"{status} {httpx.codes.get_reason_phrase(status)}" + (f" ({code})" if code else "")
-        message = f"{self._where}: answered {said} for credential {self._credential!r}"
-        if status == HTTPStatus.TOO_MANY_REQUESTS:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
-            return VendorRateLimited(message, retry_after)
-        if status >= HTTPStatus.INTERNAL_SERVER_ERROR or status == HTTPStatus.REQUEST_TIMEOUT:
-            return VendorUnavailable(message)
-        if status in {HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN} or code in _REFUSALS:
-            return VendorAuthRefused(message)
-        return VendorRejected(message, status)
-
-
-def _field(credential: Credential, name: str) -> Secret:
-    value = credential.fields.get(name)
-    if value is None:
-        raise CredentialError(f"credential {credential.reference!r} has no field {name!r}")
-    return value
-
-
-def _oauth_error(content: bytes) -> str:
-    """The ``error`` code of an OAuth2 error body, if it looks like one. Only the code: a vendor's
-    ``error_description`` is free text that may quote what we sent."""
-    try:
-        body = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return ""
-    code = body.get("error") if isinstance(body, dict) else None
-    return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else ""
+            cookie.load(header)
+        except CookieError:
+            continue  # a cookie we cannot read is one we will not send
+        jar |= {name: morsel.value for name, morsel in cookie.items()}
+    return jar

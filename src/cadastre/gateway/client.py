@@ -19,7 +19,7 @@ Messages name the vendor, the method, the URL path (never the query string) and 
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Literal, Self, assert_never
+from typing import TYPE_CHECKING, Any, Self, assert_never
 
 import httpx
 import orjson
@@ -37,7 +37,12 @@ from cadastre.errors import (
     VendorUnavailable,
 )
 from cadastre.gateway.address import AddressAllowList, guarded_transport
-from cadastre.gateway.auth import AuthTransport, OAuth2ClientCredentials
+from cadastre.gateway.auth import (
+    AuthTransport,
+    GatewayTokenEndpoint,
+    VaultAuth,
+    authenticator_for,
+)
 from cadastre.gateway.breaker import BreakerTransport
 from cadastre.gateway.bulkhead import BulkheadTransport
 from cadastre.gateway.controls import Guards
@@ -52,11 +57,11 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import TracebackType
 
-    from cadastre.gateway.auth import Authenticator
+    from cadastre.gateway.auth import Authenticator, FlowAuthenticator
     from cadastre.gateway.policy import VendorPolicy
     from cadastre.gateway.translate import SchemaTranslator
     from cadastre.observe import Metrics
-    from cadastre.ports import Clock, CredentialProvider
+    from cadastre.ports import Clock
 
 _tracer = trace.get_tracer("cadastre.gateway")
 
@@ -78,7 +83,7 @@ def _assemble(
     http: httpx.AsyncBaseTransport,
     policy: VendorPolicy,
     clock: Clock,
-    authenticator: Authenticator | None,
+    authenticator: Authenticator | FlowAuthenticator | None,
     metrics: Metrics | None,
     connection: str,
     rng: random.Random | None,
@@ -94,16 +99,33 @@ def _assemble(
     chain: httpx.AsyncBaseTransport = MeteringTransport(http, metrics, policy, connection, clock)
     if authenticator is not None:
         chain = AuthTransport(chain, authenticator)
-    if guards.limiters:
-        chain = RateLimitTransport(
-            chain, guards.limiters, guards.vendor_limiter, name=policy.vendor,
-            connection=connection, metrics=metrics,
-        )  # fmt: skip
+    chain = _rate_limited(chain, policy, metrics, connection, guards)
     if guards.bulkhead is not None:
         chain = BulkheadTransport(chain, guards.bulkhead)
     if guards.breaker is not None:
         chain = BreakerTransport(chain, guards.breaker, policy, clock)
     return RetryTransport(chain, policy, clock, rng, guards.budget)
+
+
+def _rate_limited(
+    chain: httpx.AsyncBaseTransport, policy: VendorPolicy, metrics: Metrics | None,
+    connection: str, guards: Guards,
+) -> httpx.AsyncBaseTransport:  # fmt: skip
+    if not guards.limiters:
+        return chain
+    return RateLimitTransport(
+        chain, guards.limiters, guards.vendor_limiter, name=policy.vendor,
+        connection=connection, metrics=metrics,
+    )  # fmt: skip
+
+
+def _limited(
+    http: httpx.AsyncBaseTransport, policy: VendorPolicy, clock: Clock, metrics: Metrics | None,
+    connection: str, guards: Guards,
+) -> httpx.AsyncBaseTransport:  # fmt: skip
+    """The token endpoint's chain: rate limit -> metering -> HTTP (no retry, no breaker)."""
+    metered = MeteringTransport(http, metrics, policy, connection, clock)
+    return _rate_limited(metered, policy, metrics, connection, guards)
 
 
 class Gateway:
@@ -113,7 +135,8 @@ class Gateway:
         policy: VendorPolicy,
         *,
         clock: Clock,
-        authenticator: Authenticator | None = None,
+        authenticator: Authenticator | FlowAuthenticator | None = None,
+        auth: VaultAuth | None = None,
         metrics: Metrics | None = None,
         connection: str = "",
         transport: httpx.AsyncBaseTransport | None = None,
@@ -128,7 +151,9 @@ class Gateway:
         ``aclose``. ``rng`` draws the backoff jitter. ``guards`` are the shared breaker,
         bulkhead, rate buckets and retry budget (``GatewayControls.guards``); without them the
         gateway only retries. ``translator`` rewrites JSON bodies between the vendor's schema
-        and the one the connector reads."""
+        and the one the connector reads. ``auth`` names the vault credential calls carry; its
+        token, login and key-rotation requests go through ``token_endpoint``: this gateway's
+        rate limit, metering and HTTP transport, without retries."""
         try:
             base = httpx.URL(base_url)
         except httpx.InvalidURL:
@@ -143,6 +168,14 @@ class Gateway:
         self._translator = translator
         http = transport if transport is not None else default_transport(allow_hosts)
         self._pool = f"{policy.vendor}/{connection}#{id(http):x}"
+        self.token_endpoint = GatewayTokenEndpoint(
+            _limited(http, policy, clock, metrics, connection, self._guards), clock,
+            timeout=policy.read,
+        )  # fmt: skip
+        if auth is not None:
+            if authenticator is not None:
+                raise ConfigurationError("give a gateway an authenticator or vault auth, not both")
+            authenticator = authenticator_for(auth, self.token_endpoint)
         self._chain = _assemble(
             http, policy, clock, authenticator, metrics, connection, rng, self._guards
         )
@@ -162,40 +195,6 @@ class Gateway:
             # bypass anyway by resolving vendor hosts itself).
             trust_env=False,
         )
-
-    @classmethod
-    def for_oauth2(
-        cls,
-        base_url: str,
-        policy: VendorPolicy,
-        *,
-        clock: Clock,
-        token_url: str,
-        credential: str,
-        provider: CredentialProvider,
-        scope: str | None = None,
-        auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic",
-        metrics: Metrics | None = None,
-        connection: str = "",
-        transport: httpx.AsyncBaseTransport | None = None,
-        rng: random.Random | None = None,
-        guards: Guards | None = None,
-        allow_hosts: Sequence[str] = (),
-        translator: SchemaTranslator | None = None,
-    ) -> Gateway:
-        """A gateway whose calls carry OAuth2 client-credentials tokens; the token requests share
-        its HTTP transport (and its address guard) and are metered under the same labels."""
-        http = transport if transport is not None else default_transport(allow_hosts)
-        authenticator = OAuth2ClientCredentials(
-            token_url, credential, provider, clock,
-            MeteringTransport(http, metrics, policy, connection, clock),
-            scope=scope, auth_method=auth_method, timeout=policy.read,
-        )  # fmt: skip
-        return cls(
-            base_url, policy, clock=clock, authenticator=authenticator, metrics=metrics,
-            connection=connection, transport=http, rng=rng, guards=guards,
-            translator=translator,
-        )  # fmt: skip
 
     def __repr__(self) -> str:
         base = self._base

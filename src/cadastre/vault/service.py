@@ -8,13 +8,20 @@ row and is read with ``stored()``, which decrypts nothing. Secret values leave t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from cadastre.contract.events import EventEnvelope
-from cadastre.errors import CredentialError, NotFound
+from cadastre.errors import ConfigurationError, CredentialError, NotFound
 from cadastre.observe import SECRETS
-from cadastre.ports import CredentialRead, CredentialStatus, Secret, StoredCredential
+from cadastre.ports import (
+    CREDENTIAL_NAME,
+    CredentialRead,
+    CredentialStatus,
+    Secret,
+    StoredCredential,
+)
 from cadastre.vault.crypto import RowIdentity, rewrap, seal, unseal
 from cadastre.vault.schemes import check
 
@@ -69,6 +76,8 @@ class Vault:
         status: CredentialStatus = CredentialStatus.ACTIVE,
         expires_at: datetime | None = None,
     ) -> StoredCredential:
+        if not re.fullmatch(CREDENTIAL_NAME, name):
+            raise ConfigurationError(f"credential name {name!r} must match {CREDENTIAL_NAME}")
         values = _plain(secrets)
         checked = check(name, scheme, set(values), dict(meta or {}))
         sealed = {f: seal(self.keys, RowIdentity(tenant, name, f), v) for f, v in values.items()}
