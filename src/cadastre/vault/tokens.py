@@ -40,6 +40,7 @@ from urllib.parse import urlencode
 
 import orjson
 
+from cadastre import failpoints
 from cadastre.contract.events import EventEnvelope
 from cadastre.errors import (
     ConfigurationError,
@@ -212,6 +213,7 @@ class TokenManager:
                 )  # fmt: skip
             # 1. durably: "a refresh token is about to be sent"
             stored = await self.vault.update(stored, refresh_started_at=self._clock.now())
+            failpoints.reach("vault.refresh.marked")
         wanted = ("client_id", "client_secret", "refresh_token")
         opened = await self.vault.open(
             stored.tenant, stored.name, actor=actor, purpose="refresh", fields=wanted
@@ -246,6 +248,7 @@ class TokenManager:
                 ) from None  # fmt: skip
             await self._clear_marker(stored, rotating)
             raise self._cool(key, lost) from None
+        failpoints.reach("vault.refresh.answered")
         if not 200 <= reply.status < 300:
             failure = refusal(reply, where)
             if isinstance(failure, VendorAuthRefused):
@@ -270,6 +273,7 @@ class TokenManager:
             stored, secrets=new_secrets, expires_at=expires_at, refresh_started_at=None,
             status=CredentialStatus.ACTIVE, reason="",
         )  # fmt: skip
+        failpoints.reach("vault.refresh.stored")
         self._cooling.pop(key, None)
         self._refused.pop(key, None)
         good_until = None
