@@ -31,13 +31,11 @@ from cadastre.errors import VendorError
 from cadastre.gateway import Gateway, GatewayControls, GatewaySettings, VendorPolicy
 from cadastre.simulators import spawn
 from cadastre.testing.load import drive
-from cadastre.vault import EnvCredentialProvider
+from cadastre.testing.vault import VaultKit
 
 LOOPBACK = ("127.0.0.0/8", "::1")
 A_CAP = 8
 A_GAP = 0.2  # each of A's 32 callers asks every 0.2 s: 160 calls/s asked of A in every phase
-PROVIDER = EnvCredentialProvider({"SIM__CLIENT_ID": "demo-client",
-                                  "SIM__CLIENT_SECRET": "demo-secret"})  # fmt: skip
 controls_clock = SystemClock()
 PHASES = {"healthy": {}, "failing": {"error_rate": 1.0}, "hanging": {"hang_rate": 1.0}}
 
@@ -47,14 +45,21 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def gateway(controls: GatewayControls, url: str, vendor: str, settings: dict[str, Any]) -> Gateway:
+async def gateway(
+    controls: GatewayControls, url: str, vendor: str, settings: dict[str, Any]
+) -> Gateway:
+    credential = f"sim-{vendor}"
     guards = controls.guards(tenant="bench", connection=vendor, vendor=vendor,
                              settings=GatewaySettings.model_validate(settings),
-                             credential=f"env:SIM-{vendor}")  # fmt: skip
+                             credential=credential)  # fmt: skip
     policy = VendorPolicy(vendor=vendor, read=1.0, total=3.0, max_attempts=2)
-    return Gateway.for_oauth2(
-        f"{url}/odata", policy, clock=controls_clock, token_url=f"{url}/oauth/token",
-        credential="env:SIM", provider=PROVIDER, guards=guards, allow_hosts=LOOPBACK,
+    # the simulator's published demo login, in an in-memory vault
+    auth = await VaultKit(controls_clock).client_credentials(
+        "bench", credential, "demo-client", "demo-secret", token_url=f"{url}/oauth/token"
+    )
+    return Gateway(
+        f"{url}/odata", policy, clock=controls_clock, auth=auth, guards=guards,
+        allow_hosts=LOOPBACK,
     )  # fmt: skip
 
 
@@ -67,8 +72,8 @@ async def phase(a_url: str, b_url: str, faults: dict[str, Any], calls: int, rate
         controls = GatewayControls(controls_clock)
         a_settings = {"bulkhead": {"max_concurrent": A_CAP, "max_wait": 0.5},
                       "breaker": {"minimum_calls": 10, "open_duration": 2.0}}  # fmt: skip
-        async with gateway(controls, a_url, "vendor-a", a_settings) as a, \
-                gateway(controls, b_url, "vendor-b", {}) as b:  # fmt: skip
+        async with await gateway(controls, a_url, "vendor-a", a_settings) as a, \
+                await gateway(controls, b_url, "vendor-b", {}) as b:  # fmt: skip
             await b.get("Property", params={"$top": 1})  # B's token before the clock starts
 
             async def on_b() -> None:

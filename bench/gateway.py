@@ -37,7 +37,7 @@ from cadastre.gateway import (
 from cadastre.observe import Metrics
 from cadastre.simulators import spawn
 from cadastre.testing.load import drive
-from cadastre.vault import EnvCredentialProvider
+from cadastre.testing.vault import VaultKit
 
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"  # the simulator's published demo login
 PATH, PARAMS = "Property", {"$top": "1", "$select": "ListingKey"}
@@ -51,7 +51,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def gateway_for(
+async def gateway_for(
     base: str, controls: GatewayControls, metrics: Metrics, rate: int | None
 ) -> Gateway:
     gateway: dict[str, Any] = {"bulkhead": {"max_concurrent": 128}}
@@ -61,13 +61,13 @@ def gateway_for(
         gateway["rate_limit"] = {"requests": 1_000_000, "per": 1.0}
     settings = GatewaySettings.model_validate(gateway)
     guards = controls.guards(tenant="bench", connection="bench", vendor="reso-sim",
-                             settings=settings, credential="env:BENCH")  # fmt: skip
-    provider = EnvCredentialProvider({"BENCH__CLIENT_ID": CLIENT_ID,
-                                      "BENCH__CLIENT_SECRET": CLIENT_SECRET})  # fmt: skip
-    return Gateway.for_oauth2(
+                             settings=settings, credential="bench")  # fmt: skip
+    auth = await VaultKit(controls_clock).client_credentials(
+        "bench", "bench", CLIENT_ID, CLIENT_SECRET, token_url=f"{base}/oauth/token"
+    )
+    return Gateway(
         f"{base}/odata", VendorPolicy(vendor="reso-sim", total=30.0), clock=controls_clock,
-        token_url=f"{base}/oauth/token", credential="env:BENCH", provider=provider,
-        metrics=metrics, connection="bench", guards=guards, allow_hosts=LOOPBACK,
+        auth=auth, metrics=metrics, connection="bench", guards=guards, allow_hosts=LOOPBACK,
     )  # fmt: skip
 
 
@@ -88,7 +88,7 @@ async def latency(
         metrics = Metrics()
         controls = GatewayControls(controls_clock, backend=MemoryRateLimitBackend(controls_clock),
                                    metrics=metrics)  # fmt: skip
-        async with gateway_for(base, controls, metrics, rate=None) as gw:
+        async with await gateway_for(base, controls, metrics, rate=None) as gw:
 
             async def plain_call() -> None:
                 (await plain.get(PATH, params=PARAMS)).raise_for_status()
@@ -138,7 +138,7 @@ async def throttled(base: str, seconds: float) -> dict[str, float]:
         controls = GatewayControls(controls_clock, backend=MemoryRateLimitBackend(controls_clock),
                                    metrics=metrics)  # fmt: skip
         sent = refused = 0
-        async with gateway_for(base, controls, metrics, rate=LIMIT) as gw:
+        async with await gateway_for(base, controls, metrics, rate=LIMIT) as gw:
 
             async def call() -> None:
                 nonlocal sent, refused

@@ -1,4 +1,4 @@
-"""The vendor call chain as httpx transports: retry -> breaker -> bulkhead -> rate limit -> auth ->
+"""The vendor call chain as httpx transports: retry -> breaker -> bulkhead -> auth -> rate limit ->
 metering -> HTTP. Connectors call vendors through a ``Gateway``; see docs/gateway.md."""
 
 from cadastre.gateway.address import AddressAllowList

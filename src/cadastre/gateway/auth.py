@@ -92,6 +92,9 @@ class AuthTransport(httpx.AsyncBaseTransport):
         sent = await flow.__anext__()
         response = await self._next.handle_async_request(sent)
         while True:
+            # Transports answer responses without their request; flows read it (DigestAuth
+            # looks at the challenge's cookies), and AsyncClient would have set it.
+            response.request = sent
             if auth.requires_response_body:
                 await response.aread()
             try:
@@ -261,7 +264,10 @@ class SessionCookie:
             del body
             where = f"login of credential {a.credential!r}"
             if not 200 <= reply.status < 300:
-                raise refusal(reply, where)
+                failure = refusal(reply, where)
+                if isinstance(failure, VendorAuthRefused):
+                    raise await a.tokens.login_refused(a.tenant, a.credential, str(failure))
+                raise failure
             wanted = a.meta.get("cookie")
             jar = {k: v for k, v in reply.cookies.items() if not wanted or k == wanted}
             if not jar:

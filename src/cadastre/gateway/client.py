@@ -89,17 +89,23 @@ def _assemble(
     rng: random.Random | None,
     guards: Guards,
 ) -> httpx.AsyncBaseTransport:
-    """retry -> breaker -> bulkhead -> rate limit -> auth -> metering -> HTTP.
+    """retry -> breaker -> bulkhead -> auth -> rate limit -> metering -> HTTP.
 
     Retry is outermost so every attempt pays the rate limit, counts in the breaker and carries a
     fresh credential (ARCHITECTURE.md). The breaker sits above the bulkhead so that a call refused
     for want of a slot, which never reached the vendor, is not held against the vendor; the
     bulkhead sits above the rate limit so calls queueing for a rate slot count as in flight and
-    one vendor's queue can never take more than its share of workers."""
+    one vendor's queue can never take more than its share of workers.
+
+    Auth sits above the rate limit (ARCHITECTURE.md draws it below; docs/architecture.md says
+    why): a call takes its rate slot only once it holds its credential. Below, calls that had
+    taken slots would wait for a token request queued behind those very slots, and, the token
+    come, send at once in a burst past the vendor's window. Every request an auth flow sends (a
+    Digest challenge's answer, say) pays its own slot as well."""
     chain: httpx.AsyncBaseTransport = MeteringTransport(http, metrics, policy, connection, clock)
+    chain = _rate_limited(chain, policy, metrics, connection, guards)
     if authenticator is not None:
         chain = AuthTransport(chain, authenticator)
-    chain = _rate_limited(chain, policy, metrics, connection, guards)
     if guards.bulkhead is not None:
         chain = BulkheadTransport(chain, guards.bulkhead)
     if guards.breaker is not None:

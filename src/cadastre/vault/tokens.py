@@ -300,6 +300,7 @@ class TokenManager:
         )  # fmt: skip
         key = (stored.tenant, stored.name)
         self._held.pop(key, None)
+        self._static.pop(key, None)
         return CredentialNeedsReauth(f"credential {stored.name!r} needs_reauth: {why}")
 
     def _check_cooldown(self, key: tuple[str, str], name: str) -> None:
@@ -343,6 +344,14 @@ class TokenManager:
             opened = await self.vault.open(tenant, name, actor=actor, purpose="call")
             self._static[key] = _Static(opened.fields, stored.version, self._clock.monotonic())
             return opened.fields
+
+    async def login_refused(self, tenant: str, name: str, why: str) -> CredentialNeedsReauth:
+        """A vendor refused a legacy login's password: stop logging in (vendors lock accounts
+        after a few failed logins) until a person fixes it, with one alert."""
+        stored = await self.vault.stored(tenant, name)
+        if stored.status is CredentialStatus.NEEDS_REAUTH:
+            return CredentialNeedsReauth(f"credential {name!r} needs_reauth: {why}")
+        return await self._needs_reauth(stored, why)
 
     def forget(self, tenant: str, name: str) -> None:
         """Drop what is held for a credential (it was edited here)."""

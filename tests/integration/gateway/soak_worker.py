@@ -31,7 +31,7 @@ from cadastre.gateway import (
 )
 from cadastre.ports import RateLimitBackend
 from cadastre.testing.load import drive
-from cadastre.vault import EnvCredentialProvider
+from cadastre.testing.vault import VaultKit
 
 LOOPBACK = ("127.0.0.0/8", "::1")
 
@@ -52,11 +52,12 @@ async def soak(
     )
     guards = controls.guards(
         tenant="soak", connection=f"worker-{os.getpid()}", vendor="reso-sim", settings=settings,
-        credential="env:SOAK",
+        credential="soak",
     )  # fmt: skip
     policy = VendorPolicy(vendor="reso-sim", total=5.0, read=5.0, max_attempts=3)
-    provider = EnvCredentialProvider({"SOAK__CLIENT_ID": "demo-client",
-                                      "SOAK__CLIENT_SECRET": "demo-secret"})  # fmt: skip
+    auth = await VaultKit(clock).client_credentials(
+        "soak", "soak", "demo-client", "demo-secret", token_url=f"{url}/oauth/token"
+    )
     tally = {"sent": 0, "refused": 0, "failed": 0}
 
     async def call() -> None:
@@ -68,10 +69,9 @@ async def soak(
         except VendorUnavailable:
             tally["failed"] += 1
 
-    async with Gateway.for_oauth2(
-        f"{url}/odata", policy, clock=clock, token_url=f"{url}/oauth/token", credential="env:SOAK",
-        provider=provider, guards=guards, allow_hosts=LOOPBACK,
-    ) as gateway:  # fmt: skip
+    async with Gateway(
+        f"{url}/odata", policy, clock=clock, auth=auth, guards=guards, allow_hosts=LOOPBACK
+    ) as gateway:
         await drive(call, callers=callers, rate=demand, seconds=seconds)
     await controls.aclose()
     return tally

@@ -9,15 +9,25 @@ import pytest
 
 from cadastre.clock import SystemClock
 from cadastre.errors import VendorRateLimited
-from cadastre.gateway import Gateway, GatewayControls, GatewaySettings, VendorPolicy
+from cadastre.gateway import Gateway, GatewayControls, GatewaySettings, Guards, VendorPolicy
 from cadastre.simulators import RateLimit, ResoSimulator, serve
-from cadastre.vault import EnvCredentialProvider
+from cadastre.testing.vault import VaultKit
 
 LOOPBACK = ("127.0.0.0/8", "::1")
 LIMIT = RateLimit(requests=10, per=1.0)
 CALLS = 25
-PROVIDER = EnvCredentialProvider({"SIM__CLIENT_ID": "demo-client",
-                                  "SIM__CLIENT_SECRET": "demo-secret"})  # fmt: skip
+
+
+async def sim_gateway(
+    url: str, policy: VendorPolicy, clock: SystemClock, guards: Guards
+) -> Gateway:
+    """A gateway to the simulator with its demo client-credentials login."""
+    auth = await VaultKit(clock).client_credentials(
+        "t", "sim", "demo-client", "demo-secret", token_url=f"{url}/oauth/token"
+    )
+    return Gateway(
+        f"{url}/odata", policy, clock=clock, auth=auth, guards=guards, allow_hosts=LOOPBACK
+    )
 
 
 @pytest.mark.parametrize("style", ["x-ratelimit", "ietf"])
@@ -27,13 +37,10 @@ async def test_the_vendors_headers_alone_keep_the_gateway_within_the_limit(style
     clock = SystemClock()
     controls = GatewayControls(clock)
     guards = controls.guards(tenant="t", connection="c", vendor="sim",
-                             settings=GatewaySettings(), credential="env:SIM")  # fmt: skip
+                             settings=GatewaySettings(), credential="sim")  # fmt: skip
     policy = VendorPolicy(vendor="sim", max_attempts=1, total=30.0)
     async with serve(sim.app) as running:
-        async with Gateway.for_oauth2(
-            f"{running.url}/odata", policy, clock=clock, token_url=f"{running.url}/oauth/token",
-            credential="env:SIM", provider=PROVIDER, guards=guards, allow_hosts=LOOPBACK,
-        ) as gw:  # fmt: skip
+        async with await sim_gateway(running.url, policy, clock, guards) as gw:
             for _ in range(CALLS):
                 await gw.get("Property", params={"$top": 1})
         assert sim.stats.rate_limit_violations == 0
@@ -60,16 +67,13 @@ async def test_a_429_storm_slows_the_bucket_instead_of_hammering() -> None:
     clock = SystemClock()
     controls = GatewayControls(clock)
     guards = controls.guards(tenant="t", connection="c", vendor="sim",
-                             settings=GatewaySettings(), credential="env:SIM")  # fmt: skip
+                             settings=GatewaySettings(), credential="sim")  # fmt: skip
     policy = VendorPolicy(vendor="sim", max_attempts=3, total=2.5)
     async with serve(sim.app) as running:
         async with httpx.AsyncClient(base_url=running.url) as admin:
             storm = {"throttle_rate": 1.0, "retry_after": 1, "paths": ["/odata"]}
             await admin.post("/admin/faults", json=storm)
-        async with Gateway.for_oauth2(
-            f"{running.url}/odata", policy, clock=clock, token_url=f"{running.url}/oauth/token",
-            credential="env:SIM", provider=PROVIDER, guards=guards, allow_hosts=LOOPBACK,
-        ) as gw:  # fmt: skip
+        async with await sim_gateway(running.url, policy, clock, guards) as gw:
             started = clock.monotonic()
             for _ in range(3):
                 with pytest.raises(VendorRateLimited):

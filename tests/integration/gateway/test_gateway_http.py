@@ -21,15 +21,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from cadastre.errors import VendorAuthRefused, VendorProtocolError, VendorUnavailable
+from cadastre.errors import CredentialNeedsReauth, VendorProtocolError, VendorUnavailable
 from cadastre.gateway import Gateway, VendorPolicy
 from cadastre.observe import Metrics
 from tests.unit.gateway.conftest import (
     CANARY_SECRET,
     CANARY_TOKEN,
     CLIENT_ID,
-    FakeProvider,
     SteppingClock,
+    client_credentials,
 )
 
 BASIC = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CANARY_SECRET}".encode()).decode()
@@ -163,13 +163,21 @@ def plain(vendor: Running, clock: SteppingClock, **kw: float) -> Gateway:
     return Gateway(f"{vendor.url}/odata", policy(**kw), clock=clock, allow_hosts=LOOPBACK)
 
 
+async def oauth2(
+    vendor: Running, clock: SteppingClock, *, client_secret: str = CANARY_SECRET,
+    metrics: Metrics | None = None, connection: str = "",
+) -> Gateway:  # fmt: skip
+    """A gateway whose calls carry a client-credentials token from the vendor's endpoint."""
+    auth = await client_credentials(
+        clock, client_secret=client_secret, token_url=f"{vendor.url}/oauth/token"
+    )
+    return Gateway(f"{vendor.url}/odata", policy(), clock=clock, auth=auth, metrics=metrics,
+                   connection=connection, allow_hosts=LOOPBACK)  # fmt: skip
+
+
 async def test_oauth2_token_once_then_bearer_calls(vendor: Running) -> None:
     clock, metrics = SteppingClock(), Metrics()
-    async with Gateway.for_oauth2(
-        f"{vendor.url}/odata", policy(), clock=clock, token_url=f"{vendor.url}/oauth/token",
-        credential="env:DEMO_MLS", provider=FakeProvider(), metrics=metrics, connection="c",
-        allow_hosts=LOOPBACK,
-    ) as gw:  # fmt: skip
+    async with await oauth2(vendor, clock, metrics=metrics, connection="c") as gw:
         for _ in range(3):
             assert await gw.get_json("Property", params={"$top": 1}) == {
                 "value": [{"ListingKey": "L1"}]
@@ -187,15 +195,18 @@ async def test_oauth2_token_once_then_bearer_calls(vendor: Running) -> None:
 
 
 async def test_invalid_client_is_refused_without_echoing_the_secret(vendor: Running) -> None:
-    async with Gateway.for_oauth2(
-        f"{vendor.url}/odata", policy(), clock=SteppingClock(),
-        token_url=f"{vendor.url}/oauth/token", credential="env:DEMO_MLS",
-        provider=FakeProvider(client_id=CLIENT_ID, client_secret="wrong-secret-000"),
-        allow_hosts=LOOPBACK,
-    ) as gw:  # fmt: skip
-        with pytest.raises(VendorAuthRefused, match=r"401 Unauthorized \(invalid_client\)") as e:
+    wrong = "canary-wrong-secret-7d41e0"
+    async with await oauth2(vendor, SteppingClock(), client_secret=wrong) as gw:
+        with pytest.raises(
+            CredentialNeedsReauth, match=r"401 Unauthorized \(invalid_client\)"
+        ) as e:
             await gw.get("Property")
-    assert CANARY_SECRET not in str(e.value)
+        # the refusal sticks: no further token request until a person connects it again
+        with pytest.raises(CredentialNeedsReauth):
+            await gw.get("Property")
+    for text in (str(e.value), repr(e.value)):
+        assert CANARY_SECRET not in text
+        assert wrong not in text
     assert vendor.state.token_requests == 1
 
 

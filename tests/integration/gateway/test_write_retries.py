@@ -17,12 +17,10 @@ from cadastre.gateway.controls import Guards
 from cadastre.gateway.records import CallLog
 from cadastre.simulators import FaultProfile, ResoSimulator, serve
 from cadastre.testing import FakeClock
-from cadastre.vault import EnvCredentialProvider
+from cadastre.testing.vault import VaultKit
 
 LOOPBACK = ("127.0.0.0/8", "::1")
 POLICY = VendorPolicy(vendor="reso-sim", max_attempts=6, backoff_base=0.01, backoff_cap=0.05)
-PROVIDER = EnvCredentialProvider({"SIM__CLIENT_ID": "demo-client",
-                                  "SIM__CLIENT_SECRET": "demo-secret"})  # fmt: skip
 
 
 def listing(n: int) -> dict[str, object]:
@@ -30,10 +28,13 @@ def listing(n: int) -> dict[str, object]:
             "City": "Austin"}  # fmt: skip
 
 
-def gateway(url: str, calls: CallLog) -> Gateway:
-    return Gateway.for_oauth2(
-        f"{url}/odata", POLICY, clock=FakeClock(autojump=True), token_url=f"{url}/oauth/token",
-        credential="env:SIM", provider=PROVIDER, guards=Guards(calls=calls),
+async def gateway(url: str, calls: CallLog) -> Gateway:
+    clock = FakeClock(autojump=True)
+    auth = await VaultKit(clock).client_credentials(
+        "acme", "sim", "demo-client", "demo-secret", token_url=f"{url}/oauth/token"
+    )
+    return Gateway(
+        f"{url}/odata", POLICY, clock=clock, auth=auth, guards=Guards(calls=calls),
         allow_hosts=LOOPBACK, rng=random.Random(5),
     )  # fmt: skip
 
@@ -42,7 +43,7 @@ async def test_keyed_writes_whose_ack_is_lost_are_applied_exactly_once() -> None
     lossy = FaultProfile(lost_response_rate=0.4, seed=11, paths=("/odata",))
     sim = ResoSimulator(records=0, rate_limit=None, faults=lossy)
     calls = CallLog()
-    async with serve(sim.app) as running, gateway(running.url, calls) as gw:
+    async with serve(sim.app) as running, await gateway(running.url, calls) as gw:
         for n in range(40):
             answer = await gw.request("POST", "Property", json=listing(n),
                                       headers={"Idempotency-Key": f"write-{n}"})  # fmt: skip
@@ -59,7 +60,7 @@ async def test_a_write_without_a_key_is_never_resent_after_a_lost_ack() -> None:
         records=0, rate_limit=None, faults=FaultProfile(lost_response_rate=1.0, paths=("/odata",))
     )
     calls = CallLog()
-    async with serve(sim.app) as running, gateway(running.url, calls) as gw:
+    async with serve(sim.app) as running, await gateway(running.url, calls) as gw:
         with pytest.raises(VendorUnavailable, match="POST /odata/Property"):
             await gw.request("POST", "Property", json=listing(1))
     assert sim.stats.applied_by_listing == Counter({"W0001": 1})  # applied, ack lost

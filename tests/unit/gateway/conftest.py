@@ -1,4 +1,4 @@
-"""Doubles for the gateway tests: a clock whose sleeps pass at once, a credential provider with
+"""Doubles for the gateway tests: a clock whose sleeps pass at once, a vault credential with
 canary values, and a token endpoint."""
 
 from __future__ import annotations
@@ -7,18 +7,23 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
 import pytest
 
-from cadastre.errors import CredentialError
-from cadastre.ports import Credential, Secret
 from cadastre.testing import FakeClock
+from cadastre.testing.vault import VaultKit
+
+if TYPE_CHECKING:
+    from cadastre.gateway import VaultAuth
+    from cadastre.ports import Clock
 
 CANARY_SECRET = "canary-client-secret-5f0c2e"
 CANARY_TOKEN = "canary-access-token-9ab31d"
 CLIENT_ID = "demo-client"
+TOKEN_URL = "https://vendor.test/oauth/token"
 
 
 class SteppingClock(FakeClock):
@@ -42,16 +47,14 @@ class Ceiling(random.Random):
         return b
 
 
-class FakeProvider:
-    def __init__(self, **fields: str) -> None:
-        self.fields = fields or {"client_id": CLIENT_ID, "client_secret": CANARY_SECRET}
-        self.resolved = 0
-
-    async def resolve(self, reference: str) -> Credential:
-        if reference != "env:DEMO_MLS":
-            raise CredentialError(f"credential {reference!r} is unknown")
-        self.resolved += 1
-        return Credential(reference, {k: Secret(v) for k, v in self.fields.items()})
+async def client_credentials(
+    clock: Clock, *, client_secret: str = CANARY_SECRET, token_url: str = TOKEN_URL, **meta: Any
+) -> VaultAuth:
+    """A client-credentials login sealed in a fresh in-memory vault (tenant "acme", credential
+    "mls"), ready for ``Gateway(..., auth=...)``."""
+    return await VaultKit(clock).client_credentials(
+        "acme", "mls", CLIENT_ID, client_secret, token_url=token_url, **meta
+    )
 
 
 @dataclass

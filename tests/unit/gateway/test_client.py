@@ -25,8 +25,8 @@ def test_the_public_surface_is_small_and_exact() -> None:
     assert set(cadastre.gateway.__all__) == {
         "AddressAllowList", "Authenticator", "BreakerPolicy", "BreakerSnapshot", "BreakerState",
         "CallRecord", "Classification", "FailSafeRateLimitBackend", "Gateway", "GatewayControls",
-        "GatewaySettings", "Guards", "MemoryRateLimitBackend", "OAuth2ClientCredentials",
-        "Outcome", "RateRule", "RedisRateLimitBackend", "SchemaTranslator", "VendorPolicy",
+        "GatewaySettings", "GatewayTokenEndpoint", "Guards", "MemoryRateLimitBackend", "Outcome",
+        "RateRule", "RedisRateLimitBackend", "SchemaTranslator", "VaultAuth", "VendorPolicy",
         "classify", "origin",
     }  # fmt: skip
 

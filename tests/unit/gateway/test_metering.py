@@ -9,7 +9,7 @@ from cadastre.gateway import Gateway, VendorPolicy
 from cadastre.gateway.metering import MeteringTransport
 from cadastre.observe import Metrics
 
-from .conftest import FakeProvider, TokenEndpoint
+from .conftest import TokenEndpoint, client_credentials
 
 POLICY = VendorPolicy(vendor="demo", max_attempts=3)
 
@@ -63,10 +63,9 @@ async def test_latency_is_measured_on_the_clock(clock) -> None:
 
 async def test_token_requests_are_metered_under_the_same_labels(clock) -> None:
     metrics = Metrics()
-    gateway = Gateway.for_oauth2(
-        "https://vendor.test", POLICY, clock=clock, token_url="https://vendor.test/oauth/token",
-        credential="env:DEMO_MLS", provider=FakeProvider(), metrics=metrics, connection="c",
-        transport=httpx.MockTransport(TokenEndpoint()),
+    gateway = Gateway(
+        "https://vendor.test", POLICY, clock=clock, auth=await client_credentials(clock),
+        metrics=metrics, connection="c", transport=httpx.MockTransport(TokenEndpoint()),
     )  # fmt: skip
     async with gateway:
         await gateway.get("/Property")
