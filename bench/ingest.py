@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sqlite3
 import tempfile
 import time
@@ -69,8 +68,6 @@ async def baseline(base: str, page: int, path: Path) -> tuple[int, float]:
 
 
 async def cadastre_syncs(base: str, page: int, data_dir: Path, records: int) -> dict[str, Any]:
-    os.environ["CADASTRE_BENCH_MLS__CLIENT_ID"] = CLIENT_ID
-    os.environ["CADASTRE_BENCH_MLS__CLIENT_SECRET"] = CLIENT_SECRET
     mappings = data_dir / "mappings"
     mappings.mkdir(parents=True)
     (mappings / "bench-mls.yaml").write_text(
@@ -81,9 +78,11 @@ async def cadastre_syncs(base: str, page: int, data_dir: Path, records: int) -> 
     hub = await bootstrap(settings)
     try:
         await hub.tenants.create("bench", "Bench")
+        await hub.vault.add("bench", "bench-mls", "oauth2_client_credentials",
+                            {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})  # fmt: skip
         await hub.connections.add("bench", ConnectionSpec(
             name="bench-mls", system="mls", connector="mls/reso",
-            credential="env:CADASTRE_BENCH_MLS",
+            credential="bench-mls",
             config={"base_url": f"{base}/odata", "token_url": f"{base}/oauth/token",
                     "mapping": "bench-mls", "page_size": page,
                     "gateway": {"allow_hosts": ["127.0.0.0/8", "::1"]}},

@@ -69,7 +69,7 @@ def event(tenant: str = A, subject: str = "L1") -> EventEnvelope:
 def connection(tenant: str = A, version: int = 1, **changes: Any) -> Connection:
     fields: dict[str, Any] = {
         "tenant": tenant, "name": "austin-mls", "system": "mls", "connector": "mls/reso",
-        "config": {"base_url": "https://mls.example", "page_size": 200}, "credential": "env:MLS",
+        "config": {"base_url": "https://mls.example", "page_size": 200}, "credential": "mls-client",
         "status": ConnectionStatus.ACTIVE, "version": version, "updated_at": EPOCH,
     }  # fmt: skip
     return Connection(**{**fields, **changes})

@@ -50,7 +50,7 @@ def handler(request: httpx.Request) -> httpx.Response:
 
 def gateway(clock: FakeClock, controls: GatewayControls, **kw: Any) -> Gateway:
     guards = controls.guards(tenant="acme", connection="mls", vendor="demo", settings=SETTINGS,
-                             credential="env:MLS")  # fmt: skip
+                             credential="mls")  # fmt: skip
     return Gateway("https://vendor.test/odata", POLICY, clock=clock,
                    guards=guards, transport=httpx.MockTransport(handler), connection="mls",
                    **kw)  # fmt: skip
@@ -111,9 +111,9 @@ def test_controls_share_what_is_shared_and_keep_apart_what_is_not() -> None:
         return controls.guards(tenant=tenant, connection=connection, vendor=vendor,
                                settings=SETTINGS, credential=credential)  # fmt: skip
 
-    a = guards("acme", "mls", "bridge", "env:BRIDGE")
-    b = guards("globex", "mls", "bridge", "env:BRIDGE")  # same vendor quota, another tenant
-    c = guards("globex", "other", "trestle", "env:TRESTLE")
+    a = guards("acme", "mls", "bridge", "bridge")
+    b = guards("globex", "mls", "bridge", "bridge")  # same vendor quota, another tenant
+    c = guards("globex", "other", "trestle", "trestle")
     assert a.breaker is not b.breaker  # a tenant's failures never open another's breaker
     assert a.budget is not b.budget
     assert a.bulkhead is b.bulkhead  # one vendor, one cap on calls in flight
@@ -121,9 +121,7 @@ def test_controls_share_what_is_shared_and_keep_apart_what_is_not() -> None:
     assert a.vendor_limiter is b.vendor_limiter  # one credential, one quota
     assert a.vendor_limiter is not c.vendor_limiter
     assert a.limiters[0] is not b.limiters[0]  # each connection's own share
-    assert (
-        guards("acme", "mls", "bridge", "env:BRIDGE").breaker is a.breaker
-    )  # kept across gateways
+    assert guards("acme", "mls", "bridge", "bridge").breaker is a.breaker  # kept across gateways
     assert set(controls.breaker_states("acme")) == {"mls"}
     assert set(controls.breaker_states("globex")) == {"mls", "other"}
 
@@ -131,12 +129,8 @@ def test_controls_share_what_is_shared_and_keep_apart_what_is_not() -> None:
 def test_a_declared_quota_is_shared_across_credentials() -> None:
     controls = GatewayControls(FakeClock())
     shared = GatewaySettings.model_validate({**SETTINGS.model_dump(), "quota": "bridge-4711"})
-    one = controls.guards(
-        tenant="a", connection="x", vendor="v", settings=shared, credential="env:A"
-    )
-    two = controls.guards(
-        tenant="b", connection="y", vendor="v", settings=shared, credential="env:B"
-    )
+    one = controls.guards(tenant="a", connection="x", vendor="v", settings=shared, credential="a")
+    two = controls.guards(tenant="b", connection="y", vendor="v", settings=shared, credential="b")
     assert one.vendor_limiter is two.vendor_limiter
     assert one.vendor_limiter is not None
     assert one.vendor_limiter.key == "quota:bridge-4711"
