@@ -12,12 +12,14 @@ from fastapi import FastAPI
 import cadastre
 from cadastre.api.connections import router as connections_router
 from cadastre.api.listings import router as listings_router
+from cadastre.api.oauth import router as oauth_router
 from cadastre.api.problems import HANDLERS, CatchAll
 from cadastre.bootstrap import Hub
 
 DESCRIPTION = """The unified read API of Cadastre.
 
-Every `/v1` route needs a tenant API key as a bearer token and sees only that tenant's data.
+Every `/v1` route but the OAuth2 consent callback needs a tenant API key as a bearer token and
+sees only that tenant's data.
 Errors are RFC 9457 problem details (`application/problem+json`)."""
 
 
@@ -29,6 +31,8 @@ def create_app(hub: Hub) -> FastAPI:
         openapi_tags=[
             {"name": "listings", "description": "Canonical listings (RESO names)"},
             {"name": "connections", "description": "Connections as the vendor gateway sees them"},
+            {"name": "credentials", "description": "Vault credentials: status, never secrets"},
+            {"name": "oauth", "description": "Where a vendor's consent page returns (no API key)"},
         ],
     )
     app.state.hub = hub
@@ -37,6 +41,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.add_middleware(CatchAll)
     app.include_router(listings_router)
     app.include_router(connections_router)
+    app.include_router(oauth_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:

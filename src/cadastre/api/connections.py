@@ -3,10 +3,14 @@ circuit breaker (state, failure and slow-call rates, when it will try again).
 
 A connection that has made no call since the hub started reads ``closed`` with no calls. Another
 tenant's connection name answers 404, the same as a name that does not exist.
+
+``/v1/credentials``: the tenant's vault credentials as the hub holds them - scheme, status, expiry,
+the addresses the vendor must allow - and never a secret value or a secret field's name.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -16,6 +20,7 @@ from cadastre.api.auth import Reader, hub_of
 from cadastre.api.listings import PROBLEMS, _problem
 from cadastre.api.problems import Problem
 from cadastre.gateway import BreakerSnapshot
+from cadastre.ports import StoredCredential
 
 router = APIRouter(prefix="/v1", tags=["connections"])
 
@@ -79,3 +84,32 @@ async def get_health(request: Request, key: Reader, name: str) -> ConnectionHeal
         raise Problem(404, "no such connection")
     snapshot = hub.controls.breaker_states(key.tenant).get(name)
     return ConnectionHealth(connection=name, connector=found.connector, breaker=_breaker(snapshot))
+
+
+class CredentialOut(BaseModel):
+    name: str
+    scheme: str
+    status: Literal["active", "pending", "needs_reauth", "disabled"]
+    status_reason: str
+    expires_at: datetime | None
+    updated_at: datetime
+    egress_ips: list[str]
+
+
+def _credential(stored: StoredCredential) -> CredentialOut:
+    return CredentialOut(
+        name=stored.name, scheme=stored.scheme, status=stored.status.value,
+        status_reason=stored.status_reason, expires_at=stored.expires_at,
+        updated_at=stored.updated_at, egress_ips=list(stored.meta.get("egress_ips") or []),
+    )  # fmt: skip
+
+
+@router.get(
+    "/credentials",
+    response_model=list[CredentialOut],
+    responses=PROBLEMS,
+    tags=["credentials"],
+    summary="The tenant's vault credentials: status and expiry, never a secret",
+)
+async def list_credentials(request: Request, key: Reader) -> list[CredentialOut]:
+    return [_credential(each) for each in await hub_of(request).vault.all(key.tenant)]

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from cadastre.cli import audit, connections, demo, keys, ownership, schema, serve, sync, tenants
+from cadastre.cli import (
+    audit,
+    connections,
+    credentials,
+    demo,
+    keys,
+    ownership,
+    schema,
+    serve,
+    sync,
+    tenants,
+    vault,
+)
 
 app = typer.Typer(
     help="Cadastre: the register of which system owns which data.",
@@ -17,6 +29,8 @@ app.command("serve")(serve.serve)
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(keys.app, name="keys")
 app.add_typer(connections.app, name="connections")
+app.add_typer(credentials.app, name="credentials")
+app.add_typer(vault.app, name="vault")
 app.add_typer(audit.app, name="audit")
 app.add_typer(ownership.app, name="ownership")
 app.add_typer(schema.app, name="schema")

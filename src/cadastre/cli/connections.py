@@ -25,7 +25,9 @@ def add(
     tenant: str = TENANT,
     system: str = typer.Option(..., help="owning-system name in the ownership registry"),
     connector: str = typer.Option(..., help="family/vendor, e.g. mls/reso"),
-    credential: str | None = typer.Option(None, help="the vault credential it uses (`cadastre credentials add`)"),
+    credential: str | None = typer.Option(
+        None, help="the vault credential it uses (`cadastre credentials add`)"
+    ),
     config: str = typer.Option("{}", help="non-secret settings as a JSON object"),
 ) -> None:
     """Add a connection."""

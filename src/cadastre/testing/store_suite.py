@@ -577,10 +577,11 @@ class StoreSuite(BulkStoreSuite):
     async def test_credentials_refuse_naive_datetimes(self, store: Store) -> None:
         naive = datetime(2026, 1, 1)  # noqa: DTZ001 - the point of the test
         async with store.unit_of_work(A) as uow:
-            for bad in ({"updated_at": naive}, {"expires_at": naive},
-                        {"refresh_started_at": naive}):  # fmt: skip
+            for bad in (replace(credential(), updated_at=naive),
+                        replace(credential(), expires_at=naive),
+                        replace(credential(), refresh_started_at=naive)):  # fmt: skip
                 with pytest.raises(StoreError, match="timezone-aware"):
-                    await uow.credentials.add(credential(**bad))
+                    await uow.credentials.add(bad)
             with pytest.raises(StoreError, match="timezone-aware"):
                 await uow.credentials.record_read(replace(read(), at=naive))
             await uow.credentials.add(credential())  # the refusals left the transaction usable

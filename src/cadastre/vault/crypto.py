@@ -202,7 +202,7 @@ class FileMasterKeys(LocalKeyring):
         key_id = new_key_id()
         keys[key_id] = AESGCM.generate_key(bit_length=KEY_BYTES * 8)
         write_keyring(self._path, key_id, keys)
-        self._reload_if_changed()
+        self._adopt()
         return key_id
 
     def retire(self, keep: Iterable[str]) -> list[str]:
@@ -211,8 +211,13 @@ class FileMasterKeys(LocalKeyring):
         kept = {*keep, current}
         removed = sorted(k for k in keys if k not in kept)
         write_keyring(self._path, current, {k: v for k, v in keys.items() if k in kept})
-        self._reload_if_changed()
+        self._adopt()
         return removed
+
+    def _adopt(self) -> None:
+        """Take what was just written, whatever its modification time (two writes within the
+        file system's timestamp resolution would look unchanged)."""
+        self._current, self._keys, self._mtime = _read_keyring(self._path)
 
 
 def new_key_id(now: datetime | None = None) -> str:

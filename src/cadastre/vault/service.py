@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from cadastre.contract.events import EventEnvelope
-from cadastre.errors import ConfigurationError, CredentialError, NotFound
+from cadastre.errors import ConfigurationError, CredentialError, DecryptionFailed, NotFound
 from cadastre.observe import SECRETS
 from cadastre.ports import (
     CREDENTIAL_NAME,
@@ -52,6 +52,7 @@ class RewrapReport:
     rewrapped: int
     key_id: str
     left: int  # rows still under another key (0 when the rotation is complete)
+    failed: tuple[str, ...] = ()  # "tenant/credential/field" whose data key did not open
 
 
 class Vault:
@@ -106,11 +107,12 @@ class Vault:
         """Write a new version of ``current`` if nobody changed it meanwhile (else
         ``ConcurrentUpdate``). ``secrets`` are sealed afresh; fields not named keep their sealed
         value; ``drop`` removes fields. ``events`` go to the outbox in the same transaction."""
-        sealed = {k: v for k, v in current.secrets.items() if k not in set(drop)}
+        drop = set(drop)
+        sealed = {k: v for k, v in current.secrets.items() if k not in drop}
         for f, v in _plain(secrets or {}).items():
             sealed[f] = seal(self.keys, RowIdentity(current.tenant, current.name, f), v)
         merged = {**current.meta, **(meta or {})}
-        if meta is not None:
+        if meta is not None or secrets or drop:
             merged = check(current.name, current.scheme, set(sealed), merged)
         new = replace(
             current, version=current.version + 1, updated_at=self._clock.now(), secrets=sealed,
@@ -199,23 +201,30 @@ class Vault:
         under the new key) is left alone, and readers see the old wrapping or the new one, both of
         which open while the old key stays in the keyring."""
         key_id = self.keys.current_key_id()
-        done = 0
+        done, failed = 0, []
+        tenants = list(tenants)
         for tenant in tenants:
+            skip: set[tuple[str, str]] = set()  # rows that do not open: reported, not retried
             while True:
                 async with self._store.unit_of_work(tenant) as uow:
-                    todo = await uow.credentials.sealed_not_under(key_id, limit=batch)
+                    todo = await uow.credentials.sealed_not_under(key_id, limit=batch + len(skip))
+                    todo = [(n, s) for n, s in todo if (n, s.field) not in skip][:batch]
                     for name, sealed in todo:
                         row = RowIdentity(tenant, name, sealed.field)
-                        if await uow.credentials.rewrap(
-                            name, rewrap(self.keys, row, sealed), was=sealed
-                        ):
-                            done += 1
+                        try:
+                            moved = rewrap(self.keys, row, sealed)
+                        except DecryptionFailed:
+                            skip.add((name, sealed.field))
+                            failed.append(f"{tenant}/{name}/{sealed.field}")
+                            continue
+                        done += await uow.credentials.rewrap(name, moved, was=sealed)
                     await uow.commit()
                 if progress is not None and todo:
                     progress(len(todo))
                 if len(todo) < batch:
                     break
-        return RewrapReport(done, key_id, await self.left_under_old(tenants, key_id))
+        left = await self.left_under_old(tenants, key_id)
+        return RewrapReport(done, key_id, left, tuple(failed))
 
     async def left_under_old(self, tenants: Iterable[str], key_id: str) -> int:
         left = 0

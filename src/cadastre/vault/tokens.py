@@ -291,8 +291,7 @@ class TokenManager:
         event = self.vault.alert(
             stored, "credential_needs_reauth",
             f"credential {stored.name!r} needs to be connected again: {why}",
-            f"run `cadastre credentials connect {stored.name}` (or `add` it again), then "
-            "resume its connections",
+            f"run `{_fix(stored)}`, then resume its connections",
         )  # fmt: skip
         await self.vault.update(
             stored, status=CredentialStatus.NEEDS_REAUTH, reason=why, refresh_started_at=None,
@@ -455,13 +454,14 @@ class TokenManager:
             query["scope"] = scope
         return f"{url}{'&' if '?' in str(url) else '?'}{urlencode(query)}"
 
-    async def complete_consent(
-        self, state: str, code: str, endpoint: TokenEndpoint,
-        defaults: Defaults = Defaults(),
-    ) -> StoredCredential:  # fmt: skip
-        """Exchange the code the callback received for tokens (RFC 6749 4.1.3 + PKCE)."""
-        tenant, name = decode_state(state)
-        stored = await self.vault.stored(tenant, name)
+    async def consent_in_progress(self, state: str) -> StoredCredential:
+        """The credential whose consent ``state`` names, if that consent is in progress and not
+        too old; ``CredentialError`` otherwise. Uses nothing up: the callback checks a state
+        before it opens any gateway for it."""
+        try:
+            stored = await self.vault.stored(*decode_state(state))
+        except CredentialError:  # the same answer whether or not such a credential exists
+            raise CredentialError("the consent state is unknown or was already used") from None
         pending, since = stored.meta.get("pending_state"), stored.meta.get("pending_since")
         if not (isinstance(pending, str) and secrets.compare_digest(pending, _digest(state))):
             raise CredentialError("the consent state is unknown or was already used")
@@ -470,6 +470,15 @@ class TokenManager:
             raise CredentialError(
                 "the consent took too long; run `cadastre credentials connect` again"
             )
+        return stored
+
+    async def complete_consent(
+        self, state: str, code: str, endpoint: TokenEndpoint,
+        defaults: Defaults = Defaults(),
+    ) -> StoredCredential:  # fmt: skip
+        """Exchange the code the callback received for tokens (RFC 6749 4.1.3 + PKCE)."""
+        stored = await self.consent_in_progress(state)
+        tenant, name = stored.tenant, stored.name
         token_url = stored.meta.get("token_url") or defaults.token_url
         if not token_url:
             raise ConfigurationError(f"credential {name!r}: no token_url is known")
@@ -509,11 +518,18 @@ class TokenManager:
         return stored
 
 
+def _fix(stored: StoredCredential) -> str:
+    """The command that mends a credential a vendor refused."""
+    if stored.scheme == Scheme.OAUTH2_AUTHORIZATION_CODE:
+        return f"cadastre credentials connect {stored.name} -t {stored.tenant}"
+    return f"cadastre credentials add {stored.name} -t {stored.tenant} --replace ..."
+
+
 def _usable(stored: StoredCredential) -> None:
     if stored.status is CredentialStatus.NEEDS_REAUTH:
         raise CredentialNeedsReauth(
             f"credential {stored.name!r} needs_reauth ({stored.status_reason}); run "
-            f"`cadastre credentials connect {stored.name}`"
+            f"`{_fix(stored)}`"
         )
     if stored.status is CredentialStatus.PENDING:
         raise CredentialError(

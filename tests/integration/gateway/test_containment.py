@@ -45,8 +45,10 @@ async def make_hub(tmp_path: Path, clock: Any) -> Hub:
     # A credential is one account at one vendor (its token is shared by every connection that
     # names it): each simulator gets its own.
     for vendor in ("a", "b"):
-        await hub.vault.add(TENANT, f"sim-{vendor}", "oauth2_client_credentials",
-                            {"client_id": "demo-client", "client_secret": "demo-secret"})  # fmt: skip
+        await hub.vault.add(
+            TENANT, f"sim-{vendor}", "oauth2_client_credentials",
+            {"client_id": "demo-client", "client_secret": "demo-secret"},
+        )  # fmt: skip
     return hub
 
 

@@ -226,12 +226,13 @@ async def test_a_lost_answer_marks_needs_reauth_unless_the_vendor_allows_reuse()
     with pytest.raises(CredentialNeedsReauth, match="lost"):
         await token(strict, Endpoint(lost), "xero")
 
-    lenient = VaultKit(FakeClock())
+    clock = FakeClock()
+    lenient = VaultKit(clock)
     await authorization_code(lenient, refresh_token_reuse="allowed")
     endpoint = Endpoint(lost)
     with pytest.raises(VendorUnavailable):
         await token(lenient, endpoint, "xero")
-    lenient.clock.advance(6)  # past the first cooldown
+    clock.advance(6)  # past the first cooldown
     endpoint.answer = RotatingVendor()
     assert await token(lenient, endpoint, "xero") == "a1"
     assert [f["refresh_token"] for f in endpoint.forms] == ["r0", "r0"]
@@ -250,7 +251,9 @@ async def test_a_refused_refresh_stops_with_one_alert_and_no_more_requests() -> 
             await token(kit, endpoint, "xero")
     assert len(endpoint.forms) == 1
     async with kit.store.unit_of_work(TENANT, read_only=True) as uow:
-        alerts = [m for m in await uow.outbox.pending() if m.event.type == "cadastre.alert.raised.v1"]
+        alerts = [
+            m for m in await uow.outbox.pending() if m.event.type == "cadastre.alert.raised.v1"
+        ]
     assert len(alerts) == 1
     assert alerts[0].event.data["alert"] == "credential_needs_reauth"
     assert "credentials connect xero" in alerts[0].event.data["action"]
@@ -276,7 +279,8 @@ async def test_a_failing_token_endpoint_is_not_stormed() -> None:
 
 
 async def test_a_request_that_was_never_sent_keeps_the_refresh_token_usable() -> None:
-    kit = VaultKit(FakeClock())
+    clock = FakeClock()
+    kit = VaultKit(clock)
     await authorization_code(kit)
     vendor = RotatingVendor()
 
@@ -287,7 +291,7 @@ async def test_a_request_that_was_never_sent_keeps_the_refresh_token_usable() ->
     with pytest.raises(RequestNotSent):
         await token(kit, endpoint, "xero")
     assert (await kit.vault.stored(TENANT, "xero")).refresh_started_at is None
-    kit.clock.advance(10)
+    clock.advance(10)
     endpoint.answer = vendor
     assert await token(kit, endpoint, "xero") == "a1"
 
@@ -321,7 +325,9 @@ async def test_api_key_rotation_keeps_the_old_key_for_the_overlap() -> None:
     class Rotator:
         async def send(self, method: str, url: str, **kw: Any) -> EndpointReply:
             sent.append(kw["headers"])
-            return ok({"key": "new-key-bbbbbbbbbbbb", "previous_valid_until": "2030-01-01T00:00:00Z"})
+            return ok(
+                {"key": "new-key-bbbbbbbbbbbb", "previous_valid_until": "2030-01-01T00:00:00Z"}
+            )
 
     await kit.tokens.rotate_api_key(TENANT, "pms", Rotator(), actor="test")
     assert sent[0]["X-Api-Key"] == "old-key-aaaaaaaaaaaa"
