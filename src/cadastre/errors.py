@@ -25,12 +25,13 @@ answers "may this be tried again?" wherever the error surfaces.
         │   ├── VendorProtocolError (Transient)    a body that is not what the protocol promises
         │   ├── CircuitOpen (Transient)            the connection's breaker refused the call
         │   ├── BulkheadFull (Transient)           the vendor's concurrency cap stayed full
-        │   └── SyncTimedOut (Transient)           a sync run's watchdog stopped it
+        │   ├── SyncTimedOut (Transient)           a sync run's watchdog stopped it
+        │   └── RequestNotSent (Transient)         refused locally or no connection opened: never sent
         ├── VendorRejected (Terminal)              4xx other than 408/425/429
         ├── VendorAuthRefused (Terminal)           the vendor refused the credential (invalid_client)
         └── AddressRefused (Terminal)              a vendor host resolving to a private address
 
-Messages never contain secrets: errors that concern a credential name its reference, not its value.
+Messages never contain secrets: errors that concern a credential name it, never its values.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def test_tenant_and_key_lifecycle_never_stores_the_secret(cli, tmp_path: Path) -
 def test_connections_are_versioned_and_round_trip_as_yaml(cli, tmp_path: Path) -> None:
     cli("tenants", "create", "acme")
     cli("connections", "add", "austin-mls", "--tenant", "acme", "--system", "mls",
-        "--connector", "mls/reso", "--credential", "env:AUSTIN_MLS",
+        "--connector", "mls/reso", "--credential", "austin-mls",
         "--config", '{"base_url": "https://mls.example/odata"}')  # fmt: skip
     bad = cli("connections", "add", "x", "--tenant", "acme", "--system", "mls",
               "--connector", "mls/reso", "--config", '{"client_secret": "s3cr3t-value"}',

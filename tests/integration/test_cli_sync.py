@@ -51,10 +51,13 @@ def run(tmp_path: Path):
         return out
 
     invoke("tenants", "create", "acme", "--name", "Acme")
+    # part 1's environment variables, moved into the vault
+    invoke("credentials", "add", "austin", "-t", "acme", "--scheme", "oauth2_client_credentials",
+           "--from-env", "CADASTRE_AUSTIN")  # fmt: skip
     return invoke
 
 
-def add(run, url: str, name: str = "austin", credential: str = "env:CADASTRE_AUSTIN", **config):
+def add(run, url: str, name: str = "austin", credential: str = "austin", **config):
     settings = {"base_url": f"{url}/odata", "token_url": f"{url}/oauth/token", "mapping": "austin",
                 "page_size": 100, "gateway": {"allow_hosts": ["127.0.0.0/8", "::1"]},
                 **config}  # fmt: skip
@@ -85,6 +88,8 @@ def test_the_tenant_is_needed_only_when_the_name_is_ambiguous(run, mls: str) -> 
     add(run, mls, name="shared")
     assert "read from the vendor" in run("sync", "shared")  # only acme has it
     run("tenants", "create", "globex", "--name", "Globex")
+    run("credentials", "add", "austin", "-t", "globex", "--scheme", "oauth2_client_credentials",
+        "--from-env", "CADASTRE_AUSTIN")  # fmt: skip
     settings = {
         "base_url": f"{mls}/odata",
         "gateway": {"allow_hosts": ["127.0.0.0/8", "::1"]},
@@ -92,7 +97,7 @@ def test_the_tenant_is_needed_only_when_the_name_is_ambiguous(run, mls: str) -> 
         "mapping": "austin",
     }
     run("connections", "add", "shared", "-t", "globex", "--system", "mls",
-        "--connector", "mls/reso", "--credential", "env:CADASTRE_AUSTIN",
+        "--connector", "mls/reso", "--credential", "austin",
         "--config", json.dumps(settings))  # fmt: skip
     out = run("sync", "shared", code=2)
     assert "acme, globex each have a connection named 'shared'" in out
@@ -107,12 +112,19 @@ def test_a_missing_mapping_file_is_named(run, mls: str) -> None:
 
 
 def test_a_refused_credential_stops_with_a_clear_error_and_no_secret(run, mls: str) -> None:
-    add(run, mls, name="wrong", credential="env:CADASTRE_WRONG")
-    out = run("sync", "wrong", "-t", "acme", code=1, CADASTRE_WRONG__CLIENT_ID="demo-client",
-              CADASTRE_WRONG__CLIENT_SECRET="canary-not-the-secret")  # fmt: skip
+    run("credentials", "add", "wrong", "-t", "acme", "--scheme", "oauth2_client_credentials",
+        "--from-env", "CADASTRE_WRONG", CADASTRE_WRONG__CLIENT_ID="demo-client",
+        CADASTRE_WRONG__CLIENT_SECRET="canary-not-the-secret")  # fmt: skip
+    add(run, mls, name="wrong", credential="wrong")
+    out = run("sync", "wrong", "-t", "acme", code=1)
     assert "canary-not-the-secret" not in out
     assert "Traceback" not in out
     assert "refused" in out.lower() or "401" in out
+    assert "needs_reauth" in out
+    assert "credentials add wrong -t acme --replace" in out  # what to do about it
+    listed = run("credentials", "list", "-t", "acme")
+    assert "needs_reauth" in listed
+    assert "canary-not-the-secret" not in listed
 
 
 def test_bad_connector_settings_are_named(run, mls: str) -> None:

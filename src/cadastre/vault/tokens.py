@@ -300,7 +300,9 @@ class TokenManager:
         key = (stored.tenant, stored.name)
         self._held.pop(key, None)
         self._static.pop(key, None)
-        return CredentialNeedsReauth(f"credential {stored.name!r} needs_reauth: {why}")
+        return CredentialNeedsReauth(
+            f"credential {stored.name!r} needs_reauth: {why}; run `{_fix(stored)}`"
+        )
 
     def _check_cooldown(self, key: tuple[str, str], name: str) -> None:
         until, _ = self._cooling.get(key, (0.0, 0))

@@ -12,7 +12,7 @@ SPEC = ConnectionSpec(
     name="austin-mls",
     system="mls",
     connector="mls/reso",
-    credential="env:AUSTIN_MLS",
+    credential="austin-mls",
     config={"base_url": "https://mls.example/odata", "page_size": 200},
 )
 
@@ -64,7 +64,7 @@ async def test_yaml_round_trip_is_configuration_as_code(service) -> None:
     await service.add("acme", SPEC.model_copy(update={"name": "crm", "system": "crm",
                                                       "connector": "crm/hubspot"}))  # fmt: skip
     exported = await service.export_yaml("acme")
-    assert "AUSTIN_MLS" in exported
+    assert "credential: austin-mls" in exported
     # importing what was exported changes nothing
     assert await service.import_yaml("acme", exported) == {"austin-mls": "unchanged",
                                                             "crm": "unchanged"}  # fmt: skip
