@@ -13,7 +13,7 @@ from cadastre.clock import SystemClock
 from cadastre.config import Settings
 from cadastre.connectors import AuthSpec, available, connector_spec
 from cadastre.directory import ConnectionService, KeyService, TenantService
-from cadastre.errors import ConfigurationError, CredentialError
+from cadastre.errors import CadastreError, ConfigurationError, CredentialError
 from cadastre.gateway import (
     AddressAllowList,
     FailSafeRateLimitBackend,
@@ -190,6 +190,28 @@ class Hub:
                 guards=guards, allow_hosts=self.settings.gateway_allow_hosts,
             )  # fmt: skip
         return self._endpoints[key].token_endpoint, Defaults()
+
+    async def rotate_due(
+        self, tenant: str | None = None, *, actor: str = "scheduler",
+        started: Callable[[str, str], None] | None = None,
+    ) -> list[tuple[str, str, str | None]]:  # fmt: skip
+        """Rotate every API key whose ``rotate_every_days`` has passed (one tenant, or all):
+        ``(tenant, credential, error or None)`` for each. ``cadastre serve`` runs it every
+        ``CADASTRE_VAULT_ROTATION_CHECK_SECONDS``; ``cadastre credentials rotate --due`` on
+        demand. ``started`` hears of each rotation as it begins (a progress bar)."""
+        tenants = [tenant] if tenant else [t.id for t in await self.tenants.all()]
+        due = [(t, c.name) for t in tenants for c in await self.tokens.due_for_rotation(t)]
+        results: list[tuple[str, str, str | None]] = []
+        for each, name in due:
+            if started is not None:
+                started(each, name)
+            try:
+                endpoint, _ = await self.token_endpoint(each, name)
+                await self.tokens.rotate_api_key(each, name, endpoint, actor=actor)
+                results.append((each, name, None))
+            except CadastreError as exc:
+                results.append((each, name, str(exc)))
+        return results
 
     def _check_allow_hosts(self, name: str, asked: tuple[str, ...]) -> None:
         # A connection's config is a tenant's to write; reaching private networks is the

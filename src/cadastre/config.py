@@ -66,6 +66,10 @@ class Settings(BaseSettings):
         description="JSON keyring of master keys (mode 0600); unset: <data_dir>/vault.keys, "
         "created on first use for the embedded default only",
     )
+    vault_rotation_check_seconds: float | None = Field(
+        default=3600.0, gt=0,
+        description="how often `cadastre serve` rotates the API keys that are due; unset: never",
+    )  # fmt: skip
     public_url: str = Field(
         default="http://127.0.0.1:8000",
         description="where people reach this hub: OAuth2 consent returns to <public_url>"

@@ -373,24 +373,23 @@ def _rotated_line(stored: StoredCredential) -> str:
 
 
 async def _rotate_due(hub: Hub, tenant: str | None) -> list[tuple[str, str, str | None]]:
-    """Every due credential rotated; (tenant, name, error or None) for each."""
+    """Every due credential rotated, with a progress bar; (tenant, name, error or None) each."""
     tenants = [tenant] if tenant else [t.id for t in await hub.tenants.all()]
-    due = [(t, s.name) for t in tenants for s in await hub.tokens.due_for_rotation(t)]
-    results: list[tuple[str, str, str | None]] = []
+    total = sum([len(await hub.tokens.due_for_rotation(t)) for t in tenants])
     columns = (TextColumn("rotating {task.description}", markup=False), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn())  # fmt: skip
     with Progress(
         *columns, console=console, transient=True, disable=not console.is_terminal
     ) as bar:
-        task = bar.add_task("", total=len(due))
-        for each_tenant, name in due:
-            bar.update(task, description=f"{each_tenant}/{name}")
-            try:
-                await _rotate_one(hub, each_tenant, name)
-                results.append((each_tenant, name, None))
-            except CadastreError as exc:
-                results.append((each_tenant, name, str(exc)))
-            bar.advance(task)
+        task = bar.add_task("", total=total)
+
+        def started(each: str, name: str) -> None:
+            if bar.tasks[0].description:  # the previous one is done
+                bar.advance(task)
+            bar.update(task, description=f"{each}/{name}")
+
+        results = await hub.rotate_due(tenant, actor="cli", started=started)
+        bar.update(task, completed=total)
     return results
 
 

@@ -21,8 +21,10 @@ from starlette.types import ASGIApp
 
 from cadastre.bootstrap import Hub
 from cadastre.cli.runtime import console, run
-from cadastre.errors import ConfigurationError
+from cadastre.errors import CadastreError, ConfigurationError
+from cadastre.observe import get_logger
 
+_log = get_logger("cadastre.vault.rotation")
 # Requests still running when asked to stop get this long to finish.
 GRACE_SECONDS = 5
 
@@ -139,4 +141,29 @@ async def _serve(hub: Hub, host: str, port: int) -> None:
             f"Cadastre API at {running.url} (docs at {running.url}/docs); Ctrl-C stops",
             soft_wrap=True,
         )
-        await running.wait()
+        every = hub.settings.vault_rotation_check_seconds
+        rotating = asyncio.create_task(rotate_keys(hub, every)) if every else None
+        try:
+            await running.wait()
+        finally:
+            if rotating is not None:
+                rotating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await rotating
+
+
+async def rotate_keys(hub: Hub, every: float) -> None:
+    """Scheduled API-key rotation while the hub serves: every ``every`` seconds, rotate the keys
+    that are due; one that fails is logged (with what to do) and tried again next time."""
+    while True:
+        try:
+            for tenant, name, error in await hub.rotate_due():
+                if error is None:
+                    _log.info("rotated the API key of credential %r (tenant %r)", name, tenant)
+                else:
+                    _log.warning("could not rotate credential %r (tenant %r): %s; run "
+                                 "`cadastre credentials rotate %s -t %s` to retry",
+                                 name, tenant, error, name, tenant)  # fmt: skip
+        except CadastreError as exc:  # the store, say: the next round tries again
+            _log.warning("scheduled key rotation failed: %s", exc)
+        await hub.clock.sleep(every)
