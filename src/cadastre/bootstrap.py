@@ -54,6 +54,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import httpx
+    from pydantic import BaseModel
+
+    from cadastre.ports import Connection
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,9 @@ class Hub:
     # scheme): their gateways keep pooled connections across syncs; an edited connection,
     # mapping file or credential scheme gets a new one.
     _sources: dict[tuple[str, str, int, str, str], OpenSource] = field(default_factory=dict)
-    _endpoints: dict[tuple[str, str], Gateway] = field(default_factory=dict)
+    # Gateways that reach a credential's token endpoint outside any sync (tests, rotation,
+    # consent), by (tenant, credential, connection@version or "" for none).
+    _endpoints: dict[tuple[str, str, str], Gateway] = field(default_factory=dict)
 
     async def close(self) -> None:
         for source in self._sources.values():
@@ -112,6 +117,22 @@ class Hub:
         key = (tenant, name, connection.version, mapper.spec.model_dump_json(), scheme)
         if transport is None and key in self._sources:
             return self._sources[key]
+        gateway = self._gateway(tenant, connection, settings, auth, transport)
+        connector = spec.create(settings, gateway=gateway, mapper=mapper, clock=self.clock)
+        opened = OpenSource(connector, {mapper.stream: mapper}, gateway)
+        if transport is None:
+            for stale in [k for k in self._sources if k[:2] == (tenant, name)]:
+                await self._sources.pop(stale).connector.aclose()
+            self._sources[key] = opened
+        return opened
+
+    def _gateway(
+        self, tenant: str, connection: Connection, settings: BaseModel, auth: VaultAuth | None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Gateway:  # fmt: skip
+        """A gateway for ``connection``: its vendor's policy and guards, its credential."""
+        spec = connector_spec(connection.connector)
+        name = connection.name
         policy = spec.policy(settings)
         gateway_settings = spec.gateway_settings(settings)
         base_url = spec.base_url(settings)
@@ -124,18 +145,11 @@ class Hub:
             tenant=tenant, connection=name, vendor=vendor, settings=gateway_settings,
             credential=connection.credential, default_rate=spec.default_rate_limit(settings),
         )  # fmt: skip
-        gateway = Gateway(
+        return Gateway(
             base_url, policy, clock=self.clock, metrics=self.metrics, connection=name,
             transport=transport, guards=guards, allow_hosts=gateway_settings.allow_hosts,
             auth=auth,
         )  # fmt: skip
-        connector = spec.create(settings, gateway=gateway, mapper=mapper, clock=self.clock)
-        opened = OpenSource(connector, {mapper.stream: mapper}, gateway)
-        if transport is None:
-            for stale in [k for k in self._sources if k[:2] == (tenant, name)]:
-                await self._sources.pop(stale).connector.aclose()
-            self._sources[key] = opened
-        return opened
 
     async def _vault_auth(
         self, tenant: str, connection: str, credential: str | None, wanted: AuthSpec
@@ -163,12 +177,19 @@ class Hub:
         consent callback): the gateway of a connection that uses it, or, when none does, a
         gateway of its own under the operator's address rules."""
         for connection in await self.connections.all(tenant):
-            if connection.credential == credential:
-                source = await self.open_source(tenant, connection.name)
-                spec = connector_spec(connection.connector)
-                wanted = spec.auth(spec.settings(connection.name, connection.config))
-                defaults = Defaults(wanted.token_url, wanted.scope) if wanted else Defaults()
-                return source.gateway.token_endpoint, defaults
+            if connection.credential != credential:
+                continue
+            # The connection's gateway (its guards and address rules), without its connector:
+            # a credential can be tested before its connection's mapping exists.
+            spec = connector_spec(connection.connector)
+            settings = spec.settings(connection.name, connection.config)
+            wanted = spec.auth(settings)
+            defaults = Defaults(wanted.token_url, wanted.scope) if wanted else Defaults()
+            key = (tenant, credential, f"{connection.name}@{connection.version}")
+            if key not in self._endpoints:
+                auth = await self._vault_auth(tenant, connection.name, credential, wanted)
+                self._endpoints[key] = self._gateway(tenant, connection, settings, auth)
+            return self._endpoints[key].token_endpoint, defaults
         stored = await self.vault.stored(tenant, credential)
         url = next(
             (str(stored.meta[k]) for k in ("token_url", "rotate_url", "login_url")
@@ -177,7 +198,7 @@ class Hub:
         )  # fmt: skip
         if url is None:
             raise ConfigurationError(f"credential {credential!r} names no endpoint to reach")
-        key = (tenant, credential)
+        key = (tenant, credential, "")
         if key not in self._endpoints:
             label = f"credential:{credential}"
             policy = VendorPolicy(vendor=f"credential@{origin(url)}")
