@@ -193,18 +193,37 @@ class Vault:
     # ------------------------------------------------------------------ master-key rotation
 
     async def rotate_master(
-        self, tenants: Iterable[str], *, batch: int = 200,
+        self, tenants: Iterable[str], *, batch: int = 200, settle: float = 1.0,
         progress: Callable[[int], None] | None = None,
     ) -> RewrapReport:  # fmt: skip
         """Re-wrap every data key under the current master key, a batch per transaction. Online:
         each field is swapped by compare-and-set, so a credential written meanwhile (already
         under the new key) is left alone, and readers see the old wrapping or the new one, both of
-        which open while the old key stays in the keyring."""
+        which open while the old key stays in the keyring.
+
+        A writer that sealed under the old key just before the new one appeared may commit after
+        a pass went by its row; so passes repeat, ``settle`` seconds apart, until one finds
+        nothing left to do (at most five)."""
         key_id = self.keys.current_key_id()
-        done, failed = 0, []
         tenants = list(tenants)
+        done, failed = 0, set[str]()
+        for _ in range(5):
+            moved = await self._rewrap_pass(tenants, key_id, batch, failed, progress)
+            done += moved
+            if moved == 0:
+                break
+            await self._clock.sleep(settle)
+        left = await self.left_under_old(tenants, key_id)
+        return RewrapReport(done, key_id, left, tuple(sorted(failed)))
+
+    async def _rewrap_pass(
+        self, tenants: list[str], key_id: str, batch: int, failed: set[str],
+        progress: Callable[[int], None] | None,
+    ) -> int:  # fmt: skip
+        done = 0
         for tenant in tenants:
-            skip: set[tuple[str, str]] = set()  # rows that do not open: reported, not retried
+            # rows that do not open are reported, not retried in this pass
+            skip = {tuple(f.split("/", 2)[1:]) for f in failed if f.startswith(f"{tenant}/")}
             while True:
                 async with self._store.unit_of_work(tenant) as uow:
                     todo = await uow.credentials.sealed_not_under(key_id, limit=batch + len(skip))
@@ -215,7 +234,7 @@ class Vault:
                             moved = rewrap(self.keys, row, sealed)
                         except DecryptionFailed:
                             skip.add((name, sealed.field))
-                            failed.append(f"{tenant}/{name}/{sealed.field}")
+                            failed.add(f"{tenant}/{name}/{sealed.field}")
                             continue
                         done += await uow.credentials.rewrap(name, moved, was=sealed)
                     await uow.commit()
@@ -223,8 +242,7 @@ class Vault:
                     progress(len(todo))
                 if len(todo) < batch:
                     break
-        left = await self.left_under_old(tenants, key_id)
-        return RewrapReport(done, key_id, left, tuple(failed))
+        return done
 
     async def left_under_old(self, tenants: Iterable[str], key_id: str) -> int:
         left = 0
