@@ -8,14 +8,13 @@ section 5.2 JSON. Tokens are opaque random strings, kept only in memory, and nev
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import math
 import secrets
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import parse_qsl
 
+from cadastre.simulators.auth.common import basic_credentials
 from cadastre.simulators.base import json_response
 
 if TYPE_CHECKING:
@@ -73,7 +72,7 @@ class TokenIssuer:
                 return _oauth_error("invalid_request", f"{name} is given twice"), False
             form[name] = value
         try:
-            basic = _basic_credentials(request.headers.get("authorization"))
+            basic = basic_credentials(request.headers.get("authorization"), form_encoded=True)
         except ValueError:
             return _oauth_error("invalid_request", "malformed Basic credentials"), False
         in_body = "client_id" in form or "client_secret" in form
@@ -103,22 +102,6 @@ class TokenIssuer:
         id_ok = hmac.compare_digest(client_id.encode(), self._client_id.encode())
         secret_ok = hmac.compare_digest(secret.encode(), self._client_secret.encode())
         return id_ok and secret_ok
-
-
-def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
-    """(client_id, secret) from a Basic header, None without one; ValueError when malformed."""
-    scheme, _, encoded = (authorization or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise ValueError("malformed Basic credentials") from None
-    client_id, colon, secret = decoded.partition(":")
-    if not colon:
-        raise ValueError("malformed Basic credentials")
-    # RFC 6749 section 2.3.1: both parts are form-encoded before they are joined.
-    return unquote_plus(client_id), unquote_plus(secret)
 
 
 def _oauth_error(
