@@ -10,7 +10,7 @@ This module is longer than most (~300 lines) because each port is kept beside th
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -528,11 +528,19 @@ class CredentialRepository(Protocol):
         """Raise ``AlreadyExists`` when the name is taken."""
         ...
 
-    async def replace(self, credential: StoredCredential, *, expected_version: int) -> None:
+    async def replace(
+        self,
+        credential: StoredCredential,
+        *,
+        expected_version: int,
+        written: Collection[str] | None = None,
+    ) -> None:
         """Store ``credential`` (whose version is ``expected_version + 1``) if the stored row is
-        still at ``expected_version``: its fields, and its secrets field by field (a field left out
-        is deleted). ``ConcurrentUpdate`` when another writer got there first, ``NotFound`` when
-        there is no such credential."""
+        still at ``expected_version``: its fields, and the secret fields named in ``written``
+        (None: all). A stored secret field absent from ``credential.secrets`` is deleted; the
+        others keep what the row holds, which a master-key rotation may have re-wrapped since the
+        caller read it (a rotation does not move the version). ``ConcurrentUpdate`` when another
+        writer got there first, ``NotFound`` when there is no such credential."""
         ...
 
     async def delete(self, name: str) -> bool: ...

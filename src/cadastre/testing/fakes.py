@@ -48,7 +48,7 @@ from cadastre.store.repositories.records import NUMBER_PATTERN, TIME_PATTERN
 from cadastre.store.repositories.vault import check_secrets
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Collection, Mapping, Sequence
     from types import TracebackType
 
     from cadastre.contract.events import EventEnvelope
@@ -603,7 +603,13 @@ class _Credentials(_Repo):
             raise AlreadyExists(f"credential {credential.name!r} already exists")
         self._s.credentials[key] = stored
 
-    async def replace(self, credential: StoredCredential, *, expected_version: int) -> None:
+    async def replace(
+        self,
+        credential: StoredCredential,
+        *,
+        expected_version: int,
+        written: Collection[str] | None = None,
+    ) -> None:
         stored = self._in(credential)
         if credential.version != expected_version + 1:
             raise ValueError(
@@ -619,6 +625,12 @@ class _Credentials(_Repo):
                 f"credential {credential.name!r} is at version {current.version}, "
                 f"expected {expected_version}"
             )
+        if written is not None:  # fields not written keep the row's (perhaps re-wrapped) value
+            kept = {
+                f: v if f in written or f not in current.secrets else current.secrets[f]
+                for f, v in stored.secrets.items()
+            }
+            stored = replace(stored, secrets=kept)
         self._s.credentials[key] = stored
 
     async def delete(self, name: str) -> bool:

@@ -574,6 +574,27 @@ class StoreSuite(BulkStoreSuite):
             assert [c.name for c in await uow.credentials.all()] == ["mls-oauth", "other"]
             assert await uow.credentials.get("mls-oauth") == credential()
 
+    async def test_a_replace_writes_only_the_fields_it_names(self, store: Store) -> None:
+        """A writer that read the row before a master-key rotation re-wrapped it keeps the
+        rotation's work for every field it did not change."""
+        async with store.unit_of_work(A) as uow:
+            await uow.credentials.add(credential())
+            await uow.commit()
+        moved = sealed("client_secret", key_id="mk-2", n=7)
+        async with store.unit_of_work(A) as uow:
+            assert await uow.credentials.rewrap("mls-oauth", moved, was=sealed("client_secret"))
+            await uow.commit()
+        token = sealed("access_token", key_id="mk-2", n=3)
+        stale = credential(version=2, secrets={**credential().secrets, "access_token": token})
+        async with store.unit_of_work(A) as uow:
+            await uow.credentials.replace(stale, expected_version=1, written={"access_token"})
+            await uow.commit()
+        async with store.unit_of_work(A, read_only=True) as uow:
+            found = await uow.credentials.get("mls-oauth")
+        assert found is not None
+        assert found.secrets == {"client_id": sealed("client_id"), "client_secret": moved,
+                                 "access_token": token}  # fmt: skip
+
     async def test_credentials_refuse_naive_datetimes(self, store: Store) -> None:
         naive = datetime(2026, 1, 1)  # noqa: DTZ001 - the point of the test
         async with store.unit_of_work(A) as uow:

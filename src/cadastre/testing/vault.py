@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cadastre.gateway import VaultAuth
+from cadastre.ports import Tenant
 from cadastre.testing.fakes import FakeStore
 from cadastre.vault import Defaults, LocalKeyring, MemoryLockBackend, TokenManager, Vault
 
@@ -24,10 +25,16 @@ if TYPE_CHECKING:
 class VaultKit:
     def __init__(
         self, clock: Clock, *, store: Store | None = None, locks: LockBackend | None = None,
-        **tokens: Any,
+        tenants: tuple[str, ...] = ("acme",), **tokens: Any,
     ) -> None:  # fmt: skip
+        """A ``FakeStore`` (unless ``store`` is given) holding ``tenants``: the vault refuses
+        credentials of a tenant that does not exist; ``add`` creates its tenant itself."""
         self.clock = clock
-        self.store = store if store is not None else FakeStore(clock)
+        if store is None:
+            store = FakeStore(clock)
+            for tenant in tenants:  # a fresh fake, so no await is needed to fill it
+                store._state.tenants[tenant] = Tenant(tenant, tenant, clock.now())
+        self.store = store
         self.keys = LocalKeyring("test-key", {"test-key": AESGCM.generate_key(bit_length=256)})
         self.vault = Vault(self.store, self.keys, clock)
         self.tokens = TokenManager(self.vault, locks or MemoryLockBackend(), clock, **tokens)
@@ -35,6 +42,8 @@ class VaultKit:
     async def add(
         self, tenant: str, name: str, scheme: str, secrets: dict[str, str], **meta: Any
     ) -> VaultAuth:
+        if await self.store.get_tenant(tenant) is None:
+            await self.store.create_tenant(tenant, tenant)
         stored = await self.vault.add(tenant, name, scheme, secrets, meta)
         return VaultAuth(self.tokens, tenant, name, stored.scheme, dict(stored.meta),
                          actor=f"connection:{name}")  # fmt: skip

@@ -77,6 +77,9 @@ class Vault:
         status: CredentialStatus = CredentialStatus.ACTIVE,
         expires_at: datetime | None = None,
     ) -> StoredCredential:
+        if await self._store.get_tenant(tenant) is None:
+            # a credential outside every tenant would be outside every master-key rotation
+            raise NotFound(f"tenant {tenant!r} does not exist")
         if not re.fullmatch(CREDENTIAL_NAME, name):
             raise ConfigurationError(f"credential name {name!r} must match {CREDENTIAL_NAME}")
         values = _plain(secrets)
@@ -109,7 +112,8 @@ class Vault:
         value; ``drop`` removes fields. ``events`` go to the outbox in the same transaction."""
         drop = set(drop)
         sealed = {k: v for k, v in current.secrets.items() if k not in drop}
-        for f, v in _plain(secrets or {}).items():
+        resealed = _plain(secrets or {})
+        for f, v in resealed.items():
             sealed[f] = seal(self.keys, RowIdentity(current.tenant, current.name, f), v)
         merged = {**current.meta, **(meta or {})}
         if meta is not None or secrets or drop:
@@ -124,7 +128,11 @@ class Vault:
             ),
         )  # fmt: skip
         async with self._store.unit_of_work(current.tenant) as uow:
-            await uow.credentials.replace(new, expected_version=current.version)
+            # Only the fields sealed here are written: the others keep the row's value, which a
+            # master-key rotation may have re-wrapped since ``current`` was read.
+            await uow.credentials.replace(
+                new, expected_version=current.version, written=set(resealed)
+            )
             await uow.outbox.add_many(list(events))
             await uow.commit()
         return new

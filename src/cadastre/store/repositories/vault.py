@@ -16,7 +16,7 @@ from cadastre.store.canonical import json_copy
 from cadastre.store.repositories.base import SqlRepository
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
     from sqlalchemy import Row
 
@@ -98,7 +98,13 @@ class SqlCredentials(SqlRepository):
             raise AlreadyExists(f"credential {credential.name!r} already exists")
         await self._put_secrets(credential)
 
-    async def replace(self, credential: StoredCredential, *, expected_version: int) -> None:
+    async def replace(
+        self,
+        credential: StoredCredential,
+        *,
+        expected_version: int,
+        written: Collection[str] | None = None,
+    ) -> None:
         self.own(credential.tenant, "the credential")
         check_secrets(credential)
         if credential.version != expected_version + 1:
@@ -125,7 +131,7 @@ class SqlCredentials(SqlRepository):
                 f"credential {credential.name!r} is at version {current.version}, "
                 f"expected {expected_version}"
             )
-        await self._put_secrets(credential)
+        await self._put_secrets(credential, written)
 
     async def delete(self, name: str) -> bool:
         s = t.credential_secrets.c
@@ -198,8 +204,11 @@ class SqlCredentials(SqlRepository):
             for r in rows
         ]
 
-    async def _put_secrets(self, credential: StoredCredential) -> None:
-        """Make the stored secrets of ``credential`` exactly its ``secrets``, field by field."""
+    async def _put_secrets(
+        self, credential: StoredCredential, written: Collection[str] | None = None
+    ) -> None:
+        """Delete the stored fields ``credential`` no longer has, and write those in ``written``
+        (None: all of them)."""
         s = t.credential_secrets.c
         fields = list(credential.secrets)
         await self.execute(
@@ -207,6 +216,8 @@ class SqlCredentials(SqlRepository):
                 s.tenant == self.tenant, s.credential == credential.name, s.field.not_in(fields)
             )
         )
+        if written is not None:
+            fields = [f for f in fields if f in written]
         if not fields:
             return
         upsert = self.insert(t.credential_secrets)
@@ -221,6 +232,6 @@ class SqlCredentials(SqlRepository):
         rows = [
             {"tenant": self.tenant, "credential": credential.name, "field": f,
              "key_id": v.key_id, "wrapped_key": v.wrapped_key, "ciphertext": v.ciphertext}
-            for f, v in credential.secrets.items()
+            for f, v in credential.secrets.items() if f in fields
         ]  # fmt: skip
         await self.execute(upsert, rows)
