@@ -221,14 +221,18 @@ class Hub:
         ``CADASTRE_VAULT_ROTATION_CHECK_SECONDS``; ``cadastre credentials rotate --due`` on
         demand. ``started`` hears of each rotation as it begins (a progress bar)."""
         tenants = [tenant] if tenant else [t.id for t in await self.tenants.all()]
-        due = [(t, c.name) for t in tenants for c in await self.tokens.due_for_rotation(t)]
+        due = [(t, c) for t in tenants for c in await self.tokens.due_for_rotation(t)]
         results: list[tuple[str, str, str | None]] = []
-        for each, name in due:
+        for each, credential in due:
+            name = credential.name
             if started is not None:
                 started(each, name)
             try:
                 endpoint, _ = await self.token_endpoint(each, name)
-                await self.tokens.rotate_api_key(each, name, endpoint, actor=actor)
+                # if_version: another worker's scheduler may have rotated it since it was due
+                await self.tokens.rotate_api_key(
+                    each, name, endpoint, actor=actor, if_version=credential.version
+                )
                 results.append((each, name, None))
             except CadastreError as exc:
                 results.append((each, name, str(exc)))

@@ -33,6 +33,7 @@ from cadastre.errors import (
     VendorUnavailable,
 )
 from cadastre.gateway.outcome import CREDENTIAL_REFUSED, parse_retry_after
+from cadastre.observe import SECRETS
 from cadastre.ports import EndpointReply, Secret
 from cadastre.vault import Defaults, Scheme, TokenManager
 from cadastre.vault.oauth import refusal
@@ -251,11 +252,9 @@ class SessionCookie:
             if self._cookie is not None:
                 return self._cookie
             a = self._auth
+            a.tokens.check_cooldown(a.tenant, a.credential)
             fields = await a.tokens.secrets(a.tenant, a.credential, actor=a.actor)
-            body = {
-                "username": fields["username"].reveal(),
-                "password": fields["password"].reveal(),
-            }
+            body = {f: fields[f].reveal() for f in ("username", "password")}
             url = str(a.meta["login_url"])
             if a.meta.get("login_format") == "json":
                 reply = await self._endpoint.send("POST", url, json=body)
@@ -263,19 +262,22 @@ class SessionCookie:
                 reply = await self._endpoint.send("POST", url, form=body)
             del body
             where = f"login of credential {a.credential!r}"
-            if not 200 <= reply.status < 300:
-                failure = refusal(reply, where)
-                if isinstance(failure, VendorAuthRefused):
-                    raise await a.tokens.login_refused(a.tenant, a.credential, str(failure))
-                raise failure
             wanted = a.meta.get("cookie")
             jar = {k: v for k, v in reply.cookies.items() if not wanted or k == wanted}
-            if not jar:
-                raise VendorAuthRefused(
-                    f"{where}: answered {reply.status} but set no session cookie"
-                )
-            self._cookie = Secret("; ".join(f"{k}={v}" for k, v in jar.items()))
-            return self._cookie
+            if 200 <= reply.status < 300 and jar:
+                for value in jar.values():
+                    SECRETS.add(value)
+                self._cookie = Secret("; ".join(f"{k}={v}" for k, v in jar.items()))
+                return self._cookie
+            failure = (
+                refusal(reply, where) if not 200 <= reply.status < 300
+                else VendorAuthRefused(f"{where}: answered {reply.status} but set no cookie")
+            )  # fmt: skip
+            if isinstance(failure, VendorUnavailable):  # 5xx, 429: later, not in a storm
+                raise a.tokens.cool(a.tenant, a.credential, failure)
+            # Refused (a wrong password, a login page without a session): no more tries until a
+            # person fixes it - vendors lock accounts after a few failed logins.
+            raise await a.tokens.login_refused(a.tenant, a.credential, str(failure))
 
 
 # ------------------------------------------------------------------------------ token endpoint

@@ -15,6 +15,7 @@ import logging
 import re
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -60,14 +61,18 @@ _STANDARD_ATTRS = frozenset(
 
 
 class SecretRegistry:
-    """Exact secret values to scrub from every log line (credentials resolved at run time)."""
+    """Exact secret values to scrub from every log line (credentials and tokens as the vault
+    decrypts or receives them). The newest ``MAX_VALUES`` are kept: tokens rotate for as long as
+    the hub runs, and a dead token that old is no longer worth a comparison per log line."""
 
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self) -> None:
-        self._values: set[str] = set()
-
     MIN_LENGTH: ClassVar[int] = 6
+    MAX_VALUES: ClassVar[int] = 4096
+
+    def __init__(self) -> None:
+        self._values: OrderedDict[str, None] = OrderedDict()
+        self._longest_first: tuple[str, ...] = ()  # rebuilt on add; scrub runs per log line
 
     def add(self, value: str) -> None:
         """Scrub ``value`` from every later log line.
@@ -77,12 +82,19 @@ class SecretRegistry:
         fields (a ``client_id``, a region). A short secret is still redacted where its key names a
         secret (``password=...``, an extra named ``client_secret``) or its shape gives it away
         (bearer tokens, URL userinfo) - but not when it appears bare in free text."""
-        if len(value) >= self.MIN_LENGTH:
-            with self._lock:
-                self._values.add(value)
+        if len(value) < self.MIN_LENGTH:
+            return
+        with self._lock:
+            if value in self._values:
+                self._values.move_to_end(value)
+                return
+            self._values[value] = None
+            while len(self._values) > self.MAX_VALUES:
+                self._values.popitem(last=False)
+            self._longest_first = tuple(sorted(self._values, key=len, reverse=True))
 
     def scrub(self, text: str) -> str:
-        for value in sorted(self._values, key=len, reverse=True):
+        for value in self._longest_first:
             if value in text:
                 text = text.replace(value, REDACTED)
         return text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from cadastre.errors import (
     VendorRejected,
     VendorUnavailable,
 )
+from cadastre.observe import SECRETS
 from cadastre.ports import Secret
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 # OAuth2 error codes meaning "this client, or this grant, may not have a token" (RFC 6749 5.2)
 REFUSALS = frozenset({"invalid_client", "unauthorized_client", "invalid_grant"})
 _ERROR_CODE = re.compile(r"[a-z_]{1,64}")
+MAX_LIFETIME = 366 * 86400.0  # a longer expires_in is read as a year
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,16 @@ def read_tokens(reply: EndpointReply, where: str) -> IssuedTokens:
     lifetime = body.get("expires_in")
     if isinstance(lifetime, str) and lifetime.isdigit():
         lifetime = int(lifetime)
-    if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
+    if (
+        isinstance(lifetime, bool) or not isinstance(lifetime, int | float)
+        or not math.isfinite(lifetime) or lifetime <= 0
+    ):  # fmt: skip
         lifetime = None
+    elif lifetime > MAX_LIFETIME:  # a vendor's "forever" must not overflow a date
+        lifetime = MAX_LIFETIME
+    SECRETS.add(token)  # the redactor knows it before anything could log it
+    if refresh:
+        SECRETS.add(refresh)
     return IssuedTokens(Secret(token), lifetime, Secret(refresh) if refresh else None)
 
 

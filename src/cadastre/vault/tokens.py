@@ -52,6 +52,7 @@ from cadastre.errors import (
     VendorProtocolError,
     VendorUnavailable,
 )
+from cadastre.observe import SECRETS
 from cadastre.ports import CredentialStatus, Secret
 from cadastre.vault.oauth import pkce_pair, read_tokens, refusal, token_request
 from cadastre.vault.schemes import Scheme
@@ -62,12 +63,14 @@ if TYPE_CHECKING:
 
 _OAUTH = {Scheme.OAUTH2_CLIENT_CREDENTIALS, Scheme.OAUTH2_AUTHORIZATION_CODE}
 CONSENT_SECONDS = 600.0  # how long a consent URL from ``connect`` stays good
+FRESH = 30.0  # an access token refused younger than this is not refreshed for it
 
 
 @dataclass
 class _Held:
     token: Secret
     version: int
+    held_since: float  # clock.monotonic() when this process took it
     good_until: (
         float | None
     )  # clock.monotonic() past which the token is refreshed; None: until refused
@@ -114,6 +117,7 @@ class TokenManager:
         self._refused: dict[tuple[str, str], int] = {}  # versions whose access token was refused
         self._local: dict[tuple[str, str], asyncio.Lock] = {}
         self._cooling: dict[tuple[str, str], tuple[float, int]] = {}  # until, failures in a row
+        self._fresh_refusal: dict[tuple[str, str], float] = {}  # when a young token was refused
         self.refreshes = 0  # token requests sent by this process (tests and metrics read it)
 
     def __repr__(self) -> str:
@@ -150,6 +154,15 @@ class TokenManager:
         key = (tenant, name)
         held = self._held.get(key)
         if held is not None and (token is None or held.token == token):
+            now = self._clock.monotonic()
+            if token is not None and now - held.held_since < FRESH:
+                # A token refused within seconds of being issued: once, it may have been revoked
+                # early, and is replaced; twice within FRESH, the refusal is not about the token
+                # (a scope, a permission), so it is kept and calls fail instead of refreshing
+                # once per call.
+                if now - self._fresh_refusal.get(key, -FRESH) < FRESH:
+                    return
+                self._fresh_refusal[key] = now
             del self._held[key]
             self._refused[key] = held.version
         static = self._static.pop(key, None)
@@ -178,7 +191,7 @@ class TokenManager:
             stored.tenant, stored.name, actor=actor, purpose="call", fields=("access_token",)
         )
         token = opened.field("access_token")
-        self._held[key] = _Held(token, stored.version, good_until)
+        self._held[key] = _Held(token, stored.version, self._clock.monotonic(), good_until)
         return token
 
     def _good_until(self, stored: StoredCredential) -> float | None:
@@ -263,7 +276,7 @@ class TokenManager:
             raise self._cool(key, failure) from None
         # 2. durably: the new tokens, before anyone uses the access token
         new_secrets = {"access_token": issued.access_token}
-        if issued.refresh_token is not None:
+        if rotating and issued.refresh_token is not None:  # a client-credentials one is ignored
             new_secrets["refresh_token"] = issued.refresh_token
         expires_at = (
             None if issued.expires_in is None
@@ -280,7 +293,7 @@ class TokenManager:
         if issued.expires_in is not None:
             # a lifetime shorter than the skew is still used for half of it rather than not at all
             good_until = started + max(issued.expires_in - self._skew, issued.expires_in / 2)
-        self._held[key] = _Held(issued.access_token, stored.version, good_until)
+        self._held[key] = _Held(issued.access_token, stored.version, started, good_until)
         return issued.access_token
 
     async def _clear_marker(self, stored: StoredCredential, rotating: bool) -> None:
@@ -303,6 +316,14 @@ class TokenManager:
         return CredentialNeedsReauth(
             f"credential {stored.name!r} needs_reauth: {why}; run `{_fix(stored)}`"
         )
+
+    def check_cooldown(self, tenant: str, name: str) -> None:
+        """``VendorUnavailable`` while the credential's endpoint is cooling down after failing."""
+        self._check_cooldown((tenant, name), name)
+
+    def cool(self, tenant: str, name: str, failure: VendorError) -> VendorError:
+        """Start or lengthen the cooldown of a credential's endpoint (a legacy login, say)."""
+        return self._cool((tenant, name), failure)
 
     def _check_cooldown(self, key: tuple[str, str], name: str) -> None:
         until, _ = self._cooling.get(key, (0.0, 0))
@@ -339,6 +360,10 @@ class TokenManager:
                 return held.fields
             stored = await self.vault.stored(tenant, name)
             _usable(stored)
+            if self._refused.get(key) == stored.version:
+                # The vendor refused these very secrets and nobody has changed them: sending them
+                # again would only add failed logins (vendors lock accounts after a few).
+                raise await self._needs_reauth(stored, "the vendor refused it (401)")
             if held is not None and held.version == stored.version:
                 held.checked = self._clock.monotonic()
                 return held.fields
@@ -363,15 +388,19 @@ class TokenManager:
     # ------------------------------------------------------------------ API-key rotation
 
     async def rotate_api_key(
-        self, tenant: str, name: str, endpoint: TokenEndpoint, *, actor: str
-    ) -> StoredCredential:
+        self, tenant: str, name: str, endpoint: TokenEndpoint, *, actor: str,
+        if_version: int | None = None,
+    ) -> StoredCredential:  # fmt: skip
         """Ask the vendor for a new key (``meta.rotate_url``) and store it, keeping the old one as
-        ``previous_api_key`` until the vendor's overlap ends. Under the credential's lock, so two
-        schedulers do not rotate twice."""
+        ``previous_api_key`` until the vendor's overlap ends. Under the credential's lock; with
+        ``if_version`` (what a scheduler saw when it found the key due), nothing is done if the
+        credential changed since - another scheduler rotated it first."""
         async with self._locks.hold(
             f"credential:{tenant}:{name}", wait=self._lock_wait, lease=self._lock_lease
         ):
             stored = await self.vault.stored(tenant, name)
+            if if_version is not None and stored.version != if_version:
+                return stored
             _usable(stored)
             url = stored.meta.get("rotate_url")
             if stored.scheme != Scheme.API_KEY or not url:
@@ -381,12 +410,19 @@ class TokenManager:
             opened = await self.vault.open(tenant, name, actor=actor, purpose="rotate",
                                            fields=("api_key",))  # fmt: skip
             old = opened.field("api_key")
-            headers = {
-                "Accept": "application/json",
-                str(stored.meta.get("header") or "X-Api-Key"): old.reveal(),
-            }
-            reply = await endpoint.send("POST", str(url), headers=headers)
+            headers, target = {"Accept": "application/json"}, str(url)
+            if query := stored.meta.get("query"):  # the key goes where the vendor reads it
+                target += ("&" if "?" in target else "?") + urlencode({query: old.reveal()})
+            else:
+                headers[str(stored.meta.get("header") or "X-Api-Key")] = old.reveal()
             where = f"key-rotation endpoint of credential {name!r}"
+            try:
+                reply = await endpoint.send("POST", target, headers=headers)
+            except RequestNotSent:
+                raise
+            except VendorUnavailable:
+                await self._rotation_lost(stored)
+                raise
             if not 200 <= reply.status < 300:
                 raise refusal(reply, where)
             try:
@@ -395,7 +431,9 @@ class TokenManager:
                 body = None
             new = body.get("key") if isinstance(body, dict) else None
             if not isinstance(new, str) or not new:
+                await self._rotation_lost(stored)
                 raise VendorProtocolError(f"{where}: answered without a key")
+            SECRETS.add(new)
             until = body.get("previous_valid_until") if isinstance(body, dict) else None
             now = self._clock.now()
             event = _rotated(stored, now)
@@ -407,6 +445,18 @@ class TokenManager:
             )  # fmt: skip
         self.forget(tenant, name)
         return stored
+
+    async def _rotation_lost(self, stored: StoredCredential) -> None:
+        """The vendor may have rotated the key without our learning the new one: the old key
+        works only until its overlap ends, so a person hears of it now."""
+        event = self.vault.alert(
+            stored, "credential_rotation_lost",
+            f"the answer to rotating credential {stored.name!r} was lost; the vendor may have "
+            "issued a new key, and the current one stops working when its overlap ends",
+            f"fetch the new key from the vendor and run `cadastre credentials add {stored.name} "
+            f"-t {stored.tenant} --replace ...`, or rotate it again",
+        )  # fmt: skip
+        await self.vault.update(stored, events=[event])
 
     async def due_for_rotation(self, tenant: str) -> list[StoredCredential]:
         now = self._clock.now()

@@ -368,10 +368,14 @@ async def test_a_wrong_digest_password_is_refused_without_quoting_it(
     vendor = DigestVendor(password="the-right-one")
     _, auth = await stored(clock, "digest", {"username": USER, "password": PASSWORD})
     async with gateway(clock, vendor, auth) as gw:
-        with pytest.raises(VendorAuthRefused, match="answered 401") as raised:
+        with pytest.raises(CredentialNeedsReauth, match="refused it") as raised:
             await gw.get("Property")
-    # two attempts (the refused one and its resend), each a challenge and an answer to it
-    assert vendor.challenges == 4
+        for _ in range(3):  # RETS servers lock accounts after a few failures: no more tries
+            with pytest.raises(CredentialNeedsReauth):
+                await gw.get("Property")
+    # one attempt, a challenge and the answer to it; the resend finds the same password refused
+    # and stops before sending it again
+    assert vendor.challenges == 2
     assert leaks(*everything_about(raised.value)) == []
 
 
@@ -459,7 +463,7 @@ async def test_a_json_login_and_every_cookie_when_none_is_named(clock: SteppingC
 async def test_a_login_that_sets_no_cookie_is_refused(clock: SteppingClock) -> None:
     vendor = SessionVendor(set_cookie=False)
     async with gateway(clock, vendor, await session(clock)) as gw:
-        with pytest.raises(VendorAuthRefused, match="answered 200 but set no session cookie") as e:
+        with pytest.raises(CredentialNeedsReauth, match="answered 200 but set no cookie") as e:
             await gw.get("Property")
     assert "'vendor-login'" in str(e.value)
     assert vendor.calls == 0

@@ -360,3 +360,85 @@ async def test_consent_uses_pkce_and_its_state_works_once() -> None:
     with pytest.raises(CredentialError, match="unknown or was already used"):
         await kit.tokens.complete_consent(query["state"], "code-1", endpoint)
     assert await token(kit, endpoint, "xero") == "a1"
+
+
+async def test_two_schedulers_that_found_a_key_due_rotate_it_once() -> None:
+    clock = FakeClock()
+    kit = VaultKit(clock)
+    await kit.vault.add(TENANT, "pms", "api_key", {"api_key": "old-key-aaaaaaaaaaaa"},
+                        {"rotate_url": "https://vendor.test/keys/rotate",
+                         "rotate_every_days": 30})  # fmt: skip
+    clock.advance(31 * 86400)
+    seen = [c.version for c in await kit.tokens.due_for_rotation(TENANT)]  # both saw it due
+    issued = iter(range(1, 100))
+
+    class Rotator:
+        async def send(self, method: str, url: str, **kw: Any) -> EndpointReply:
+            return ok({"key": f"new-key-{next(issued):012d}"})
+
+    other = TokenManager(kit.vault, kit.tokens._locks, clock)
+    for tokens in (kit.tokens, other):
+        await tokens.rotate_api_key(TENANT, "pms", Rotator(), actor="scheduler",
+                                    if_version=seen[0])  # fmt: skip
+    opened = await kit.vault.open(TENANT, "pms", actor="test", purpose="test")
+    assert opened.field("api_key").reveal() == "new-key-000000000001"
+    assert opened.field("previous_api_key").reveal() == "old-key-aaaaaaaaaaaa"
+
+
+async def test_a_lost_rotation_answer_raises_an_alert() -> None:
+    kit = VaultKit(FakeClock())
+    await kit.vault.add(TENANT, "pms", "api_key", {"api_key": "old-key-aaaaaaaaaaaa"},
+                        {"rotate_url": "https://vendor.test/keys/rotate"})  # fmt: skip
+
+    class Lost:
+        async def send(self, method: str, url: str, **kw: Any) -> EndpointReply:
+            raise VendorUnavailable("POST https://vendor.test/keys/rotate: no answer")
+
+    with pytest.raises(VendorUnavailable):
+        await kit.tokens.rotate_api_key(TENANT, "pms", Lost(), actor="scheduler")
+    async with kit.store.unit_of_work(TENANT, read_only=True) as uow:
+        alerts = [m.event.data for m in await uow.outbox.pending()]
+    assert [a["alert"] for a in alerts] == ["credential_rotation_lost"]
+
+
+async def test_a_client_credentials_vendor_that_also_sends_a_refresh_token_is_asked_once() -> None:
+    kit = VaultKit(FakeClock())
+    await client_credentials(kit)
+    endpoint = Endpoint(
+        lambda form: ok(
+            {
+                "access_token": "t1",
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "refresh_token": "ignored-r1",
+            }
+        )
+    )
+    for _ in range(5):
+        assert await token(kit, endpoint) == "t1"
+    assert len(endpoint.forms) == 1
+    assert "refresh_token" not in (await kit.vault.stored(TENANT, "mls")).secrets
+
+
+async def test_tokens_refused_as_soon_as_issued_are_not_refreshed_per_call() -> None:
+    clock = FakeClock()
+    kit = VaultKit(clock)
+    await client_credentials(kit)
+    endpoint = Endpoint(counting_issuer())
+    for _ in range(100):  # a resource server that refuses every token (a missing scope, say)
+        held = await token(kit, endpoint)
+        await kit.tokens.refused(TENANT, "mls", Secret(held))
+        clock.advance(1)
+    assert len(endpoint.forms) <= 100 // 30 + 2  # at most one refresh per 30 s, not per call
+
+
+async def test_an_expires_in_of_forever_is_read_as_a_year() -> None:
+    kit = VaultKit(FakeClock())
+    await client_credentials(kit)
+    endpoint = Endpoint(
+        lambda form: ok({"access_token": "t1", "token_type": "Bearer", "expires_in": 10**12})
+    )
+    assert await token(kit, endpoint) == "t1"
+    stored = await kit.vault.stored(TENANT, "mls")
+    assert stored.expires_at is not None
+    assert (stored.expires_at - kit.clock.now()).days == 366
