@@ -37,7 +37,7 @@ from cadastre.ports import (
     Store,
     TokenEndpoint,
 )
-from cadastre.store import open_store
+from cadastre.store import PostgresLockBackend, PostgresStore, open_store
 from cadastre.sync import SyncEngine, SyncReport, SyncRunner, SyncTally
 from cadastre.vault import (
     Defaults,
@@ -305,7 +305,7 @@ async def bootstrap(
     AddressAllowList.parse(settings.gateway_allow_hosts)
     store = await open_store(settings.resolved_database_url(), clock=clock, migrate=migrate)
     vault = Vault(store, master_keys(settings), clock)
-    locks = lock_backend(settings)
+    locks = lock_backend(settings, store)
     metrics = Metrics()
     engine = SyncEngine(store, registry, clock, metrics=metrics)
     runner = SyncRunner(
@@ -362,9 +362,12 @@ def master_keys(settings: Settings) -> MasterKeyProvider:
     return FileMasterKeys(path, create=settings.embedded())
 
 
-def lock_backend(settings: Settings) -> LockBackend:
-    """Redis across machines when a URL is set; else file locks, which every process on this
-    machine shares."""
+def lock_backend(settings: Settings, store: Store) -> LockBackend:
+    """Redis when a URL is set; else PostgreSQL advisory locks when the store is PostgreSQL
+    (workers on many machines share it); else file locks, which every process on this machine
+    shares (the embedded default)."""
     if settings.redis_url is not None:
         return RedisLockBackend(settings.redis_url.get_secret_value())
+    if isinstance(store, PostgresStore):
+        return PostgresLockBackend(store.engine)
     return FileLockBackend(settings.data_dir / "locks")

@@ -27,9 +27,10 @@ from cadastre.vault.crypto import KEY_BYTES, new_key_id
 app = typer.Typer(help="The vault's master keys: rotation and status.", no_args_is_help=True)
 
 ENV_STEPS = (
-    "the master keys come from the environment: put the new key (`cadastre vault new-key`) in "
-    "CADASTRE_VAULT_MASTER_KEY and the old one in CADASTRE_VAULT_PREVIOUS_KEYS on every worker, "
-    "restart them, then run `cadastre vault rotate-master`"
+    "the master keys come from the environment: (1) add the new key (`cadastre vault new-key`) "
+    "to CADASTRE_VAULT_PREVIOUS_KEYS on every worker and restart them; (2) make it "
+    "CADASTRE_VAULT_MASTER_KEY, the old one moving to CADASTRE_VAULT_PREVIOUS_KEYS, restart, "
+    "then run `cadastre vault rotate-master`"
 )
 
 

@@ -12,6 +12,7 @@ from cadastre.errors import ConfigurationError
 from cadastre.store.audit import GENESIS_HASH, audit_entry_hash
 from cadastre.store.base import SqlAlchemyStore, SqlAlchemyUnitOfWork
 from cadastre.store.canonical import canonical_json, content_hash
+from cadastre.store.locks import PostgresLockBackend
 from cadastre.store.postgres import PostgresStore
 from cadastre.store.sqlite import SqliteStore
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GENESIS_HASH",
+    "PostgresLockBackend",
     "PostgresStore",
     "SqlAlchemyStore",
     "SqlAlchemyUnitOfWork",

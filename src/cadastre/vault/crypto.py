@@ -150,9 +150,10 @@ class LocalKeyring:
 
 class EnvMasterKeys(LocalKeyring):
     """``CADASTRE_VAULT_MASTER_KEY=<id>:<base64 of 32 bytes>``; keys still being rotated away from
-    in ``CADASTRE_VAULT_PREVIOUS_KEYS`` (comma-separated, same form). Rotating: put the new key in
-    the first variable and the old one in the second on every worker, run ``cadastre vault
-    rotate-master``, then drop the old one."""
+    in ``CADASTRE_VAULT_PREVIOUS_KEYS`` (comma-separated, same form). Rotating takes two phases,
+    so no worker meets a key it cannot read: add the new key to the second variable everywhere;
+    then make it the first (the old one moving to the second), run ``cadastre vault
+    rotate-master``, and drop the old one (docs/vault.md)."""
 
     @classmethod
     def parse(cls, current: str, previous: str = "") -> EnvMasterKeys:
@@ -173,8 +174,7 @@ class FileMasterKeys(LocalKeyring):
     def __init__(self, path: Path, *, create: bool = False) -> None:
         self._path = path
         if create and not path.exists():
-            key_id = new_key_id()
-            write_keyring(path, key_id, {key_id: AESGCM.generate_key(bit_length=KEY_BYTES * 8)})
+            _create_keyring(path)
         current, keys, self._mtime = _read_keyring(path)
         super().__init__(current, keys)
 
@@ -218,6 +218,22 @@ class FileMasterKeys(LocalKeyring):
         """Take what was just written, whatever its modification time (two writes within the
         file system's timestamp resolution would look unchanged)."""
         self._current, self._keys, self._mtime = _read_keyring(self._path)
+
+
+def _create_keyring(path: Path) -> None:
+    """A first keyring, created only if none exists: two processes starting at once must not each
+    write a key of their own (one would seal with a key the file no longer holds). Written whole
+    to a private temporary file, then linked into place, which fails if the file appeared."""
+    key_id = new_key_id()
+    material = AESGCM.generate_key(bit_length=KEY_BYTES * 8)
+    fresh = path.with_name(f".{path.name}.{os.getpid()}.new")
+    write_keyring(fresh, key_id, {key_id: material})
+    try:
+        os.link(fresh, path)
+    except FileExistsError:
+        pass  # another process made it first; it is read next
+    finally:
+        fresh.unlink()
 
 
 def new_key_id(now: datetime | None = None) -> str:

@@ -25,7 +25,7 @@ import orjson
 from cadastre.clock import SystemClock
 from cadastre.gateway import Gateway, VaultAuth, VendorPolicy
 from cadastre.ports import LockBackend
-from cadastre.store import open_store
+from cadastre.store import PostgresLockBackend, open_store
 from cadastre.vault import (
     Defaults,
     FileLockBackend,
@@ -42,7 +42,13 @@ TENANT = "acme"
 async def run(args: argparse.Namespace) -> dict[str, object]:
     clock = SystemClock()
     store = await open_store(args.db, clock=clock, migrate=False)
-    locks: LockBackend = RedisLockBackend(args.redis) if args.redis else FileLockBackend(args.locks)
+    locks: LockBackend
+    if args.redis:
+        locks = RedisLockBackend(args.redis)
+    elif args.pglock:
+        locks = PostgresLockBackend(store.engine)
+    else:
+        locks = FileLockBackend(args.locks)
     vault = Vault(store, FileMasterKeys(Path(args.key_file)), clock)
     # A short lease: a killed refresher's Redis lock frees soon (a live one renews it).
     tokens = TokenManager(vault, locks, clock, skew=args.skew, cooldown=(0.05, 0.5), lock_lease=3.0)
@@ -85,6 +91,7 @@ def main() -> None:
     parser.add_argument("--key-file", required=True)
     parser.add_argument("--redis")
     parser.add_argument("--locks")
+    parser.add_argument("--pglock", action="store_true", help="PostgreSQL advisory locks")
     parser.add_argument("--sim", required=True)
     parser.add_argument("--credential", required=True)
     parser.add_argument("--callers", type=int, default=50)

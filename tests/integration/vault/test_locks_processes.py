@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from cadastre.errors import LockTimeout
+from cadastre.store import PostgresLockBackend, PostgresStore
 from cadastre.vault.locks import FileLockBackend
 from cadastre.vault.locks_redis import RedisLockBackend
+from tests.conformance.conftest import postgres_admin_url
 from tests.conftest import PROJECT_ROOT, service_missing
 from tests.redis_server import PrivateRedis, answers, free_port
 
@@ -204,3 +206,22 @@ async def test_redis_dying_while_held_does_not_fail_the_block(
     messages = [r.getMessage() for r in caplog.records]
     assert any("not renewed" in m for m in messages), messages
     assert any("not released" in m for m in messages), messages
+
+
+async def test_postgres_advisory_locks_exclude_and_time_out(key: str) -> None:
+    """Two stores (as two processes would have) on one database: the second holder waits, times
+    out while the first holds, and gets the lock once it is released."""
+    stores = [PostgresStore(postgres_admin_url()) for _ in range(2)]
+    first, second = (PostgresLockBackend(s.engine) for s in stores)
+    try:
+        async with first.hold(key, wait=1, lease=5):
+            with pytest.raises(LockTimeout, match="stayed held"):
+                async with second.hold(key, wait=0.3, lease=5):
+                    pass
+            async with second.hold(f"{key}-other", wait=0.3, lease=5):
+                pass  # another key is free
+        async with second.hold(key, wait=1, lease=5):
+            pass
+    finally:
+        for store in stores:
+            await store.close()

@@ -19,7 +19,7 @@ import random
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,7 @@ from cadastre.gateway import Gateway, VaultAuth, VendorPolicy
 from cadastre.ports import CredentialStatus, LockBackend
 from cadastre.simulators import serve
 from cadastre.simulators.auth import AuthSettings, AuthSimulator
-from cadastre.store import open_store
+from cadastre.store import PostgresLockBackend, open_store
 from cadastre.store.postgres import create_database, drop_database
 from cadastre.vault import (
     Defaults,
@@ -57,17 +57,17 @@ class Setup:
     db: str
     key_file: Path
     lock_args: list[str]
-    locks: LockBackend
+    locks: Callable[[Any], LockBackend]  # the hub side's, given its store
 
 
-@pytest.fixture(params=["sqlite-file", "postgres-redis"])
+@pytest.fixture(params=["sqlite-file", "postgres-redis", "postgres-advisory"])
 def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
     key_file = tmp_path / "vault.keys"
     FileMasterKeys(key_file, create=True)
     if request.param == "sqlite-file":
         locks = tmp_path / "locks"
         yield Setup(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}", key_file,
-                    ["--locks", str(locks)], FileLockBackend(locks))  # fmt: skip
+                    ["--locks", str(locks)], lambda store: FileLockBackend(locks))  # fmt: skip
         return
     redis = os.environ.get("CADASTRE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     name = f"cadastre_test_{secrets.token_hex(4)}"
@@ -76,17 +76,25 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
     except Exception as exc:  # noqa: BLE001
         service_missing("postgres", f"PostgreSQL is not reachable ({type(exc).__name__})")
     try:
-        yield Setup(url, key_file, ["--redis", redis], RedisLockBackend(redis))
+        if request.param == "postgres-redis":
+            yield Setup(url, key_file, ["--redis", redis], lambda store: RedisLockBackend(redis))
+        else:  # no Redis: PostgreSQL advisory locks
+            yield Setup(
+                url, key_file, ["--pglock"], lambda store: PostgresLockBackend(store.engine)
+            )
     finally:
         drop_database(postgres_admin_url(), name)
 
 
 @asynccontextmanager
-async def hub_side(setup: Setup) -> AsyncIterator[tuple[Vault, Any]]:
+async def hub_side(setup: Setup) -> AsyncIterator[tuple[Vault, LockBackend]]:
     store = await open_store(setup.db, clock=SystemClock(), migrate=True)
+    locks = setup.locks(store)
     try:
-        yield Vault(store, FileMasterKeys(setup.key_file), SystemClock()), store
+        await store.create_tenant(TENANT, "Acme")
+        yield Vault(store, FileMasterKeys(setup.key_file), SystemClock()), locks
     finally:
+        await locks.aclose()
         await store.close()
 
 
@@ -143,14 +151,14 @@ class Worker:
 @pytest.mark.timeout(180)
 async def test_fifty_callers_here_and_two_processes_refresh_once(setup: Setup) -> None:
     sim = AuthSimulator(settings=AuthSettings(rotation="single_use", token_ttl=3600))
-    async with serve(sim.app) as running, hub_side(setup) as (vault, _store):
+    async with serve(sim.app) as running, hub_side(setup) as (vault, locks):
         name = await connected(vault, sim, running.url)
         sim.stats.reset()
         workers = [
             await Worker.start(setup, running.url, name, "--callers", "50", "--calls", "3")
             for _ in range(2)
         ]
-        tokens = TokenManager(vault, setup.locks, SystemClock())
+        tokens = TokenManager(vault, locks, SystemClock())
         stored = await vault.stored(TENANT, name)
         auth = VaultAuth(tokens, TENANT, name, stored.scheme, dict(stored.meta), Defaults())
         policy = VendorPolicy(vendor="auth-sim", max_attempts=2)
@@ -162,7 +170,6 @@ async def test_fifty_callers_here_and_two_processes_refresh_once(setup: Setup) -
                 *(gateway.get("/api/me") for _ in range(50)), return_exceptions=True
             )
         summaries = [await w.summary() for w in workers]
-        await setup.locks.aclose()
     assert [r for r in here if isinstance(r, BaseException)] == []
     assert [s["failed"] for s in summaries] == [{}, {}]
     assert sum(s["ok"] for s in summaries) == 2 * 50 * 3
@@ -184,7 +191,7 @@ async def test_refreshers_killed_at_random_never_reuse_a_refresh_token(
     outcomes: dict[str, int] = {"usable": 0, "needs_reauth": 0}
     # Access tokens live 1 s and are refreshed 0.6 s early: every worker refreshes all the time.
     sim = AuthSimulator(settings=AuthSettings(rotation="single_use", token_ttl=1.0))
-    async with serve(sim.app) as running, hub_side(setup) as (vault, _store):
+    async with serve(sim.app) as running, hub_side(setup) as (vault, _locks):
         for trial in range(trials):
             name = await connected(vault, sim, running.url)
             # half the trials also crash at a named point inside a refresh, the rest at random
@@ -224,7 +231,6 @@ async def test_refreshers_killed_at_random_never_reuse_a_refresh_token(
                 assert stored.status is CredentialStatus.NEEDS_REAUTH, (trial, stored.status)
                 assert "interrupted" in stored.status_reason or "lost" in stored.status_reason
                 outcomes["needs_reauth"] += 1
-        await setup.locks.aclose()
     assert sim.stats.families_revoked == 0
     assert outcomes["usable"] > 0
     # shown with --log-cli-level=INFO

@@ -153,3 +153,13 @@ def test_a_reader_follows_a_rotation_made_by_another_process(tmp_path: Path) -> 
     assert rotator.retire(keep=()) == [old_id]
     with pytest.raises(DecryptionFailed):
         unseal(reader, ROW, sealed)
+
+
+def test_processes_starting_at_once_agree_on_one_key_file(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "vault.keys"
+    with ThreadPoolExecutor(8) as pool:
+        keyrings = list(pool.map(lambda _: FileMasterKeys(path, create=True), range(16)))
+    assert len({k.current_key_id() for k in keyrings}) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["vault.keys"]  # no temporary file is left
