@@ -83,9 +83,9 @@ class Hub:
     mappings: MappingRegistry
     runner: SyncRunner
     controls: GatewayControls
-    # Open connectors by (tenant, connection, its version, its mapping, its credential's
-    # scheme): their gateways keep pooled connections across syncs; an edited connection,
-    # mapping file or credential scheme gets a new one.
+    # Open connectors by (tenant, connection, its version, its mapping, how its credential is
+    # put on requests): their gateways keep pooled connections across syncs; an edited
+    # connection, mapping file or credential (scheme, header, login URL...) gets a new one.
     _sources: dict[tuple[str, str, int, str, str], OpenSource] = field(default_factory=dict)
     # Gateways that reach a credential's token endpoint outside any sync (tests, rotation,
     # consent), by (tenant, credential, connection@version or "" for none).
@@ -113,8 +113,7 @@ class Hub:
         # Read on every sync, so a fixed mapping file takes effect on the next run.
         mapper = self.mappings.load(spec.mapping_name(settings))
         auth = await self._vault_auth(tenant, name, connection.credential, spec.auth(settings))
-        scheme = auth.scheme if auth is not None else ""
-        key = (tenant, name, connection.version, mapper.spec.model_dump_json(), scheme)
+        key = (tenant, name, connection.version, mapper.spec.model_dump_json(), _shape(auth))
         if transport is None and key in self._sources:
             return self._sources[key]
         gateway = self._gateway(tenant, connection, settings, auth, transport)
@@ -342,6 +341,14 @@ def rate_limit_backend(settings: Settings, clock: Clock, metrics: Metrics) -> Ra
     return FailSafeRateLimitBackend(
         shared, clock, min_workers=settings.rate_limit_workers, metrics=metrics
     )
+
+
+def _shape(auth: VaultAuth | None) -> str:
+    """What of a credential its gateway's authenticator was built from (not its tokens)."""
+    if auth is None:
+        return ""
+    kept = ("header", "query", "login_url", "login_format", "cookie", "token_url", "scope")
+    return repr((auth.scheme, sorted((k, str(auth.meta.get(k))) for k in kept)))
 
 
 def master_keys(settings: Settings) -> MasterKeyProvider:

@@ -33,6 +33,7 @@ from cadastre.errors import (
     VendorUnavailable,
 )
 from cadastre.gateway.outcome import CREDENTIAL_REFUSED, parse_retry_after
+from cadastre.gateway.ratelimit import DEADLINE
 from cadastre.observe import SECRETS
 from cadastre.ports import EndpointReply, Secret
 from cadastre.vault import Defaults, Scheme, TokenManager
@@ -288,10 +289,16 @@ class GatewayTokenEndpoint:
     HTTP transport): token requests pay the vendor's rate limit, obey the address rules and are
     metered, but are never retried - a refresh token must not be sent twice."""
 
-    def __init__(self, chain: httpx.AsyncBaseTransport, clock: Clock, *, timeout: float) -> None:
+    def __init__(
+        self, chain: httpx.AsyncBaseTransport, clock: Clock, *, timeout: float,
+        total: float | None = None,
+    ) -> None:  # fmt: skip
+        """``timeout`` bounds each connect and read; ``total`` the whole request, its wait for a
+        rate-limit slot included (a slot beyond it refuses the request: ``RequestNotSent``)."""
         self._chain = chain
         self._clock = clock
         self._timeout = httpx.Timeout(timeout).as_dict()
+        self._total = total
 
     async def send(
         self,
@@ -307,9 +314,12 @@ class GatewayTokenEndpoint:
         where = f"{method} {target.scheme}://{target.host}{target.path}"
         if target.scheme not in {"http", "https"} or not target.host:
             raise ConfigurationError(f"{where}: needs an absolute http(s) URL")
+        extensions: dict[str, Any] = {"timeout": self._timeout}
+        if self._total is not None:
+            extensions[DEADLINE] = self._clock.monotonic() + self._total
         request = httpx.Request(
             method, target, data=dict(form) if form is not None else None, json=json,
-            headers=dict(headers or {}), extensions={"timeout": self._timeout},
+            headers=dict(headers or {}), extensions=extensions,
         )  # fmt: skip
         answer = await self._exchange(request)
         del request  # it carried the secrets

@@ -176,7 +176,7 @@ class Gateway:
         self._pool = f"{policy.vendor}/{connection}#{id(http):x}"
         self.token_endpoint = GatewayTokenEndpoint(
             _limited(http, policy, clock, metrics, connection, self._guards), clock,
-            timeout=policy.read,
+            timeout=policy.read, total=policy.total,
         )  # fmt: skip
         if auth is not None:
             if authenticator is not None:

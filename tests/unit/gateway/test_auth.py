@@ -708,3 +708,35 @@ async def test_each_scheme_gets_its_authenticator(clock: SteppingClock) -> None:
         )
     with pytest.raises(ValueError, match="'kerberos'"):
         authenticator_for(VaultAuth(tokens, TENANT, "c", "kerberos"), endpoint)
+
+
+async def test_a_token_request_that_would_wait_past_its_deadline_is_not_sent() -> None:
+    """Token requests pay the vendor's rate limit, but never wait beyond the policy's total: the
+    slot past it refuses the request (RequestNotSent), so a refresh marker is not left set behind
+    a long queue."""
+    from cadastre.gateway import GatewayControls, GatewaySettings
+    from cadastre.testing import FakeClock
+
+    clock = FakeClock(autojump=True)
+    sent: list[str] = []
+
+    def vendor(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        return httpx.Response(200, json={"access_token": "t", "token_type": "Bearer"})
+
+    settings = GatewaySettings.model_validate({"rate_limit": {"requests": 10, "per": 6000}})
+    controls = GatewayControls(clock)
+    guards = controls.guards(tenant=TENANT, connection="c", vendor="v", settings=settings,
+                             credential="c")  # fmt: skip
+    policy = VendorPolicy(vendor="v", max_attempts=1, total=30.0)
+    async with Gateway(BASE, policy, clock=clock, guards=guards,
+                       transport=httpx.MockTransport(vendor)) as gw:  # fmt: skip
+        answers = []
+        for _ in range(3):
+            try:
+                answers.append((await gw.token_endpoint.send("POST", f"{BASE}/token")).status)
+            except RequestNotSent as refused:
+                answers.append(refused.retry_after)
+    await controls.aclose()
+    assert len(sent) <= 1  # the bucket's first slot, if its burst allows one
+    assert all(isinstance(a, float) and a > 30 for a in answers[len(sent) :])
