@@ -226,7 +226,7 @@ def _create_keyring(path: Path) -> None:
     to a private temporary file, then linked into place, which fails if the file appeared."""
     key_id = new_key_id()
     material = AESGCM.generate_key(bit_length=KEY_BYTES * 8)
-    fresh = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fresh = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.new")
     write_keyring(fresh, key_id, {key_id: material})
     try:
         os.link(fresh, path)

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 _OAUTH = {Scheme.OAUTH2_CLIENT_CREDENTIALS, Scheme.OAUTH2_AUTHORIZATION_CODE}
 CONSENT_SECONDS = 600.0  # how long a consent URL from ``connect`` stays good
 FRESH = 30.0  # an access token refused younger than this is not refreshed for it
+GATEWAY_TIMEOUT = 504
 
 
 @dataclass
@@ -243,6 +244,7 @@ class TokenManager:
             str(stored.meta.get("auth_method", "client_secret_basic")),
         )  # fmt: skip
         del opened, grant
+        reusable = stored.meta.get("refresh_token_reuse") == "allowed"
         self.refreshes += 1
         started = self._clock.monotonic()
         try:
@@ -254,7 +256,7 @@ class TokenManager:
             raise self._cool(key, refused) from None
         except VendorUnavailable as lost:
             # No answer: the vendor may have acted on the request.
-            if rotating and stored.meta.get("refresh_token_reuse") != "allowed":
+            if rotating and not reusable:
                 raise await self._needs_reauth(
                     stored, "the answer to a refresh was lost; the vendor may have rotated "
                     "the refresh token, which must not be sent again",
@@ -262,6 +264,12 @@ class TokenManager:
             await self._clear_marker(stored, rotating)
             raise self._cool(key, lost) from None
         failpoints.reach("vault.refresh.answered")
+        if rotating and reply.status == GATEWAY_TIMEOUT and not reusable:
+            # A proxy gave up waiting: the vendor behind it may have rotated the token.
+            raise await self._needs_reauth(
+                stored, "a proxy answered 504 to a refresh; the vendor may have rotated the "
+                "refresh token, which must not be sent again",
+            )  # fmt: skip
         if not 200 <= reply.status < 300:
             failure = refusal(reply, where)
             if isinstance(failure, VendorAuthRefused):

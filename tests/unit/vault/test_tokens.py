@@ -442,3 +442,14 @@ async def test_an_expires_in_of_forever_is_read_as_a_year() -> None:
     stored = await kit.vault.stored(TENANT, "mls")
     assert stored.expires_at is not None
     assert (stored.expires_at - kit.clock.now()).days == 366
+
+
+async def test_a_proxys_504_to_a_refresh_is_treated_as_a_lost_answer() -> None:
+    kit = VaultKit(FakeClock())
+    await authorization_code(kit)
+    endpoint = Endpoint(lambda form: ok({"error": "gateway_timeout"}, 504))
+    with pytest.raises(CredentialNeedsReauth, match="504"):
+        await token(kit, endpoint, "xero")
+    with pytest.raises(CredentialNeedsReauth):
+        await token(kit, endpoint, "xero")
+    assert len(endpoint.forms) == 1  # r0 was never sent again
