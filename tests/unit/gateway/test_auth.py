@@ -731,7 +731,7 @@ async def test_a_token_request_that_would_wait_past_its_deadline_is_not_sent() -
     policy = VendorPolicy(vendor="v", max_attempts=1, total=30.0)
     async with Gateway(BASE, policy, clock=clock, guards=guards,
                        transport=httpx.MockTransport(vendor)) as gw:  # fmt: skip
-        answers = []
+        answers: list[float | None] = []
         for _ in range(3):
             try:
                 answers.append((await gw.token_endpoint.send("POST", f"{BASE}/token")).status)
