@@ -54,6 +54,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 async def store(database: str) -> AsyncIterator[Store]:
     opened = await open_store(database, clock=SystemClock(), migrate=True)
+    await opened.create_tenant(TENANT, "Acme")
     yield opened
     await opened.close()
 

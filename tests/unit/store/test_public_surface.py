@@ -10,6 +10,7 @@ from cadastre.testing import FakeStore
 def test_store_public_surface() -> None:
     assert cadastre.store.__all__ == [
         "GENESIS_HASH",
+        "PostgresLockBackend",
         "PostgresStore",
         "SqlAlchemyStore",
         "SqlAlchemyUnitOfWork",
