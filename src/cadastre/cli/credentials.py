@@ -446,7 +446,9 @@ async def _wait_for_consent(hub: Hub, tenant: str, name: str, before: StoredCred
             await asyncio.sleep(POLL_SECONDS)
             now = await hub.vault.stored(tenant, name)
             token = _refresh_token(now)
-            if now.status is CredentialStatus.ACTIVE and token is not None and token != old_token:
+            spent = now.meta.get("pending_state") is None  # a routine refresh leaves it set
+            fresh = token is not None and token != old_token
+            if now.status is CredentialStatus.ACTIVE and spent and fresh:
                 return ""
             if now.status is CredentialStatus.NEEDS_REAUTH:
                 return f"it is needs_reauth ({now.status_reason})"

@@ -43,6 +43,7 @@ import orjson
 from cadastre import failpoints
 from cadastre.contract.events import EventEnvelope
 from cadastre.errors import (
+    ConcurrentUpdate,
     ConfigurationError,
     CredentialError,
     CredentialNeedsReauth,
@@ -568,12 +569,19 @@ class TokenManager:
             None if issued.expires_in is None
             else self._clock.now() + timedelta(seconds=issued.expires_in)
         )  # fmt: skip
-        stored = await self.vault.update(
-            stored, secrets={"access_token": issued.access_token,
-                             "refresh_token": issued.refresh_token},
-            expires_at=expires_at, refresh_started_at=None, status=CredentialStatus.ACTIVE,
-            reason="",
-        )  # fmt: skip
+        for _ in range(3):  # the code is spent: a concurrent write must not lose its tokens
+            try:
+                stored = await self.vault.update(
+                    stored, secrets={"access_token": issued.access_token,
+                                     "refresh_token": issued.refresh_token},
+                    expires_at=expires_at, refresh_started_at=None,
+                    status=CredentialStatus.ACTIVE, reason="",
+                )  # fmt: skip
+                break
+            except ConcurrentUpdate:
+                stored = await self.vault.stored(tenant, name)
+        else:
+            raise ConcurrentUpdate(f"credential {name!r} kept changing; connect it again")
         self.forget(tenant, name)
         return stored
 

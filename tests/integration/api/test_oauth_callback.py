@@ -213,6 +213,23 @@ async def test_connect_wait_returns_once_fresh_tokens_are_stored(
     assert "no tokens were stored" in await asyncio.wait_for(waiting, 5)
 
 
+async def test_connect_wait_is_not_ended_by_a_routine_refresh(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh that rotates the refresh token while a reconnect waits is not its consent."""
+    monkeypatch.setattr(credentials_cli, "POLL_SECONDS", 0.01)
+    assert (await world.callback(await world.consent())).status_code == 200  # connected once
+    location = await world.consent()  # reconnecting
+    before = await world.hub.vault.stored("acme", "xero")
+    waiting = asyncio.create_task(_wait_for_consent(world.hub, "acme", "xero", before))
+    # another process refreshes meanwhile and stores the vendor's rotated refresh token
+    await world.hub.vault.update(before, secrets={"refresh_token": "rotated-by-a-refresh"})
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    assert (await world.callback(location)).status_code == 200
+    assert await asyncio.wait_for(waiting, 5) == ""
+
+
 def test_the_callback_url_is_under_the_public_url() -> None:
     assert callback_url("https://hub.example/") == "https://hub.example/v1/oauth/callback"
     assert parse_qs(urlsplit(CALLBACK).query) == {}
