@@ -50,7 +50,7 @@ async def test_faults_switched_while_running() -> None:
     sim = ResoSimulator(records=20, rate_limit=None)
     async with (
         serve(sim.app) as running,
-        httpx.AsyncClient(base_url=running.url, timeout=0.5) as client,
+        httpx.AsyncClient(base_url=running.url, timeout=httpx.Timeout(0.5, connect=10)) as client,
     ):
         headers = await token_headers(client)
         assert (await client.get("/odata/Property", headers=headers)).status_code == 200

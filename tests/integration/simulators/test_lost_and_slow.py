@@ -74,7 +74,7 @@ async def test_slow_is_abandoned_when_the_client_gives_up() -> None:
     sim = ResoSimulator(records=3, clock=clock, rate_limit=None)
     async with (
         serve(sim.app) as running,
-        httpx.AsyncClient(base_url=running.url, timeout=0.3) as client,
+        httpx.AsyncClient(base_url=running.url, timeout=httpx.Timeout(0.3, connect=10)) as client,
     ):
         headers = await token_headers(client)
         sim.faults = FaultProfile(slow_rate=1.0, slow_seconds=30)
@@ -91,7 +91,7 @@ async def test_a_write_abandoned_mid_way_is_rolled_back_and_frees_its_key() -> N
     sim = ResoSimulator(records=3, clock=clock, rate_limit=None, write_latency=10)
     async with (
         serve(sim.app) as running,
-        httpx.AsyncClient(base_url=running.url, timeout=0.3) as client,
+        httpx.AsyncClient(base_url=running.url, timeout=httpx.Timeout(0.3, connect=10)) as client,
     ):
         headers = {**await token_headers(client), "Idempotency-Key": "gave-up"}
         with pytest.raises(httpx.ReadTimeout):
@@ -109,7 +109,9 @@ async def test_in_flight_comes_back_when_a_hung_client_gives_up() -> None:
     sim = ResoSimulator(records=3, rate_limit=None, faults=FaultProfile(hang_rate=1.0))
     async with (
         serve(sim.app) as running,
-        httpx.AsyncClient(base_url=running.url, timeout=0.2) as client,
+        # a short read timeout (the hang), a generous connect one: on a loaded machine a loopback
+        # connect once took longer than 0.2 s (a --full run on two shared cores)
+        httpx.AsyncClient(base_url=running.url, timeout=httpx.Timeout(0.2, connect=10)) as client,
     ):
         with pytest.raises(httpx.ReadTimeout):
             await client.get("/odata/")
