@@ -5,6 +5,9 @@ Secret values never come from the command line (shell history, the process list)
 is not a terminal; ``--from-env PREFIX`` imports part 1's ``PREFIX__FIELD`` variables. Only
 identifiers - ``client_id``, ``username`` - may be given with ``--field``. Nothing here prints a
 secret value; listings show field names, key ids, status and expiry.
+
+Longer than most command modules (~540 lines): seven commands, and ``add``'s input checks, which
+must refuse a secret on the command line before anything echoes it.
 """
 
 from __future__ import annotations

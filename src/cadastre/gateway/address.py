@@ -29,7 +29,7 @@ import re
 import socket
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import httpcore
 import httpx
@@ -472,26 +472,10 @@ def guarded_transport(
     allow: AddressAllowList | None = None,
     resolver: Resolver | None = None,
     inner_backend: httpcore.AsyncNetworkBackend | None = None,
-    verify: ssl.SSLContext | bool = True,
-    trust_env: bool = True,
-    http1: bool = True,
-    http2: bool = False,
-    limits: httpx.Limits = DEFAULT_LIMITS,
-    local_address: str | None = None,
-    retries: int = 0,
-    socket_options: Iterable[SocketOption] | None = None,
+    **options: Any,
 ) -> GuardedTransport:
     """The innermost transport for vendor calls: ``httpx.AsyncHTTPTransport`` with the same
-    keyword arguments (no ``proxy``, no ``uds``), refusing non-public addresses unless ``allow``
-    lets them through. ``resolver`` and ``inner_backend`` are for tests."""
-    return GuardedTransport(
-        GuardedNetworkBackend(allow, resolver, inner_backend),
-        verify=verify,
-        trust_env=trust_env,
-        http1=http1,
-        http2=http2,
-        limits=limits,
-        local_address=local_address,
-        retries=retries,
-        socket_options=socket_options,
-    )
+    keyword arguments (``options``: no ``proxy``, no ``uds``; see ``GuardedTransport``), refusing
+    non-public addresses unless ``allow`` lets them through. ``resolver`` and ``inner_backend``
+    are for tests."""
+    return GuardedTransport(GuardedNetworkBackend(allow, resolver, inner_backend), **options)

@@ -214,7 +214,7 @@ class Vault:
         nothing left to do (at most five)."""
         key_id = self.keys.current_key_id()
         tenants = list(tenants)
-        done, failed = 0, set[str]()
+        done, failed = 0, set[tuple[str, str, str]]()  # (tenant, credential, field)
         for _ in range(5):
             moved = await self._rewrap_pass(tenants, key_id, batch, failed, progress)
             done += moved
@@ -222,16 +222,16 @@ class Vault:
                 break
             await self._clock.sleep(settle)
         left = await self.left_under_old(tenants, key_id)
-        return RewrapReport(done, key_id, left, tuple(sorted(failed)))
+        return RewrapReport(done, key_id, left, tuple("/".join(f) for f in sorted(failed)))
 
     async def _rewrap_pass(
-        self, tenants: list[str], key_id: str, batch: int, failed: set[str],
+        self, tenants: list[str], key_id: str, batch: int, failed: set[tuple[str, str, str]],
         progress: Callable[[int], None] | None,
     ) -> int:  # fmt: skip
         done = 0
         for tenant in tenants:
-            # rows that do not open are reported, not retried in this pass
-            skip = {tuple(f.split("/", 2)[1:]) for f in failed if f.startswith(f"{tenant}/")}
+            # rows that do not open are reported, not retried
+            skip = {(name, field) for t, name, field in failed if t == tenant}
             while True:
                 async with self._store.unit_of_work(tenant) as uow:
                     todo = await uow.credentials.sealed_not_under(key_id, limit=batch + len(skip))
@@ -242,7 +242,7 @@ class Vault:
                             moved = rewrap(self.keys, row, sealed)
                         except DecryptionFailed:
                             skip.add((name, sealed.field))
-                            failed.add(f"{tenant}/{name}/{sealed.field}")
+                            failed.add((tenant, name, sealed.field))
                             continue
                         done += await uow.credentials.rewrap(name, moved, was=sealed)
                     await uow.commit()

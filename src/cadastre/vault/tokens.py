@@ -24,6 +24,10 @@ which callers get ``VendorUnavailable`` at once, so a failing token endpoint is 
 Static secrets (API keys, passwords) are held in memory once decrypted and re-checked against the
 row's version every ``recheck`` seconds (a metadata read, not a decryption), so a key rotated by
 another process is picked up well inside the vendor's overlap window.
+
+This module is long (~640 lines) because every path that sends a credential-changing request
+(refresh, key rotation, consent exchange) shares one lock, one cooldown and one ``needs_reauth``
+step; the consent flow is the part that could move to a module of its own.
 """
 
 from __future__ import annotations

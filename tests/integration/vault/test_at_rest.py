@@ -26,10 +26,9 @@ from cadastre.clock import SystemClock
 from cadastre.errors import DecryptionFailed
 from cadastre.ports import Store
 from cadastre.store import open_store
-from cadastre.store.postgres import create_database, drop_database
 from cadastre.vault import FileMasterKeys, Vault
-from tests.conformance.conftest import postgres_admin_url
 from tests.conftest import service_missing
+from tests.integration.vault.conftest import fresh_postgres
 
 TENANT = "acme"
 CANARY = f"canary-{secrets.token_hex(8)}"
@@ -40,15 +39,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
         return
-    name = f"cadastre_test_{secrets.token_hex(4)}"
-    try:
-        url = create_database(postgres_admin_url(), name)
-    except Exception as exc:  # noqa: BLE001
-        service_missing("postgres", f"PostgreSQL is not reachable ({type(exc).__name__})")
-    try:
+    with fresh_postgres() as url:
         yield url
-    finally:
-        drop_database(postgres_admin_url(), name)
 
 
 @pytest.fixture

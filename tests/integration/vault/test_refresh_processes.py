@@ -34,7 +34,6 @@ from cadastre.ports import CredentialStatus, LockBackend
 from cadastre.simulators import serve
 from cadastre.simulators.auth import AuthSettings, AuthSimulator
 from cadastre.store import PostgresLockBackend, open_store
-from cadastre.store.postgres import create_database, drop_database
 from cadastre.vault import (
     Defaults,
     FileLockBackend,
@@ -43,8 +42,7 @@ from cadastre.vault import (
     TokenManager,
     Vault,
 )
-from tests.conformance.conftest import postgres_admin_url
-from tests.conftest import service_missing
+from tests.integration.vault.conftest import fresh_postgres
 
 TENANT = "acme"
 LOOPBACK = ("127.0.0.0/8", "::1")
@@ -70,20 +68,13 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
                     ["--locks", str(locks)], lambda store: FileLockBackend(locks))  # fmt: skip
         return
     redis = os.environ.get("CADASTRE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    name = f"cadastre_test_{secrets.token_hex(4)}"
-    try:
-        url = create_database(postgres_admin_url(), name)
-    except Exception as exc:  # noqa: BLE001
-        service_missing("postgres", f"PostgreSQL is not reachable ({type(exc).__name__})")
-    try:
+    with fresh_postgres() as url:
         if request.param == "postgres-redis":
             yield Setup(url, key_file, ["--redis", redis], lambda store: RedisLockBackend(redis))
         else:  # no Redis: PostgreSQL advisory locks
             yield Setup(
                 url, key_file, ["--pglock"], lambda store: PostgresLockBackend(store.engine)
             )
-    finally:
-        drop_database(postgres_admin_url(), name)
 
 
 @asynccontextmanager
