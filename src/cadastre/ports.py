@@ -50,6 +50,9 @@ class StoredRecord:
     content_hash: str  # sha256 of the canonical JSON of ``data``
     deleted: bool
     updated_at: datetime
+    # Data confidence of the record (0..1) as its last write scored it; None: never scored
+    # (written by a system that does not score, e.g. core). See docs/confidence.md.
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class RecordWrite:
     data: Mapping[str, Any]
     expected_version: int
     deleted: bool = False
+    confidence: float | None = None  # None keeps the record's stored score
 
 
 _FILTER_OPS = ("eq", "gt", "ge", "lt", "le")
@@ -189,6 +193,9 @@ class QuarantinedRecord:
     payload: Mapping[str, Any]
     created_at: datetime
     resolved_at: datetime | None = None
+    stream: str = ""  # the vendor stream it came from ("Property"), for a replay
+    code: str = ""  # the rejection code (a metric label): "unknown_enum_value", "malformed_page"
+    attempts: int = 0  # replays tried that failed again
 
 
 @dataclass(frozen=True)
@@ -221,6 +228,15 @@ class AuditReport:
     problem: str | None = None
 
 
+class PayloadClass(StrEnum):
+    """Which RESO payload an API key may read. An MLS withholds fields from IDX (public display)
+    and VOW (registered consumers) feeds; its mapping file's ``payloads`` say which."""
+
+    FULL = "full"  # the tenant's own back office: every field stored
+    VOW = "vow"
+    IDX = "idx"
+
+
 class ApiKeyScope(StrEnum):
     READ = "read"
     WRITE = "write"
@@ -242,6 +258,7 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None = None
     label: str = ""
+    payload_class: PayloadClass = PayloadClass.FULL
 
 
 class ConnectionStatus(StrEnum):
@@ -320,9 +337,11 @@ class RecordRepository(Protocol):
         after_id: str | None = None,
         limit: int = 100,
         include_deleted: bool = False,
+        min_confidence: float | None = None,
     ) -> list[StoredRecord]:
         """At most ``limit`` records matching every filter, by id ascending, after ``after_id``
-        (keyset paging: pass the last id of one page to get the next)."""
+        (keyset paging: pass the last id of one page to get the next). ``min_confidence`` keeps
+        records scored at least that (unscored records, confidence None, are kept)."""
         ...
 
     async def count(self, entity: str | None = None) -> int: ...
@@ -367,6 +386,13 @@ class XrefRepository(Protocol):
 
     async def for_record(self, entity: str, canonical_id: str) -> list[ExternalRef]: ...
 
+    async def for_connection(
+        self, connection: str, entity: str, *, after: str | None = None, limit: int = 1000
+    ) -> list[ExternalRef]:
+        """The refs of one connection's records of ``entity``, by external id ascending, after
+        ``after`` (keyset paging), for key reconciliation."""
+        ...
+
 
 class CursorRepository(Protocol):
     async def get(self, connection: str, stream: str) -> SyncCursor | None: ...
@@ -383,11 +409,51 @@ class QuarantineRepository(Protocol):
         external_id: str | None,
         reason: str,
         payload: Mapping[str, Any],
+        stream: str = "",
+        code: str = "",
     ) -> QuarantinedRecord: ...
 
-    async def open_items(self, connection: str | None = None) -> list[QuarantinedRecord]: ...
+    async def open_items(
+        self,
+        connection: str | None = None,
+        *,
+        code: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[QuarantinedRecord]:
+        """Unresolved entries, oldest first; ``after`` an entry id pages on from it."""
+        ...
+
+    async def get(self, id: str) -> QuarantinedRecord | None: ...
+
+    async def note_failed_replay(self, id: str, *, reason: str, code: str) -> None:
+        """A replay failed again: the entry keeps its payload, takes the new reason and code,
+        and counts the attempt."""
+        ...
 
     async def resolve(self, id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SchemaSnapshot:
+    """What one connection's stream looked like at its last sync: the fields its metadata
+    declares (name -> type), and the fields and enumeration values seen in the data. Schema
+    drift is the difference between two snapshots."""
+
+    connection: str
+    stream: str
+    declared: Mapping[str, str]  # field -> vendor type ("Edm.String", RETS "Character")
+    seen_fields: Sequence[str]
+    seen_values: Mapping[str, Sequence[str]]  # enumerated field -> values seen
+    taken_at: datetime
+
+
+class SchemaRepository(Protocol):
+    async def get(self, connection: str, stream: str) -> SchemaSnapshot | None: ...
+
+    async def put(self, snapshot: SchemaSnapshot) -> None:
+        """Replace the connection's snapshot of the stream."""
+        ...
 
 
 class OutboxRepository(Protocol):
@@ -582,6 +648,7 @@ class UnitOfWork(Protocol):
     keys: KeyRepository
     connections: ConnectionRepository
     credentials: CredentialRepository
+    schemas: SchemaRepository
 
     async def commit(self) -> None: ...
 
@@ -640,6 +707,11 @@ class RawPage:
     records: Sequence[RawRecord]
     cursor: Mapping[str, Any]  # JSON-compatible; committed in the transaction of the page
     expected: int | None = None  # records the vendor says the whole read holds, if it says
+    # A page that could not be read as a page at all (malformed JSON, an HTML error page), after
+    # the connector's retries: ``records`` is empty, ``raw`` holds the body (capped) for the
+    # quarantine, and ``cursor`` stays where it was.
+    problem: str | None = None
+    raw: str | None = None
 
 
 class SourceConnector(Protocol):
@@ -655,6 +727,27 @@ class SourceConnector(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StreamSchema:
+    """A stream's schema as the vendor declares it (OData ``$metadata``, RETS metadata)."""
+
+    fields: Mapping[str, str]  # field -> vendor type
+    lookups: Mapping[str, frozenset[str]] = field(default_factory=dict)  # declared values
+
+
+class DescribesSchema(Protocol):
+    """A connector that can say what a stream's schema is (for schema drift)."""
+
+    async def describe(self, stream: str) -> StreamSchema | None: ...
+
+
+class ListsKeys(Protocol):
+    """A connector that can list every live key of a stream cheaply (keys only), for the
+    reconciliation that finds records deleted upstream."""
+
+    def keys(self, stream: str) -> AsyncIterator[Sequence[str]]: ...
 
 
 # ------------------------------------------------------------------------------ rate limits

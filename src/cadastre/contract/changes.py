@@ -59,7 +59,14 @@ class Change(BaseModel):
     fields: dict[str, Any] = Field(default_factory=dict, description="wire name -> new value")
     origin: Origin
     idempotency_key: str = Field(default="", description="unset means derived from the content")
-    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
+    confidence: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="the record's data confidence as mapped"
+    )
+    field_confidence: dict[str, float] = Field(
+        default_factory=dict,
+        description="wire name -> confidence of that field's value, where it differs from "
+        "``confidence`` (an enumeration matched by fallback, a coerced value)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Change:
