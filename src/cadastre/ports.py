@@ -64,7 +64,7 @@ class RecordWrite:
     data: Mapping[str, Any]
     expected_version: int
     deleted: bool = False
-    confidence: float | None = None  # None keeps the record's stored score
+    confidence: float | None = None  # None: the write is not scored (the record becomes unscored)
 
 
 _FILTER_OPS = ("eq", "gt", "ge", "lt", "le")

@@ -31,7 +31,7 @@ from cadastre.ports import ApiKey, Tenant
 from cadastre.store import tables as t
 from cadastre.store.repositories.directory import SqlConnections, SqlKeys, key_from_row
 from cadastre.store.repositories.ledger import SqlApplied, SqlAudit, SqlOutbox, SqlQuarantine
-from cadastre.store.repositories.links import SqlCursors, SqlProvenance, SqlXref
+from cadastre.store.repositories.links import SqlCursors, SqlProvenance, SqlSchemas, SqlXref
 from cadastre.store.repositories.records import SqlRecords
 from cadastre.store.repositories.vault import SqlCredentials
 
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         ProvenanceRepository,
         QuarantineRepository,
         RecordRepository,
+        SchemaRepository,
         XrefRepository,
     )
 
@@ -220,6 +221,7 @@ class SqlAlchemyUnitOfWork:
         self.keys: KeyRepository = SqlKeys(self)
         self.connections: ConnectionRepository = SqlConnections(self)
         self.credentials: CredentialRepository = SqlCredentials(self)
+        self.schemas: SchemaRepository = SqlSchemas(self)
 
     def now(self) -> datetime:
         return self.store.clock.now()

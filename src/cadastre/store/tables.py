@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -84,6 +85,7 @@ api_keys = Table(
     Column("label", String(200), nullable=False, default=""),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("payload_class", String(8), nullable=False, default="full"),
 )  # fmt: skip
 
 records = Table(
@@ -96,6 +98,7 @@ records = Table(
     Column("content_hash", String(64), nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("confidence", Float, nullable=True),  # data confidence of the last scored write
 )  # fmt: skip
 
 external_refs = Table(
@@ -107,6 +110,8 @@ external_refs = Table(
     Column("external_id", String(200), primary_key=True),
     Column("canonical_id", String(200), nullable=False),
     Index("ix_external_refs_canonical", "tenant", "entity", "canonical_id"),
+    # key reconciliation pages one connection's refs by external id
+    Index("ix_external_refs_connection", "tenant", "connection", "entity", "external_id"),
 )  # fmt: skip
 
 # One row per record; ``fields`` maps each field to one of the record's distinct stamps
@@ -140,7 +145,22 @@ quarantine = Table(
     Column("payload", Json, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("resolved_at", UtcDateTime(), nullable=True),
+    Column("stream", String(200), nullable=False, default=""),
+    Column("code", String(64), nullable=False, default=""),
+    Column("attempts", Integer, nullable=False, default=0),
     Index("ix_quarantine_open", "tenant", "resolved_at", "connection"),
+)  # fmt: skip
+
+# One row per (connection, stream): its schema as last seen (migration 0004).
+schema_snapshots = Table(
+    "schema_snapshots", metadata,
+    _tenant(),
+    Column("connection", String(64), primary_key=True),
+    Column("stream", String(200), primary_key=True),
+    Column("declared", Json, nullable=False),
+    Column("seen_fields", Json, nullable=False),
+    Column("seen_values", Json, nullable=False),
+    Column("taken_at", UtcDateTime(), nullable=False),
 )  # fmt: skip
 
 outbox = Table(

@@ -62,11 +62,13 @@ def build_writes(target: Target, plan: Plan, *, now: datetime, link: bool) -> Wr
             base.pop(name, None)
         writes.record = RecordWrite(
             entity, canonical_id, {**base, **plan.values}, expected_version=version,
-            deleted=plan.delete,
+            deleted=plan.delete, confidence=change.confidence,
         )  # fmt: skip
     if plan.stamps:
         writes.stamps = plan.stamps
-        writes.provenance = _provenance(entity, canonical_id, plan.stamps, change.confidence, now)
+        writes.provenance = _provenance(
+            entity, canonical_id, plan.stamps, change.confidence, change.field_confidence, now
+        )
     exists = current is not None or plan.writes_record or bool(plan.stamps)
     if link and exists and origin.external_id is not None:
         writes.link = ExternalRef(
@@ -80,22 +82,26 @@ def build_writes(target: Target, plan: Plan, *, now: datetime, link: bool) -> Wr
 
 
 def _provenance(
-    entity: str, record_id: str, stamps: Mapping[str, Stamp], confidence: float, now: datetime
-) -> ProvenanceWrite:
+    entity: str, record_id: str, stamps: Mapping[str, Stamp], confidence: float,
+    field_confidence: Mapping[str, float], now: datetime,
+) -> ProvenanceWrite:  # fmt: skip
     first = next(iter(stamps.values()))
-    if all(s is first for s in stamps.values()):  # one stamp for every field: a whole change
+    if not field_confidence and all(s is first for s in stamps.values()):
+        # one stamp for every field: a whole change scored as one
         stamp = (first.system, first.connection, first.source_time, first.source_version,
                  confidence, now)  # fmt: skip
         return ProvenanceWrite(entity, record_id, (stamp,), dict.fromkeys(stamps, 0))
-    # The planner hands out one Stamp object per distinct stamp, so identity groups the fields.
-    index: dict[int, int] = {}
+    # The planner hands out one Stamp object per distinct stamp, so identity (with the field's
+    # own confidence, where mapping scored it apart) groups the fields.
+    index: dict[tuple[int, float], int] = {}
     values: list[StampValues] = []
     fields: dict[str, int] = {}
     for name, s in stamps.items():
-        i = index.get(key := id(s))
+        score = field_confidence.get(name, confidence)
+        i = index.get(key := (id(s), score))
         if i is None:
             i = index[key] = len(values)
-            values.append((s.system, s.connection, s.source_time, s.source_version, confidence,
+            values.append((s.system, s.connection, s.source_time, s.source_version, score,
                            now))  # fmt: skip
         fields[name] = i
     return ProvenanceWrite(entity, record_id, tuple(values), fields)

@@ -36,6 +36,7 @@ from cadastre.ports import (
     OutboxMessage,
     QuarantinedRecord,
     RecordWrite,
+    SchemaSnapshot,
     SealedSecret,
     StoredCredential,
     StoredRecord,
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
         ProvenanceWrite,
         QuarantineRepository,
         RecordRepository,
+        SchemaRepository,
         XrefRepository,
     )
 
@@ -90,6 +92,7 @@ class _State:
     history: dict[tuple[str, str], list[ConnectionVersion]] = field(default_factory=dict)
     credentials: dict[tuple[str, str], StoredCredential] = field(default_factory=dict)
     credential_reads: dict[tuple[str, str], list[CredentialRead]] = field(default_factory=dict)
+    schemas: dict[tuple[str, str, str], SchemaSnapshot] = field(default_factory=dict)
 
     def copy(self) -> _State:
         # A shallow copy of each table is enough because nothing below is changed in place:
@@ -178,6 +181,7 @@ class FakeUnitOfWork:
         self.keys: KeyRepository = _Keys(self)
         self.connections: ConnectionRepository = _Connections(self)
         self.credentials: CredentialRepository = _Credentials(self)
+        self.schemas: SchemaRepository = _Schemas(self)
 
     @property
     def state(self) -> _State:
@@ -244,7 +248,7 @@ class _Records(_Repo):
 
     async def put(
         self, entity: str, id: str, data: Mapping[str, Any], *, expected_version: int,
-        deleted: bool = False,
+        deleted: bool = False, confidence: float | None = None,
     ) -> StoredRecord:  # fmt: skip
         current = self._s.records.get((self._t, entity, id))
         version = current.version if current else 0
@@ -253,7 +257,9 @@ class _Records(_Repo):
                 f"{entity} {id!r} is at version {version}, not {expected_version}"
             )
         copied, digest = canonical_copy(data)
-        stored = StoredRecord(entity, id, version + 1, copied, digest, deleted, self._now())
+        stored = StoredRecord(
+            entity, id, version + 1, copied, digest, deleted, self._now(), confidence
+        )
         self._s.records[(self._t, entity, id)] = stored
         return replace(stored, data=copy.deepcopy(stored.data))
 
@@ -270,7 +276,7 @@ class _Records(_Repo):
             raise ValueError("put_many takes at most one write per record")
         return [
             await self.put(w.entity, w.id, w.data, expected_version=w.expected_version,
-                           deleted=w.deleted)
+                           deleted=w.deleted, confidence=w.confidence)
             for w in writes
         ]  # fmt: skip
 
@@ -289,14 +295,16 @@ class _Records(_Repo):
 
     async def query(
         self, entity: str, filters: Sequence[FieldFilter] = (), *, after_id: str | None = None,
-        limit: int = 100, include_deleted: bool = False,
+        limit: int = 100, include_deleted: bool = False, min_confidence: float | None = None,
     ) -> list[StoredRecord]:  # fmt: skip
         if limit < 0:
             raise ValueError("limit must not be negative")
         rows = sorted(
             (r for (t, e, i), r in self._s.records.items()
              if t == self._t and e == entity and (after_id is None or i > after_id)
-             and (include_deleted or not r.deleted) and all(_matches(r.data, f) for f in filters)),
+             and (include_deleted or not r.deleted) and all(_matches(r.data, f) for f in filters)
+             and (min_confidence is None or r.confidence is None
+                  or r.confidence >= min_confidence)),
             key=lambda r: r.id,
         )  # fmt: skip
         return [replace(r, data=copy.deepcopy(r.data)) for r in rows[:limit]]
@@ -404,6 +412,30 @@ class _Xref(_Repo):
         ]  # fmt: skip
         return sorted(refs, key=lambda r: (r.system, r.connection, r.external_id))
 
+    async def for_connection(
+        self, connection: str, entity: str, *, after: str | None = None, limit: int = 1000
+    ) -> list[ExternalRef]:
+        refs = [
+            ExternalRef(s, c, e, x, cid) for (t, s, c, e, x), cid in self._s.xref.items()
+            if t == self._t and c == connection and e == entity and (after is None or x > after)
+        ]  # fmt: skip
+        return sorted(refs, key=lambda r: r.external_id)[:limit]
+
+
+class _Schemas(_Repo):
+    async def get(self, connection: str, stream: str) -> SchemaSnapshot | None:
+        found = self._s.schemas.get((self._t, connection, stream))
+        return None if found is None else copy.deepcopy(found)
+
+    async def put(self, snapshot: SchemaSnapshot) -> None:
+        _aware(snapshot.taken_at)
+        stored = SchemaSnapshot(
+            snapshot.connection, snapshot.stream, json_copy(snapshot.declared),
+            list(snapshot.seen_fields), {k: list(v) for k, v in snapshot.seen_values.items()},
+            snapshot.taken_at,
+        )  # fmt: skip
+        self._s.schemas[(self._t, snapshot.connection, snapshot.stream)] = stored
+
 
 class _Cursors(_Repo):
     async def get(self, connection: str, stream: str) -> SyncCursor | None:
@@ -419,21 +451,44 @@ class _Cursors(_Repo):
 class _Quarantine(_Repo):
     async def add(
         self, *, connection: str, entity: str, external_id: str | None, reason: str,
-        payload: Mapping[str, Any],
+        payload: Mapping[str, Any], stream: str = "", code: str = "",
     ) -> QuarantinedRecord:  # fmt: skip
         item = QuarantinedRecord(
             uuid.uuid4().hex, connection, entity, external_id, reason, json_copy(payload),
-            self._now(),
+            self._now(), None, stream, code,
         )  # fmt: skip
         self._s.quarantine[item.id] = (self._t, item)
         return item
 
-    async def open_items(self, connection: str | None = None) -> list[QuarantinedRecord]:
-        return [
+    async def open_items(
+        self, connection: str | None = None, *, code: str | None = None,
+        after: str | None = None, limit: int | None = None,
+    ) -> list[QuarantinedRecord]:  # fmt: skip
+        items = [
             q for t, q in self._s.quarantine.values()
             if t == self._t and q.resolved_at is None
             and (connection is None or q.connection == connection)
+            and (code is None or q.code == code)
         ]  # fmt: skip
+        if after is not None:
+            order = list(self._s.quarantine)
+            start = order.index(after) if after in order else len(order)
+            items = [q for q in items if order.index(q.id) > start]
+        return items if limit is None else items[:limit]
+
+    async def get(self, id: str) -> QuarantinedRecord | None:
+        found = self._s.quarantine.get(id)
+        return None if found is None or found[0] != self._t else found[1]
+
+    async def note_failed_replay(self, id: str, *, reason: str, code: str) -> None:
+        found = self._s.quarantine.get(id)
+        if found is None or found[0] != self._t:
+            raise NotFound(f"quarantined record {id!r} does not exist")
+        item = found[1]
+        self._s.quarantine[id] = (
+            self._t,
+            replace(item, reason=reason, code=code, attempts=item.attempts + 1),
+        )
 
     async def resolve(self, id: str) -> None:
         found = self._s.quarantine.get(id)

@@ -52,6 +52,7 @@ from cadastre.store.audit import GENESIS_HASH, audit_entry_hash
 from cadastre.store.canonical import content_hash
 from cadastre.testing.clock import EPOCH, FakeClock
 from cadastre.testing.store_bulk_suite import BulkStoreSuite
+from cadastre.testing.store_mls_suite import MlsStoreSuite
 
 if TYPE_CHECKING:
     from cadastre.ports import Store
@@ -114,7 +115,7 @@ def result(tenant: str = A, key: str = "idem-1") -> ApplyResult:
     )  # fmt: skip
 
 
-class StoreSuite(BulkStoreSuite):
+class StoreSuite(BulkStoreSuite, MlsStoreSuite):
     """The rules of every port method; the bulk methods' tests come from ``BulkStoreSuite``."""
 
     @pytest.fixture

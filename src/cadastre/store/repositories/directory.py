@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from cadastre.errors import AlreadyExists, ConcurrentUpdate, NotFound
-from cadastre.ports import ApiKey, ApiKeyScope, Connection, ConnectionStatus, ConnectionVersion
+from cadastre.ports import (
+    ApiKey,
+    ApiKeyScope,
+    Connection,
+    ConnectionStatus,
+    ConnectionVersion,
+    PayloadClass,
+)
 from cadastre.store import tables as t
 from cadastre.store.canonical import json_copy
 from cadastre.store.repositories.base import SqlRepository
@@ -21,7 +28,7 @@ if TYPE_CHECKING:
 def key_from_row(row: Row[Any]) -> ApiKey:
     return ApiKey(
         row.key_id, row.tenant, ApiKeyScope(row.scope), row.secret_hash, row.created_at,
-        row.revoked_at, row.label,
+        row.revoked_at, row.label, PayloadClass(row.payload_class),
     )  # fmt: skip
 
 
@@ -45,6 +52,7 @@ class SqlKeys(SqlRepository):
                 label=key.label,
                 created_at=key.created_at,
                 revoked_at=key.revoked_at,
+                payload_class=key.payload_class.value,
             )
             .on_conflict_do_nothing()
             .returning(t.api_keys.c.key_id)

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 AUDIT_PAGE = 500
 
 
+def _quarantined(r: Row[Any]) -> QuarantinedRecord:
+    return QuarantinedRecord(
+        r.id, r.connection, r.entity, r.external_id, r.reason, r.payload, r.created_at,
+        r.resolved_at, r.stream, r.code, r.attempts,
+    )  # fmt: skip
+
+
 class SqlQuarantine(SqlRepository):
     async def add(
         self,
@@ -35,10 +42,12 @@ class SqlQuarantine(SqlRepository):
         external_id: str | None,
         reason: str,
         payload: Mapping[str, Any],
+        stream: str = "",
+        code: str = "",
     ) -> QuarantinedRecord:
         item = QuarantinedRecord(
             uuid.uuid4().hex, connection, entity, external_id, reason, json_copy(payload),
-            self.now(),
+            self.now(), None, stream, code,
         )  # fmt: skip
         await self.execute(
             t.quarantine.insert().values(
@@ -50,29 +59,52 @@ class SqlQuarantine(SqlRepository):
                 reason=reason,
                 payload=item.payload,
                 created_at=item.created_at,
+                stream=stream,
+                code=code,
+                attempts=0,
             )
         )
         return item
 
-    async def open_items(self, connection: str | None = None) -> list[QuarantinedRecord]:
+    async def open_items(
+        self,
+        connection: str | None = None,
+        *,
+        code: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[QuarantinedRecord]:
         c = t.quarantine.c
         query = select(t.quarantine).where(c.tenant == self.tenant, c.resolved_at.is_(None))
         if connection is not None:
             query = query.where(c.connection == connection)
-        rows = await self.execute(query.order_by(c.position))
-        return [
-            QuarantinedRecord(
-                r.id,
-                r.connection,
-                r.entity,
-                r.external_id,
-                r.reason,
-                r.payload,
-                r.created_at,
-                r.resolved_at,
-            )
-            for r in rows
-        ]
+        if code is not None:
+            query = query.where(c.code == code)
+        if after is not None:
+            start = select(c.position).where(c.tenant == self.tenant, c.id == after)
+            query = query.where(c.position > start.scalar_subquery())
+        query = query.order_by(c.position)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_quarantined(r) for r in await self.execute(query)]
+
+    async def get(self, id: str) -> QuarantinedRecord | None:
+        c = t.quarantine.c
+        row = (
+            await self.execute(select(t.quarantine).where(c.tenant == self.tenant, c.id == id))
+        ).first()
+        return None if row is None else _quarantined(row)
+
+    async def note_failed_replay(self, id: str, *, reason: str, code: str) -> None:
+        c = t.quarantine.c
+        updated = await self.execute(
+            update(t.quarantine)
+            .where(c.tenant == self.tenant, c.id == id)
+            .values(reason=reason, code=code, attempts=c.attempts + 1)
+            .returning(c.id)
+        )
+        if updated.first() is None:
+            raise NotFound(f"quarantined record {id!r} does not exist")
 
     async def resolve(self, id: str) -> None:
         c = t.quarantine.c

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from cadastre.errors import AlreadyExists
-from cadastre.ports import ExternalRef, FieldProvenance, ProvenanceWrite, SyncCursor
+from cadastre.ports import (
+    ExternalRef,
+    FieldProvenance,
+    ProvenanceWrite,
+    SchemaSnapshot,
+    SyncCursor,
+)
 from cadastre.store import tables as t
 from cadastre.store.canonical import json_copy
 from cadastre.store.repositories.base import SqlRepository, chunked
@@ -209,6 +215,56 @@ class SqlXref(SqlRepository):
             ExternalRef(r.system, r.connection, r.entity, r.external_id, r.canonical_id)
             for r in rows
         ]
+
+    async def for_connection(
+        self, connection: str, entity: str, *, after: str | None = None, limit: int = 1000
+    ) -> list[ExternalRef]:
+        c = t.external_refs.c
+        query = select(t.external_refs).where(
+            c.tenant == self.tenant, c.connection == connection, c.entity == entity
+        )
+        if after is not None:
+            query = query.where(c.external_id > after)
+        rows = await self.execute(query.order_by(c.external_id).limit(limit))
+        return [
+            ExternalRef(r.system, r.connection, r.entity, r.external_id, r.canonical_id)
+            for r in rows
+        ]
+
+
+class SqlSchemas(SqlRepository):
+    async def get(self, connection: str, stream: str) -> SchemaSnapshot | None:
+        c = t.schema_snapshots.c
+        query = select(t.schema_snapshots).where(
+            c.tenant == self.tenant, c.connection == connection, c.stream == stream
+        )
+        row = (await self.execute(query)).first()
+        if row is None:
+            return None
+        return SchemaSnapshot(
+            row.connection, row.stream, row.declared, list(row.seen_fields),
+            {name: list(values) for name, values in row.seen_values.items()}, row.taken_at,
+        )  # fmt: skip
+
+    async def put(self, snapshot: SchemaSnapshot) -> None:
+        statement = self.insert(t.schema_snapshots).values(
+            tenant=self.tenant, connection=snapshot.connection, stream=snapshot.stream,
+            declared=json_copy(snapshot.declared), seen_fields=list(snapshot.seen_fields),
+            seen_values={k: list(v) for k, v in snapshot.seen_values.items()},
+            taken_at=snapshot.taken_at,
+        )  # fmt: skip
+        excluded = statement.excluded
+        await self.execute(
+            statement.on_conflict_do_update(
+                index_elements=["tenant", "connection", "stream"],
+                set_={
+                    "declared": excluded.declared,
+                    "seen_fields": excluded.seen_fields,
+                    "seen_values": excluded.seen_values,
+                    "taken_at": excluded.taken_at,
+                },
+            )
+        )
 
 
 class SqlCursors(SqlRepository):

@@ -61,14 +61,16 @@ _UPDATE = update(t.records).where(
 
 def _record(row: Row[Any]) -> StoredRecord:
     return StoredRecord(
-        row.entity, row.id, row.version, row.data, row.content_hash, row.deleted, row.updated_at
-    )
+        row.entity, row.id, row.version, row.data, row.content_hash, row.deleted, row.updated_at,
+        row.confidence,
+    )  # fmt: skip
 
 
 def _values(record: StoredRecord) -> dict[str, Any]:
     return {
         "version": record.version, "data": record.data, "content_hash": record.content_hash,
         "deleted": record.deleted, "updated_at": record.updated_at,
+        "confidence": record.confidence,
     }  # fmt: skip
 
 
@@ -100,8 +102,9 @@ class SqlRecords(SqlRepository):
         *,
         expected_version: int,
         deleted: bool = False,
+        confidence: float | None = None,
     ) -> StoredRecord:
-        write = RecordWrite(entity, id, data, expected_version, deleted)
+        write = RecordWrite(entity, id, data, expected_version, deleted, confidence)
         return (await self.put_many([write]))[0]
 
     async def put_many(self, writes: Sequence[RecordWrite]) -> list[StoredRecord]:
@@ -114,7 +117,9 @@ class SqlRecords(SqlRepository):
         for w in writes:
             copied, digest = canonical_copy(w.data)
             version = w.expected_version + 1
-            stored.append(StoredRecord(w.entity, w.id, version, copied, digest, w.deleted, now))
+            stored.append(
+                StoredRecord(w.entity, w.id, version, copied, digest, w.deleted, now, w.confidence)
+            )
         new = [s for s, w in zip(stored, writes, strict=True) if w.expected_version == 0]
         changed = [s for s, w in zip(stored, writes, strict=True) if w.expected_version != 0]
         if new:
@@ -185,6 +190,7 @@ class SqlRecords(SqlRepository):
         after_id: str | None = None,
         limit: int = 100,
         include_deleted: bool = False,
+        min_confidence: float | None = None,
     ) -> list[StoredRecord]:
         if limit < 0:
             raise ValueError("limit must not be negative")
@@ -196,6 +202,8 @@ class SqlRecords(SqlRepository):
             query = query.where(_c.id > after_id)
         if not include_deleted:
             query = query.where(_c.deleted.is_(False))
+        if min_confidence is not None:  # unscored records (NULL) are kept: nothing says less
+            query = query.where(or_(_c.confidence.is_(None), _c.confidence >= min_confidence))
         return [_record(row) for row in await self.execute(query.order_by(_c.id).limit(limit))]
 
     async def count(self, entity: str | None = None) -> int:
