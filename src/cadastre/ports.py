@@ -304,6 +304,7 @@ class RecordRepository(Protocol):
         *,
         expected_version: int,
         deleted: bool = False,
+        confidence: float | None = None,
     ) -> StoredRecord:
         """Write a new version. ``expected_version`` 0 means "must not exist yet"; a mismatch
         raises ``ConcurrentUpdate``."""
