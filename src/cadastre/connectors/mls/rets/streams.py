@@ -1,0 +1,117 @@
+"""Replication of a RETS class by its modification timestamp, in DMQL2 time windows.
+
+RETS 1.x has no sort order and no key-set paging, and many servers cap the rows one search
+answers (``<MAXROWS/>``) while ignoring ``Offset``. So a read walks time windows: a window whose
+answer is complete is a page; one whose answer was capped is split in halves, earlier half first,
+until each half fits. Windows never overlap and together cover the whole range, so every record
+arrives exactly once.
+
+RETS DateTime values are the server's local wall-clock time without an offset, to the second:
+windows and the cursor are kept in that form (what DMQL compares), and turned into instants only
+for the records handed on. The cursor is the last timestamp committed and the keys seen at it: the
+next read starts at that second (inclusive, so records written later in the same second are not
+lost) and skips those keys.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from zoneinfo import ZoneInfo
+
+SECOND = timedelta(seconds=1)
+CURSOR_TIME = "ModificationTimestamp"
+CURSOR_KEYS = "keys"
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def rets_time(value: datetime) -> str:
+    """A RETS DateTime literal: 2026-11-01T09:00:00 (local wall-clock time)."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def parse_local(text: Any) -> datetime | None:
+    """A RETS DateTime (or Date) as a naive local datetime to the second; None if unreadable."""
+    if not isinstance(text, str) or not 10 <= len(text) <= 32:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace(" ", "T"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:  # a server that sends offsets after all: use its wall time
+        parsed = parsed.replace(tzinfo=None)
+    return parsed.replace(microsecond=0)
+
+
+def instant(local: datetime, zone: ZoneInfo) -> datetime:
+    return local.replace(tzinfo=zone)
+
+
+def condition(field: str, values: str) -> str:
+    if not _FIELD.match(field):
+        raise ValueError(f"{field!r} is not a RETS field name")
+    return f"({field}={values})"
+
+
+def window_query(field: str, low: datetime, high: datetime | None) -> str:
+    """``(F=low+)`` or ``(F=low-high)``: both bounds inclusive, as DMQL2 ranges are."""
+    if high is None:
+        return condition(field, f"{rets_time(low)}+")
+    return condition(field, f"{rets_time(low)}-{rets_time(high)}")
+
+
+def any_of(field: str, values: Iterable[str], *, lookup: bool = False) -> str:
+    """``(F=a,b)``, or for a lookup field ``(F=|a,b)``."""
+    listed = ",".join(values)
+    if not listed:
+        raise ValueError("any_of needs at least one value")
+    return condition(field, ("|" if lookup else "") + listed)
+
+
+def split(low: datetime, high: datetime) -> tuple[tuple[datetime, datetime], ...]:
+    """Two disjoint windows covering [low, high] to the second; one when it is a single second."""
+    if high <= low:
+        return ((low, high),)
+    middle = low + timedelta(seconds=(high - low) // SECOND // 2)
+    return ((low, middle), (middle + SECOND, high))
+
+
+@dataclass(frozen=True)
+class Position:
+    """The last timestamp committed (local) and the keys already seen at it."""
+
+    time: datetime
+    keys: frozenset[str]
+
+    @classmethod
+    def of(cls, cursor: Any) -> Position | None:
+        if not isinstance(cursor, dict):
+            return None
+        time = parse_local(cursor.get(CURSOR_TIME))
+        keys = cursor.get(CURSOR_KEYS, [])
+        if time is None or not isinstance(keys, list):
+            return None
+        return cls(time, frozenset(k for k in keys if isinstance(k, str)))
+
+    def cursor(self) -> dict[str, Any]:
+        return {CURSOR_TIME: rets_time(self.time), CURSOR_KEYS: sorted(self.keys)}
+
+    def seen(self, time: datetime | None, key: str | None) -> bool:
+        return time == self.time and key in self.keys
+
+    def advanced(self, stamps: Sequence[tuple[datetime, str]]) -> Position:
+        """This position moved past ``stamps`` (local time, key); never backwards."""
+        if not stamps:
+            return self
+        latest = max(t for t, _ in stamps)
+        if latest < self.time:
+            return self
+        keys = {k for t, k in stamps if t == latest}
+        return Position(
+            latest, frozenset(keys | self.keys) if latest == self.time else frozenset(keys)
+        )

@@ -1,0 +1,89 @@
+"""DMQL2 query building, time-window halving and the (timestamp, keys) cursor."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cadastre.connectors.mls.rets.streams import (
+    SECOND,
+    Position,
+    any_of,
+    condition,
+    parse_local,
+    rets_time,
+    split,
+    window_query,
+)
+from cadastre.simulators.rets.dmql import DmqlError, parse
+from cadastre.simulators.rets.records import FIELDS, field_map
+
+T = datetime(2026, 11, 1, 9, 30, 0)  # noqa: DTZ001 - RETS local time
+
+
+def test_window_queries_are_inclusive_dmql_ranges() -> None:
+    assert window_query("ModificationTimestamp", T, None) == (
+        "(ModificationTimestamp=2026-11-01T09:30:00+)"
+    )
+    assert window_query("ModificationTimestamp", T, T + timedelta(hours=1)) == (
+        "(ModificationTimestamp=2026-11-01T09:30:00-2026-11-01T10:30:00)"
+    )
+    assert any_of("Status", ["A", "U"], lookup=True) == "(Status=|A,U)"
+    assert any_of("ListingID", ["L1", "L2"]) == "(ListingID=L1,L2)"
+    with pytest.raises(ValueError, match="not a RETS field"):
+        condition("List Price) | (X", "1")
+    with pytest.raises(ValueError, match="at least one"):
+        any_of("Status", [])
+
+
+def test_built_queries_parse_on_the_simulator_side() -> None:
+    fields = field_map(FIELDS)
+    record = {"ModificationTimestamp": "2026-11-01T10:00:00", "Status": "U"}
+    assert parse(window_query("ModificationTimestamp", T, T + timedelta(hours=1)), fields)(record)
+    assert not parse(window_query("ModificationTimestamp", T, T + SECOND), fields)(record)
+    assert parse(any_of("Status", ["A", "U"], lookup=True), fields)(record)
+    with pytest.raises(DmqlError):
+        parse("(ModificationTimestamp=yesterday+)", fields)
+
+
+@given(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2030, 1, 1)),  # noqa: DTZ001
+    st.integers(min_value=0, max_value=10**8),
+)
+def test_halves_are_disjoint_and_cover_the_window_to_the_second(start: datetime, span: int) -> None:
+    low = start.replace(microsecond=0)
+    high = low + timedelta(seconds=span)
+    halves = split(low, high)
+    if span == 0:
+        assert halves == ((low, high),)
+        return
+    (a, b), (c, d) = halves
+    assert (a, d) == (low, high)
+    assert c == b + SECOND
+    assert a <= b < c <= d
+
+
+def test_parse_local_reads_rets_datetimes_and_refuses_the_rest() -> None:
+    assert parse_local("2026-11-01T09:30:00") == T
+    assert parse_local("2026-11-01 09:30:00.250") == T
+    assert parse_local("2026-11-01T09:30:00-06:00") == T
+    assert parse_local("yesterday") is None
+    assert parse_local(None) is None
+    assert rets_time(T) == "2026-11-01T09:30:00"
+
+
+def test_the_cursor_keeps_the_keys_at_its_second_and_never_moves_back() -> None:
+    start = Position(T, frozenset({"A"}))
+    assert Position.of(start.cursor()) == start
+    assert Position.of({"ModificationTimestamp": "nonsense"}) is None
+    assert Position.of(None) is None
+    same_second = start.advanced([(T, "B"), (T - SECOND, "C")])
+    assert same_second == Position(T, frozenset({"A", "B"}))
+    later = same_second.advanced([(T + SECOND, "D"), (T, "E")])
+    assert later == Position(T + SECOND, frozenset({"D"}))
+    assert later.advanced([(T, "F")]) == later
+    assert later.seen(T + SECOND, "D")
+    assert not later.seen(T + SECOND, "E")
