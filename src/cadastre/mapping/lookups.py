@@ -7,6 +7,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from functools import cache
 from typing import Any
@@ -39,6 +40,16 @@ class EnumField:
                 accepted.setdefault(fold(spelling), member.value)
         return accepted
 
+    @property
+    def exact(self) -> frozenset[str]:
+        """The spellings that match exactly: each value and its StandardName, as written."""
+        standard = STANDARD_NAMES.get(self.enum, {})
+        return frozenset(
+            spelling
+            for member in self.enum
+            for spelling in (member.value, standard.get(member.value, member.value))
+        )
+
 
 def _enum_of(annotation: Any) -> EnumField | None:
     origin = typing.get_origin(annotation)
@@ -68,3 +79,27 @@ def enum_fields(entity: str) -> dict[str, EnumField]:
         if found is not None:
             out[info.alias or name] = found
     return out
+
+
+def _scalar(annotation: Any) -> type | None:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        found = [_scalar(arg) for arg in typing.get_args(annotation) if arg is not type(None)]
+        return found[0] if len(found) == 1 else None
+    if origin is typing.Annotated:
+        return _scalar(typing.get_args(annotation)[0])
+    if annotation in (bool, int, float, Decimal):
+        return typing.cast("type", annotation)
+    return None
+
+
+@cache
+def typed_fields(entity: str) -> frozenset[str]:
+    """Wire names of the entity's number and yes/no fields: text arriving for one of them is a
+    coercion (``"350000"`` for ``ListPrice``), which lowers the value's confidence."""
+    model = entity_model(entity)
+    return frozenset(
+        info.alias or name
+        for name, info in model.model_fields.items()
+        if _scalar(info.annotation) is not None
+    )

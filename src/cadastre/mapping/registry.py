@@ -30,13 +30,17 @@ class MappingRegistry:
         self.folder = folder
         self._families = dict(families)
 
+    def families(self) -> list[str]:
+        """The family defaults' names (``mls/reso``), which files can extend."""
+        return sorted(self._families)
+
     def names(self) -> list[str]:
         if not self.folder.is_dir():
             return []
         return sorted(p.stem for p in self.folder.glob("*.yaml"))
 
     def load(self, name: str) -> RecordMapper:
-        return RecordMapper(self.resolve(name))
+        return RecordMapper(self.resolve(name), source=self._path(name).name)
 
     def resolve(self, name: str) -> MappingSpec:
         chain: list[MappingSpec] = []
@@ -52,13 +56,15 @@ class MappingRegistry:
             resolved = spec.over(resolved)
         return resolved
 
-    def _read(self, name: str) -> MappingSpec:
+    def _path(self, name: str) -> Path:
         if name in self._families:
-            path = self._families[name]
-        else:
-            if not name or "/" in name or "\\" in name or name.startswith("."):
-                raise MappingError(f"mapping name {name!r} is not a file name in the registry")
-            path = self.folder / f"{name}.yaml"
+            return self._families[name]
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise MappingError(f"mapping name {name!r} is not a file name in the registry")
+        return self.folder / f"{name}.yaml"
+
+    def _read(self, name: str) -> MappingSpec:
+        path = self._path(name)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:

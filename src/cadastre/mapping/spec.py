@@ -11,13 +11,61 @@ local spellings of enumeration values, its local-field prefix. Onboarding an MLS
     local_prefixes: [ACT_]         # vendor fields kept as received in LocalFields
     fields: {ACT_ListPriceLow: null, Status: StandardStatus}   # vendor -> canonical; null drops
     enums: {StandardStatus: {AUC: ActiveUnderContract}}        # vendor spelling -> lookup value
+    transforms: {LivingArea: [{unit: {from: square_meters, to: square_feet}}]}
+    defaults: {Country: US}        # when the vendor leaves the field out (or sends null)
+    deletion: {field: MlgCanView, equals: false}               # such a record is a DELETE
+    refresh: {every_minutes: 15, overlap_minutes: 20}          # the MLS's cadence
+    payloads: {IDX: {exclude: [PrivateRemarks]}}               # withheld from a payload class
+    required: [ListPrice, StandardStatus]                      # for data confidence
+
+The new keys are checked against the contract when the file is compiled (``RecordMapper``);
+this module only holds their shape and how a file lays over what it extends.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Deletion(BaseModel):
+    """A record whose ``field`` equals ``equals`` is a deletion (MLS Grid: ``MlgCanView``
+    false)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str = Field(min_length=1, description="the vendor field to look at")
+    equals: str | int | float | bool | None = Field(description="the value that means deleted")
+
+
+class Refresh(BaseModel):
+    """The MLS's refresh cadence: how often it publishes, and how far before the cursor an
+    incremental read starts (Spark: "last sync minus 20 minutes")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    every_minutes: float = Field(gt=0)
+    overlap_minutes: float = Field(default=0, ge=0)
+    # a live listing (Active, Pending, ...) untouched at the MLS for longer than this is less
+    # surely current; its confidence's freshness factor falls (docs/confidence.md)
+    stale_after_days: float = Field(default=30, gt=0)
+
+
+class PayloadRule(BaseModel):
+    """The canonical fields an MLS withholds from one payload class: ``exclude`` names them, or
+    ``include`` names the only ones served (exactly one of the two)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> PayloadRule:
+        if (self.include is None) == (self.exclude is None):
+            raise ValueError("give exactly one of 'include' or 'exclude'")
+        return self
 
 
 class MappingSpec(BaseModel):
@@ -42,6 +90,13 @@ class MappingSpec(BaseModel):
         default=None,
         description="vendor fields neither mapped nor local: dropped (and reported) or kept local",
     )
+    # canonical field -> steps applied in order to the vendor value (see mapping/transforms.py)
+    transforms: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    deletion: Deletion | None = None
+    refresh: Refresh | None = None
+    payloads: dict[Literal["IDX", "VOW"], PayloadRule] = Field(default_factory=dict)
+    required: list[str] = Field(default_factory=list)
 
     def over(self, base: MappingSpec) -> MappingSpec:
         """This file's settings laid over ``base`` (what it extends)."""
@@ -63,4 +118,12 @@ class MappingSpec(BaseModel):
             enums=enums,
             local_prefixes=list(dict.fromkeys([*base.local_prefixes, *self.local_prefixes])),
             unknown_fields=self.unknown_fields or base.unknown_fields,
+            # a field's steps replace the base's steps for it (a list has no merge that is
+            # right for both "add a step" and "drop a step"); the rest merge by key
+            transforms={**base.transforms, **self.transforms},
+            defaults={**base.defaults, **self.defaults},
+            deletion=self.deletion or base.deletion,
+            refresh=self.refresh or base.refresh,
+            payloads={**base.payloads, **self.payloads},
+            required=list(dict.fromkeys([*base.required, *self.required])),
         )
