@@ -9,13 +9,22 @@ one core for themselves and the server the other. The figures that matter are th
     ratio_full = cadastre records/s (full sync) / baseline records/s   (target >= 0.4)
     incremental_seconds / full_seconds                                  (target <= 0.2)
 
-    .venv/bin/python bench/ingest.py [--records 50000] [--page 1000] [--json]
+With ``--dialects N`` (1 to 4) the run then starts N regional dialect simulators (mlsgrid,
+trestle, bridge, spark; ``--records`` split between them, rate limits off as for the baseline) and
+full-syncs them concurrently through one hub: one tenant, N connections, each with its own
+mapping file from ``mappings/`` and the page size its dialect allows. The JSON line adds
+
+    multi_dialect_rps   = records/s over the concurrent run (all connections together)
+    multi_dialect_ratio = multi_dialect_rps / baseline_rps of the same run    (target >= 0.4)
+
+    .venv/bin/python bench/ingest.py [--records 50000] [--page 1000] [--dialects 4] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sqlite3
 import tempfile
 import time
@@ -29,12 +38,15 @@ from cadastre.bootstrap import bootstrap
 from cadastre.config import Settings
 from cadastre.directory import ConnectionSpec
 from cadastre.simulators import spawn
+from cadastre.simulators.reso import load_dialect
 
 if TYPE_CHECKING:
     from cadastre.sync import SyncTally
 
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"  # the simulator's published demo login
 ORDER = "ModificationTimestamp,ListingKey"
+DIALECTS = ("mlsgrid", "trestle", "bridge", "spark")
+MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"  # the dialects' mapping files
 
 
 async def baseline(base: str, page: int, path: Path) -> tuple[int, float]:
@@ -110,14 +122,64 @@ async def cadastre_syncs(base: str, page: int, data_dir: Path, records: int) -> 
     }
 
 
-async def main(records: int, page: int) -> dict[str, Any]:
+async def multi_dialect_syncs(bases: dict[str, str], page: int, data_dir: Path) -> dict[str, Any]:
+    """Full syncs of every dialect at once: one tenant, one connection (and mapping) each."""
+    settings = Settings(data_dir=data_dir, mappings_dir=MAPPINGS, log_level="WARNING",
+                        gateway_allow_hosts=("127.0.0.0/8", "::1"))  # fmt: skip
+    hub = await bootstrap(settings)
+    try:
+        await hub.tenants.create("bench", "Bench")
+        login = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+        for name, base in bases.items():
+            await hub.vault.add("bench", name, "oauth2_client_credentials", login)
+            await hub.connections.add("bench", ConnectionSpec(
+                name=name, system="mls", connector="mls/reso", credential=name,
+                config={"base_url": f"{base}/odata", "token_url": f"{base}/oauth/token",
+                        "mapping": name, "page_size": min(page, load_dialect(name).page.max),
+                        "gateway": {"allow_hosts": ["127.0.0.0/8", "::1"]}},
+            ))  # fmt: skip
+        started = time.perf_counter()
+        results = await asyncio.gather(*(hub.sync("bench", name) for name in bases))
+        seconds = time.perf_counter() - started
+    finally:
+        await hub.close()
+    return {
+        "multi_dialect_records": sum(r.tally.fetched for r in results),
+        "multi_dialect_quarantined": sum(r.tally.quarantined for r in results),
+        "multi_dialect_seconds": seconds,
+        "multi_dialect_by_connection": {
+            name: r.tally.fetched for name, r in zip(bases, results, strict=True)
+        },
+    }
+
+
+async def main(records: int, page: int, dialects: int = 0) -> dict[str, Any]:
     simulator = spawn("reso", "--records", str(records), "--seed", "7", "--no-rate-limit",
                       "--page-size-max", str(page))  # fmt: skip
     with simulator as base, tempfile.TemporaryDirectory(prefix="cadastre-ingest-") as folder:
         count, base_seconds = await baseline(base, page, Path(folder) / "baseline.db")
         ours = await cadastre_syncs(base, page, Path(folder) / "hub", records)
+    multi: dict[str, Any] = {}
+    if dialects:
+        names, share = DIALECTS[:dialects], records // dialects
+        with (
+            contextlib.ExitStack() as stack,
+            tempfile.TemporaryDirectory(prefix="cadastre-ingest-multi-") as folder,
+        ):
+            bases = {name: stack.enter_context(spawn(
+                "reso", "--dialect", name, "--records", str(share), "--seed", "7",
+                "--no-rate-limit",
+            )) for name in names}  # fmt: skip
+            multi = await multi_dialect_syncs(bases, page, Path(folder) / "hub")
     baseline_rps = count / base_seconds
     cadastre_rps = ours["full_records"] / ours["full_seconds"]
+    if multi:
+        multi_rps = multi["multi_dialect_records"] / multi["multi_dialect_seconds"]
+        multi |= {"multi_dialect_rps": round(multi_rps, 1),
+                  "multi_dialect_ratio": round(multi_rps / baseline_rps, 3),
+                  # against the single-connection sync of the same run: what concurrency costs
+                  "multi_dialect_vs_single": round(multi_rps / cadastre_rps, 3),
+                  "multi_dialect_seconds": round(multi["multi_dialect_seconds"], 3)}  # fmt: skip
     return {
         "records": records,
         "page": page,
@@ -128,6 +190,7 @@ async def main(records: int, page: int) -> dict[str, Any]:
         "ratio_full": round(cadastre_rps / baseline_rps, 3),
         **{k: round(v, 3) if isinstance(v, float) else v for k, v in ours.items()},
         "incremental_share": round(ours["incremental_seconds"] / ours["full_seconds"], 3),
+        **multi,
     }
 
 
@@ -135,9 +198,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--page", type=int, default=1000)
+    parser.add_argument("--dialects", type=int, default=0, choices=range(len(DIALECTS) + 1),
+                        help="also sync this many regional dialects concurrently")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args()
-    result = asyncio.run(main(args.records, args.page))
+    result = asyncio.run(main(args.records, args.page, args.dialects))
     r = result
     print(f"records {r['records']:,}, page {r['page']}")
     print(f"baseline  full  {r['baseline_rps']:>10,.0f} rec/s ({r['baseline_seconds']:.1f} s)")
@@ -145,5 +210,10 @@ if __name__ == "__main__":
           f"{r['full_quarantined']} quarantined)  ratio_full {r['ratio_full']:.2f}")  # fmt: skip
     print(f"cadastre  incr  {r['incremental_records']:,} records in "
           f"{r['incremental_seconds']:.2f} s = {r['incremental_share']:.1%} of full")  # fmt: skip
+    if "multi_dialect_rps" in r:
+        print(f"cadastre  {args.dialects} dialects {r['multi_dialect_rps']:>7,.0f} rec/s "
+              f"({r['multi_dialect_records']:,} records in {r['multi_dialect_seconds']:.1f} s, "
+              f"{r['multi_dialect_quarantined']} quarantined)  "
+              f"multi_dialect_ratio {r['multi_dialect_ratio']:.2f}")  # fmt: skip
     if args.json:
         print(orjson.dumps(result).decode())

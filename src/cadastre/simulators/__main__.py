@@ -1,11 +1,14 @@
-"""``python -m cadastre.simulators reso --port 0 --records 50000 --seed 7``, or
-``python -m cadastre.simulators auth --port 0 --rotation single_use --token-ttl 1800``
+"""``python -m cadastre.simulators reso --port 0 --records 50000 --seed 7 [--dialect mlsgrid]``, or
+``python -m cadastre.simulators auth --port 0 --rotation single_use --token-ttl 1800``, or
+``python -m cadastre.simulators rets --port 0 --max-rows 100 --ignore-offset``
 
 Starts a simulator in this process, writes one line ``ready http://127.0.0.1:<port>`` to stdout
 once it is listening (benchmarks and scripts wait for it), then serves until SIGTERM or SIGINT.
 ``--faults '<FaultProfile JSON>'``, ``--rate-limit N[/SECONDS]`` (sliding window) and
 ``--rate-limit-headers x-ratelimit|ietf`` set what ``/admin/faults`` and ``/admin/rate-limit``
-can change later (``auth`` has no rate limit unless one is given).
+can change later (``auth`` has no rate limit unless one is given). ``reso --dialect NAME`` picks
+a regional dialect (its page sizes, rate-limit windows and token lifetime are the defaults of
+``--page-size-max``, ``--rate-limit`` and ``--token-ttl``).
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import orjson
 
 from cadastre.simulators.auth import DEFAULT_REDIRECT_URI, ROTATIONS, AuthSettings, AuthSimulator
 from cadastre.simulators.faults import FaultProfile
 from cadastre.simulators.ratelimit import RATE_LIMIT_HEADERS, RateLimit
-from cadastre.simulators.reso import DEFAULT_RATE_LIMIT, ResoSimulator
+from cadastre.simulators.reso import ResoSimulator, dialect_names, load_dialect
+from cadastre.simulators.rets import RetsSimulator
 from cadastre.simulators.server import serve
 
 if TYPE_CHECKING:
@@ -37,15 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
     reso.add_argument("--port", type=int, default=0, help="0 picks a free port")
     reso.add_argument("--records", type=int, default=500)
     reso.add_argument("--seed", type=int, default=7)
-    reso.add_argument("--page-size-max", type=int, default=1000)
-    reso.add_argument("--token-ttl", type=float, default=3600.0)
+    reso.add_argument(
+        "--dialect",
+        choices=dialect_names(),
+        default="default",
+        help="the regional dialect: "
+        + "; ".join(f"{name}: {load_dialect(name).description}" for name in dialect_names()),
+    )
+    reso.add_argument(
+        "--page-size-max", type=int, default=None, help="the largest $top (the dialect's)"
+    )
+    reso.add_argument("--token-ttl", type=float, default=None, help="seconds (the dialect's)")
     reso.add_argument("--bad-record-rate", type=float, default=0.0)
     reso.add_argument(
         "--rate-limit",
         type=_rate_limit,
-        default=DEFAULT_RATE_LIMIT,
+        default=None,
         metavar="N[/SECONDS]",
-        help="at most N requests on /odata in any SECONDS (default 1) seconds: a sliding window",
+        help="at most N requests on /odata in any SECONDS (default 1) seconds: a sliding window "
+        "instead of the dialect's windows",
     )
     reso.add_argument("--no-rate-limit", action="store_true")
     reso.add_argument(
@@ -62,7 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
         help='a fault profile, e.g. \'{"error_rate": 0.1, "seed": 3}\'',
     )
     _auth_parser(vendors)
+    _rets_parser(vendors)
     return parser
+
+
+def _rets_parser(vendors: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rets = vendors.add_parser("rets", help="a legacy RETS 1.x MLS (Digest login, DMQL2, COMPACT)")
+    rets.add_argument("--host", default="127.0.0.1")
+    rets.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    rets.add_argument("--records", type=int, default=200)
+    rets.add_argument("--seed", type=int, default=7)
+    rets.add_argument("--max-rows", type=int, default=None, help="rows answered per search")
+    rets.add_argument("--ignore-offset", action="store_true", help="a server that ignores Offset")
+    rets.add_argument("--session-idle", type=float, default=1800.0)
+    rets.add_argument("--timezone", default="America/Chicago")
+    rets.add_argument("--username", default="demo-user")
+    rets.add_argument("--password", default="demo-password")
+    rets.add_argument("--rate-limit", type=_rate_limit, default=None, metavar="N[/SECONDS]")
+    rets.add_argument("--faults", type=_faults, default=None, metavar="JSON")
 
 
 def _auth_parser(vendors: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -149,8 +180,20 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
             password=args.password,
             api_keys=args.api_key,
         )
-    limit = None if args.no_rate_limit else args.rate_limit
+    if args.vendor == "rets":
+        return RetsSimulator(
+            records=args.records, seed=args.seed, username=args.username,
+            password=args.password, timezone=args.timezone, max_rows=args.max_rows,
+            ignore_offset=args.ignore_offset, session_idle=args.session_idle,
+            rate_limit=args.rate_limit, faults=args.faults,
+        )  # fmt: skip
+    limit: RateLimit | Literal["dialect"] | None = "dialect"
+    if args.no_rate_limit:
+        limit = None
+    elif args.rate_limit is not None:
+        limit = args.rate_limit
     return ResoSimulator(
+        dialect=args.dialect,
         records=args.records,
         seed=args.seed,
         rate_limit=limit,

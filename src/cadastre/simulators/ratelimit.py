@@ -13,6 +13,12 @@ Rejected requests consume no budget.
 With ``headers`` chosen, answers also tell the client its budget: ``x-ratelimit`` sends
 ``X-RateLimit-Limit``/``-Remaining``/``-Reset``, ``ietf`` the IETF draft's ``RateLimit-Limit``/
 ``-Remaining``/``-Reset``; Reset is whole seconds (rounded up) until the next used slot frees.
+
+Real MLSs count several windows at once (MLS Grid: 2 per second, 7,200 per hour and 40,000 per
+day). ``also`` holds further windows counted beside the first, each on the same clock: a request
+is admitted only when every window has room, and only then does it use a slot in each. A refusal
+waits for the slowest window (``Retry-After`` is the longest of them), and the headers describe
+the window with the least left.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class RateLimit:
     requests: int
     per: float = 1.0
     window: Literal["sliding", "fixed"] = "sliding"
+    # Further windows counted beside this one (as RateLimits or their JSON objects; kept flat).
+    also: tuple[RateLimit, ...] = ()
 
     def __post_init__(self) -> None:
         if self.requests < 1:
@@ -40,6 +48,20 @@ class RateLimit:
             raise ValueError("a rate limit window lasts longer than zero seconds")
         if self.window not in ("sliding", "fixed"):
             raise ValueError("window is 'sliding' or 'fixed'")
+        if isinstance(self.also, RateLimit | dict) or not isinstance(self.also, list | tuple):
+            raise ValueError("also is a list of rate limits")
+        windows: list[RateLimit] = []
+        for item in self.also:
+            window = RateLimit(**item) if isinstance(item, dict) else item
+            if not isinstance(window, RateLimit):
+                raise ValueError("also is a list of rate limits")
+            windows += [RateLimit(window.requests, window.per, window.window), *window.also]
+        object.__setattr__(self, "also", tuple(windows))  # frozen: set once, here
+
+    @property
+    def windows(self) -> tuple[RateLimit, ...]:
+        """Every window, this one first, each without further ``also``."""
+        return (RateLimit(self.requests, self.per, self.window), *self.also)
 
 
 @dataclass(frozen=True)
@@ -48,17 +70,29 @@ class Admission:
     retry_after: int  # whole seconds until a slot frees (>= 1) when refused, else 0
 
 
-class RateLimiter:
+class _Window:
+    """One window's count."""
+
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
         self._admitted: deque[float] = deque()
         self._window_index = -1
         self._window_count = 0
 
-    def admit(self, now: float) -> Admission:
+    def refusal(self, now: float) -> int:
+        """Whole seconds (>= 1) until this window has room, or 0 when it has room now."""
+        if self.remaining(now) > 0:
+            return 0
+        return max(1, math.ceil(self.reset_in(now)))
+
+    def use(self, now: float) -> None:
         if self.limit.window == "fixed":
-            return self._admit_fixed(now)
-        return self._admit_sliding(now)
+            index = self._index(now)
+            if index != self._window_index:
+                self._window_index, self._window_count = index, 0
+            self._window_count += 1
+        else:
+            self._admitted.append(now)
 
     def remaining(self, now: float) -> int:
         """Requests that would still be admitted at ``now``."""
@@ -78,15 +112,6 @@ class RateLimiter:
         self._forget(now)
         return self._admitted[0] + self.limit.per - now if self._admitted else 0.0
 
-    def headers(self, style: RateLimitHeaders, now: float) -> dict[str, str]:
-        prefix = _HEADER_PREFIX[style]
-        return {
-            f"{prefix}-Limit": str(self.limit.requests),
-            f"{prefix}-Remaining": str(self.remaining(now)),
-            # Rounded first so float noise (6.000000001) does not cost a client a whole second.
-            f"{prefix}-Reset": str(math.ceil(round(self.reset_in(now), 6))),
-        }
-
     def _index(self, now: float) -> int:
         return math.floor(now / self.limit.per)
 
@@ -95,20 +120,41 @@ class RateLimiter:
         while self._admitted and self._admitted[0] <= horizon:
             self._admitted.popleft()
 
-    def _admit_sliding(self, now: float) -> Admission:
-        self._forget(now)
-        if len(self._admitted) < self.limit.requests:
-            self._admitted.append(now)
-            return Admission(admitted=True, retry_after=0)
-        frees_in = self._admitted[0] + self.limit.per - now
-        return Admission(admitted=False, retry_after=max(1, math.ceil(frees_in)))
 
-    def _admit_fixed(self, now: float) -> Admission:
-        index = self._index(now)
-        if index != self._window_index:
-            self._window_index, self._window_count = index, 0
-        if self._window_count < self.limit.requests:
-            self._window_count += 1
-            return Admission(admitted=True, retry_after=0)
-        frees_in = (index + 1) * self.limit.per - now
-        return Admission(admitted=False, retry_after=max(1, math.ceil(frees_in)))
+class RateLimiter:
+    """Every window of a RateLimit, counted together."""
+
+    def __init__(self, limit: RateLimit) -> None:
+        self.limit = limit
+        self._windows = [_Window(window) for window in limit.windows]
+
+    def admit(self, now: float) -> Admission:
+        # Checked in every window before any slot is used: a refused request costs nothing.
+        waits = [window.refusal(now) for window in self._windows]
+        if any(waits):
+            return Admission(admitted=False, retry_after=max(waits))
+        for window in self._windows:
+            window.use(now)
+        return Admission(admitted=True, retry_after=0)
+
+    def remaining(self, now: float) -> int:
+        """Requests that would still be admitted at ``now`` (the tightest window's)."""
+        return min(window.remaining(now) for window in self._windows)
+
+    def reset_in(self, now: float) -> float:
+        """Seconds until the tightest window's next used slot frees (0.0 when none is used)."""
+        return self._tightest(now).reset_in(now)
+
+    def headers(self, style: RateLimitHeaders, now: float) -> dict[str, str]:
+        tightest = self._tightest(now)
+        prefix = _HEADER_PREFIX[style]
+        return {
+            f"{prefix}-Limit": str(tightest.limit.requests),
+            f"{prefix}-Remaining": str(tightest.remaining(now)),
+            # Rounded first so float noise (6.000000001) does not cost a client a whole second.
+            f"{prefix}-Reset": str(math.ceil(round(tightest.reset_in(now), 6))),
+        }
+
+    def _tightest(self, now: float) -> _Window:
+        # The fewest left; among equals, the one that frees last.
+        return min(self._windows, key=lambda w: (w.remaining(now), -w.reset_in(now)))

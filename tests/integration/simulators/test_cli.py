@@ -56,7 +56,13 @@ async def test_the_rate_limit_flags() -> None:
         base = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode().split()[1]
         async with httpx.AsyncClient(base_url=base) as client:
             limit = (await client.get("/admin/rate-limit")).json()
-        assert limit == {"requests": 2, "per": 1.0, "window": "sliding", "headers": None}
+        assert limit == {
+            "requests": 2,
+            "per": 1.0,
+            "window": "sliding",
+            "also": [],
+            "headers": None,
+        }
         process.send_signal(signal.SIGINT)
         await asyncio.wait_for(process.communicate(), timeout=10)
         assert process.returncode == 0
@@ -81,7 +87,13 @@ async def test_the_fault_and_rate_limit_header_flags() -> None:
             profile = (await client.get("/admin/faults")).json()
             metadata = await client.get("/odata/$metadata")
             faulted = await client.get("/odata/Property")
-        assert limit == {"requests": 2, "per": 5.0, "window": "sliding", "headers": "ietf"}
+        assert limit == {
+            "requests": 2,
+            "per": 5.0,
+            "window": "sliding",
+            "also": [],
+            "headers": "ietf",
+        }
         assert (profile["error_rate"], profile["paths"], profile["seed"]) == (
             1.0, ["/odata/Property"], 1,
         )  # fmt: skip
@@ -122,3 +134,37 @@ def test_spawn_runs_a_simulator_process_and_stops_it() -> None:
 def test_spawn_says_when_the_simulator_did_not_start() -> None:
     with pytest.raises(RuntimeError, match="did not start"), spawn("reso", "--records", "-1"):
         pass
+
+
+def test_dialect_flag_serves_that_dialect_with_its_limits() -> None:
+    with spawn("reso", "--dialect", "mlsgrid", "--records", "20") as url:
+        dialect = httpx.get(f"{url}/admin/dialect", timeout=10).json()
+        limit = httpx.get(f"{url}/admin/rate-limit", timeout=10).json()
+    assert dialect["name"] == "mlsgrid"
+    assert dialect["deletion"] == {"style": "flag", "field": "MlgCanView"}
+    assert "NWM_SchoolDistrict" in dialect["fields"]
+    assert dialect["rate_limit"] == [[2, 1.0], [7200, 3600.0], [40000, 86400.0]]
+    assert (limit["requests"], [w["requests"] for w in limit["also"]]) == (2, [7200, 40000])
+    with spawn("reso", "--dialect", "bridge", "--records", "5", "--no-rate-limit",
+               "--page-size-max", "50") as url:  # fmt: skip
+        dialect = httpx.get(f"{url}/admin/dialect", timeout=10).json()
+        assert httpx.get(f"{url}/admin/rate-limit", timeout=10).json() is None
+    assert dialect["page"]["max"] == 50
+
+
+async def test_the_help_lists_the_dialects_and_a_wrong_one_is_refused() -> None:
+    shown = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cadastre.simulators", "reso", "--help",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, _ = await asyncio.wait_for(shown.communicate(), timeout=30)
+    for name in ("mlsgrid", "trestle", "bridge", "spark", "default"):
+        assert name.encode() in stdout
+    wrong = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cadastre.simulators", "reso", "--dialect", "atlantis",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(wrong.communicate(), timeout=30)
+    assert wrong.returncode == 2
+    assert stdout == b""
+    assert b"atlantis" in stderr

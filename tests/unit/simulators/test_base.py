@@ -81,7 +81,13 @@ async def test_rate_limit_can_be_changed_while_running(clock: FakeClock) -> None
     async with client_for(sim) as client:
         client.headers.update(await bearer(client))
         response = await client.post("/admin/rate-limit", json={"requests": 1, "per": 5})
-        assert response.json() == {"requests": 1, "per": 5, "window": "sliding", "headers": None}
+        assert response.json() == {
+            "requests": 1,
+            "per": 5,
+            "window": "sliding",
+            "also": [],
+            "headers": None,
+        }
         assert [(await client.get("/odata/$metadata")).status_code for _ in range(2)] == [200, 429]
         assert (await client.post("/admin/rate-limit", json=None)).json() is None
         assert (await client.get("/odata/$metadata")).status_code == 200

@@ -110,7 +110,13 @@ async def test_headers_switched_over_admin(clock: FakeClock) -> None:
     async with client_for(sim) as client:
         body = {"requests": 4, "per": 2, "headers": "ietf"}
         response = await client.post("/admin/rate-limit", json=body)
-        assert response.json() == {"requests": 4, "per": 2, "window": "sliding", "headers": "ietf"}
+        assert response.json() == {
+            "requests": 4,
+            "per": 2,
+            "window": "sliding",
+            "also": [],
+            "headers": "ietf",
+        }
         assert budget(await client.get("/odata/"), IETF_NAMES) == (4, 3, 2)
         # Leaving "headers" out keeps the style; a bad one changes nothing at all.
         kept = await client.post("/admin/rate-limit", json={"requests": 9})

@@ -2,19 +2,28 @@
 key-set paging, a CSDL ``$metadata`` document, and admin calls that change records the way agents
 do (touch, create) so replication can be tested against a moving MLS.
 
+The MLS speaks a regional ``dialect`` (``dialect.py``; data files in ``dialects/``): its local
+prefix, field names, enumeration spellings, page sizes, rate-limit windows, token lifetime,
+deletion style and Media support. ``default`` is the simulator's own MLS.
+
 Endpoints: ``POST /oauth/token``; ``GET /odata/`` (service document), ``GET /odata/$metadata``
 (served without a token, so a client can read the schema before it authenticates),
-``GET /odata/Property`` and ``GET /odata/Property('KEY')`` (bearer token required), and
+``GET /odata/Property`` (``$expand=Media`` where the dialect offers it), ``GET /odata/Media``
+(where it has the resource) and ``GET /odata/Property('KEY')`` (bearer token required), and
 ``POST /odata/Property`` (RESO Add, with ``Idempotency-Key``: see ``writes``). The vendor rate
 limit and the faults cover ``/odata``, writes included; the token endpoint is outside the rate
-limit (an MLS meters data, not logins). Admin: ``POST /admin/touch`` beside the base simulator's
-admin calls.
+limit (an MLS meters data, not logins). Admin calls that move the MLS: ``admin.py``.
+
+Longer than most modules: the records, their Media and the live schema are one MLS's state, and
+the methods that move it and the routes that serve it share that state. What could stand alone
+does: dialect data (``dialect.py``), drift (``drift.py``), Media records and their paging
+(``media.py``), the admin HTTP layer (``admin.py``), queries (``query.py``, ``index.py``).
 """
 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote
 
 import orjson
@@ -22,11 +31,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from cadastre.simulators.answers import delay
-from cadastre.simulators.base import Simulator, json_response, read_json
+from cadastre.simulators.base import Simulator
 from cadastre.simulators.faults import odata_error
 from cadastre.simulators.ratelimit import RateLimit
+from cadastre.simulators.reso.admin import admin_routes
 from cadastre.simulators.reso.auth import TokenIssuer
+from cadastre.simulators.reso.dialect import BASE_PREFIX, Dialect, load_dialect
+from cadastre.simulators.reso.drift import LiveSchema
 from cadastre.simulators.reso.index import RecordIndex, RecordsView
+from cadastre.simulators.reso.media import MEDIA_FIELDS, media_for, media_order, query_media
 from cadastre.simulators.reso.odata_filter import QueryError, parse_datetime
 from cadastre.simulators.reso.query import CARRIED, encode_token, parse_query, run
 from cadastre.simulators.reso.records import (
@@ -39,12 +52,7 @@ from cadastre.simulators.reso.records import (
     sanitize_change,
     truncate_to_millis,
 )
-from cadastre.simulators.reso.schema import (
-    KEY_FIELD,
-    TIMESTAMP_FIELD,
-    metadata_xml,
-    property_fields,
-)
+from cadastre.simulators.reso.schema import KEY_FIELD, STRING, TIMESTAMP_FIELD, metadata_xml
 from cadastre.simulators.reso.writes import IdempotencyKeys, ResoStats, record_from_body
 
 if TYPE_CHECKING:
@@ -56,6 +64,7 @@ if TYPE_CHECKING:
     from cadastre.simulators.clock import Clock
     from cadastre.simulators.faults import FaultProfile
     from cadastre.simulators.ratelimit import RateLimitHeaders
+    from cadastre.simulators.reso.schema import FieldSpec
 
 DEFAULT_RATE_LIMIT = RateLimit(requests=30, per=1.0)
 ODATA_JSON = "application/json;odata.metadata=minimal"
@@ -72,45 +81,73 @@ class ResoSimulator(Simulator):
         records: int = 500,
         seed: int = 7,
         clock: Clock | None = None,
-        rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
-        page_size_max: int = 1000,
-        token_ttl: float = 3600,
+        rate_limit: RateLimit | Literal["dialect"] | None = "dialect",
+        page_size_max: int | None = None,
+        token_ttl: float | None = None,
         client_id: str = "demo-client",
         client_secret: str = "demo-secret",  # noqa: S107 - the simulator's published demo login
-        local_prefix: str = "ACT_",
+        local_prefix: str | None = None,
         bad_record_rate: float = 0.0,
         faults: FaultProfile | None = None,
         rate_limit_headers: RateLimitHeaders | None = None,
         write_latency: float = 0.0,
+        dialect: str | Dialect = "default",
     ) -> None:
+        """``rate_limit``, ``page_size_max``, ``token_ttl`` and ``local_prefix`` default to the
+        dialect's; ``rate_limit=None`` turns the limit off."""
+        chosen = load_dialect(dialect) if isinstance(dialect, str) else dialect
+        if local_prefix is not None:
+            # A new model, not model_copy: that would carry the cached field plan of the old prefix
+            chosen = Dialect.model_validate({**chosen.model_dump(), "local_prefix": local_prefix})
+        page_size_max = chosen.page.max if page_size_max is None else page_size_max
+        token_ttl = chosen.token_ttl if token_ttl is None else token_ttl
         if records < 0 or page_size_max < 1 or token_ttl <= 0 or write_latency < 0:
             raise ValueError(
                 "records >= 0, page_size_max >= 1, token_ttl > 0 and write_latency >= 0"
             )
         if not 0.0 <= bad_record_rate <= 1.0:
             raise ValueError("bad_record_rate is between 0 and 1")
+        self.dialect = chosen
         self.seed = seed
         self.page_size_max = page_size_max
-        self.local_prefix = local_prefix
+        self.local_prefix = chosen.local_prefix
         self.bad_record_rate = bad_record_rate
         # Seconds a write takes once its body is in, on the simulator clock; a retry with the same
         # Idempotency-Key arriving meanwhile gets 409.
         self.write_latency = write_latency
-        self.fields = property_fields(local_prefix)
-        self._index = RecordIndex(initial_records(records, seed, local_prefix, bad_record_rate))
+        self.schema = LiveSchema(chosen.fields())
+        rows = initial_records(records, seed, BASE_PREFIX, bad_record_rate)
+        for row in rows:
+            row.data = chosen.wire(row.data)
+        self._index = RecordIndex(rows)
         self._next_number = records + 1
         self._touch_rng = random.Random(seed + 3)  # noqa: S311 - reproducible, not secret
         self._create_rng = random.Random(seed + 4)  # noqa: S311
-        self._metadata = metadata_xml(self.fields).encode()
+        self._delete_rng = random.Random(seed + 5)  # noqa: S311
+        self._photo_versions: dict[str, int] = {}  # ListingKey -> times its photos changed
+        self._media: list[dict[str, Any]] | None = None  # the Media resource, built when read
+        self.deleted: list[str] = []  # keys deleted upstream, in order
+        self._metadata: tuple[int, bytes] | None = None
         super().__init__(
-            clock=clock, rate_limit=rate_limit, faults=faults, rate_limit_headers=rate_limit_headers
+            clock=clock,
+            rate_limit=chosen.rate_limit if rate_limit == "dialect" else rate_limit,
+            faults=faults,
+            rate_limit_headers=rate_limit_headers,
         )
         self.stats = ResoStats()
         self._idempotency = IdempotencyKeys(self.stats)
         self._tokens = TokenIssuer(self.clock, client_id, client_secret, token_ttl)
 
     def __repr__(self) -> str:
-        return f"ResoSimulator(records={len(self._index)}, seed={self.seed})"
+        return (
+            f"ResoSimulator(records={len(self._index)}, seed={self.seed}, "
+            f"dialect={self.dialect.name!r})"
+        )
+
+    @property
+    def fields(self) -> dict[str, FieldSpec]:
+        """The Property fields as served now (the dialect's, after any drift)."""
+        return self.schema.fields
 
     # ---------------------------------------------------------------------- views for tests
 
@@ -143,17 +180,10 @@ class ResoSimulator(Simulator):
             raise ValueError("touch takes keys or count")
         when = self._instant(at)
         updates = self._checked_changes(changes or {})
-        if keys is not None:
-            chosen = list(dict.fromkeys(keys))
-            unknown = [key for key in chosen if key not in self._index.rows]
-            if unknown:
-                raise ValueError(f"unknown ListingKey: {unknown[:5]}")
-        else:
-            if count is None or not 0 <= count <= len(self._index):
-                raise ValueError(f"count is between 0 and {len(self._index)}")
-            chosen = self._touch_rng.sample(list(self._index.rows), count)
+        chosen = self._choose(keys, count, self._touch_rng)
         for key in chosen:
             self._apply(key, updates, when)
+        self._media = None
         return chosen
 
     def create(self, n: int, at: datetime | str | None = None) -> list[str]:
@@ -164,13 +194,112 @@ class ResoSimulator(Simulator):
         for _ in range(n):
             while listing_key(self._next_number) in self._index.rows:  # a key a client wrote
                 self._next_number += 1
-            row = generate(self._next_number, when, self._create_rng, self.local_prefix)
+            row = generate(self._next_number, when, self._create_rng, BASE_PREFIX)
+            row.data = self.schema.conform(self.dialect.wire(row.data))
             if self._create_rng.random() < self.bad_record_rate:
                 row.defect = self._create_rng.choice(sorted(DEFECTS))
             self._next_number += 1
             self._index.add(row)
             created.append(row.key)
+        self._media = None
         return created
+
+    def bump(self, at: datetime | str | None = None) -> int:
+        """The mass update: every record's ModificationTimestamp becomes now (or ``at``), as when
+        an MLS touches its whole database in one go. Answers how many records moved."""
+        when = self._instant(at)
+        stamp = format_timestamp(when)
+        rows = list(self._index.rows.values())
+        for row in rows:
+            row.data[TIMESTAMP_FIELD] = stamp
+        self._index.restamp(rows, when)
+        return len(rows)
+
+    def delete(self, keys: Iterable[str] | None = None, count: int | None = None) -> list[str]:
+        """Listings withdrawn from the feed: with ``deletion.style`` vanish they are gone (only
+        a key reconciliation notices); with flag they stay, the flag false and the timestamp
+        now (MLS Grid's ``MlgCanView``)."""
+        chosen = self._choose(keys, count, self._delete_rng)
+        flag = self.dialect.deletion.field
+        when = self._instant(None)
+        for key in chosen:
+            if flag is None:
+                self._index.remove(key)
+            else:
+                self._apply(key, {flag: False}, when)
+        self.deleted += chosen
+        self._media = None
+        return chosen
+
+    def change_media(self, key: str, photos: int | None = None) -> dict[str, Any]:
+        """An agent replaces a listing's photos (``photos`` of them; the same number if None):
+        new URLs, PhotosChangeTimestamp and ModificationTimestamp now."""
+        if key not in self._index.rows:
+            raise ValueError(f"unknown ListingKey: {key!r}")
+        if photos is not None and (isinstance(photos, bool) or not 0 <= photos <= 500):
+            raise ValueError("photos is between 0 and 500")
+        row = self._index.rows[key]
+        count = _photo_count(row.data) if photos is None else photos
+        when = self._instant(None)
+        self._photo_versions[key] = self._photo_versions.get(key, 0) + 1
+        changes = {"PhotosCount": count, "PhotosChangeTimestamp": format_timestamp(when)}
+        self._apply(key, {k: v for k, v in changes.items() if k in self.fields}, when)
+        self._media = None
+        return {
+            "key": key,
+            "photos": count,
+            "PhotosChangeTimestamp": changes["PhotosChangeTimestamp"],
+        }
+
+    def media(self, key: str) -> list[dict[str, Any]]:
+        """The Media records of one listing, as served."""
+        data = self._index.rows[key].data
+        return media_for(
+            key,
+            _photo_count(data),
+            self._photo_versions.get(key, 0),
+            data.get("PhotosChangeTimestamp"),
+        )
+
+    def add_enum_value(self, field: str, value: str, count: int) -> list[str]:
+        """A new enumeration value starts to appear: ``count`` records (picked with the seeded
+        generator) are changed to it now."""
+        if field not in self.fields or self.fields[field].edm != STRING:
+            raise ValueError(f"{field!r} is not a text field of this MLS")
+        return self.touch(count=count, changes={field: value})
+
+    def add_field(self, name: str, edm: str, value: Any = None) -> None:
+        self.schema.add_field(self._all_data(), name, edm, value)
+
+    def remove_field(self, name: str) -> None:
+        self.schema.remove_field(self._all_data(), name)
+
+    def retype_field(self, name: str, edm: str) -> None:
+        self.schema.retype_field(self._all_data(), name, edm)
+
+    def _all_data(self) -> list[dict[str, Any]]:
+        return [row.data for row in self._index.rows.values()]
+
+    def _choose(
+        self, keys: Iterable[str] | None, count: int | None, rng: random.Random
+    ) -> list[str]:
+        if (keys is None) == (count is None):
+            raise ValueError("give keys or count")
+        if keys is not None:
+            if isinstance(keys, str):
+                raise ValueError("keys is a list of ListingKeys")
+            chosen = list(dict.fromkeys(keys))
+            unknown = [key for key in chosen if key not in self._index.rows]
+            if unknown:
+                raise ValueError(f"unknown ListingKey: {unknown[:5]}")
+            return chosen
+        if (
+            isinstance(count, bool)
+            or not isinstance(count, int)
+            or not 0 <= count <= len(self._index)
+        ):
+            raise ValueError(f"count is between 0 and {len(self._index)}")
+        return rng.sample(list(self._index.rows), count)
 
     def _instant(self, at: datetime | str | None) -> datetime:
         if at is None:
@@ -218,10 +347,11 @@ class ResoSimulator(Simulator):
             Route("/odata/Property", self._collection, methods=["GET"]),
             Route("/odata/Property", self._add, methods=["POST"]),
             Route("/odata/Property({key})", self._entity, methods=["GET"]),
+            Route("/odata/Media", self._media_collection, methods=["GET"]),
         ]
 
     def admin_routes(self) -> list[BaseRoute]:
-        return [Route("/admin/touch", self._admin_touch, methods=["POST"])]
+        return admin_routes(self)
 
     async def _token(self, request: Request) -> Response:
         response, issued = await self._tokens.token_endpoint(request)
@@ -231,22 +361,39 @@ class ResoSimulator(Simulator):
 
     async def _service_document(self, request: Request) -> Response:
         base = _base_url(request)
+        sets = ["Property", *(["Media"] if self.dialect.media.resource else [])]
         body = {
             "@odata.context": f"{base}/odata/$metadata",
-            "value": [{"name": "Property", "kind": "EntitySet", "url": "Property"}],
+            "value": [{"name": name, "kind": "EntitySet", "url": name} for name in sets],
         }
         return _odata_json(body)
 
     async def _metadata_document(self, request: Request) -> Response:
-        return Response(self._metadata, media_type="application/xml", headers=ODATA_HEADERS)
+        # Built again after a drift: $metadata says what the MLS serves now.
+        if self._metadata is None or self._metadata[0] != self.schema.version:
+            media = self.dialect.media
+            document = metadata_xml(
+                self.fields, MEDIA_FIELDS, media_set=media.resource, media_expand=media.expand
+            )
+            self._metadata = (self.schema.version, document.encode())
+        return Response(self._metadata[1], media_type="application/xml", headers=ODATA_HEADERS)
 
     async def _collection(self, request: Request) -> Response:
         refused = self._unauthorized(request)
         if refused is not None:
             return refused
         pairs = parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        page_rules = self.dialect.page
         try:
-            query = parse_query(pairs, self.fields, self.page_size_max)
+            query = parse_query(
+                pairs,
+                self.fields,
+                self.page_size_max,
+                default_top=page_rules.default,
+                over_max=page_rules.over_max,
+                expandable=("Media",) if self.dialect.media.expand else (),
+                expand_max=min(self.dialect.max_expand, self.page_size_max),
+            )
         except QueryError as exc:
             return _odata_json(odata_error("BadRequest", str(exc)), 400)
         page = run(self._index, query, self.fields)
@@ -255,7 +402,12 @@ class ResoSimulator(Simulator):
         body: dict[str, Any] = {"@odata.context": f"{base}/odata/$metadata#Property{selected}"}
         if page.count is not None:
             body["@odata.count"] = page.count
-        body["value"] = [row.served(query.select) for row in page.rows]
+        if query.expand:
+            body["value"] = [
+                {**row.served(query.select), "Media": self.media(row.key)} for row in page.rows
+            ]
+        else:
+            body["value"] = [row.served(query.select) for row in page.rows]
         if page.more:
             options = {name: query.options[name] for name in CARRIED if name in query.options}
             options["$skiptoken"] = encode_token(page.rows[-1], query.order, self.fields)
@@ -278,6 +430,34 @@ class ResoSimulator(Simulator):
             return _odata_json(odata_error("NotFound", "no Property with that key"), 404)
         context = f"{_base_url(request)}/odata/$metadata#Property/$entity"
         return _odata_json({"@odata.context": context, **row.served()})
+
+    async def _media_collection(self, request: Request) -> Response:
+        if not self.dialect.media.resource:
+            return _odata_json(odata_error("NotFound", "this MLS has no Media resource"), 404)
+        refused = self._unauthorized(request)
+        if refused is not None:
+            return refused
+        pairs = parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        options = {name: value for name, value in pairs if name.startswith("$")}
+        if self._media is None:
+            self._media = sorted(
+                (item for key in self._index.rows for item in self.media(key)), key=media_order
+            )
+        try:
+            page = query_media(self._media, options, self.dialect.page.default, self.page_size_max)
+        except QueryError as exc:
+            return _odata_json(odata_error("BadRequest", str(exc)), 400)
+        base = _base_url(request)
+        body: dict[str, Any] = {
+            "@odata.context": f"{base}/odata/$metadata#Media",
+            "value": page.value,
+        }
+        if page.next_token is not None:
+            kept = {k: v for k, v in options.items() if k in ("$filter", "$select", "$top")}
+            kept["$skiptoken"] = page.next_token
+            link = "&".join(f"{k}={quote(v, safe=LINK_SAFE)}" for k, v in kept.items())
+            body["@odata.nextLink"] = f"{base}/odata/Media?{link}"
+        return _odata_json(body)
 
     async def _add(self, request: Request) -> Response:
         refused = self._unauthorized(request)
@@ -328,26 +508,11 @@ class ResoSimulator(Simulator):
             odata_error("Unauthorized", message), 401, {"WWW-Authenticate": challenge}
         )
 
-    async def _admin_touch(self, request: Request) -> Response:
-        try:
-            body = await read_json(request)
-            if not isinstance(body, dict):
-                raise ValueError("the body is a JSON object")
-            unknown = set(body) - {"keys", "count", "changes", "at", "create"}
-            if unknown:
-                raise ValueError(f"unknown fields: {sorted(unknown)}")
-            touched: list[str] = []
-            if body.get("keys") is not None or body.get("count") is not None:
-                touched = self.touch(
-                    keys=body.get("keys"),
-                    count=body.get("count"),
-                    changes=body.get("changes"),
-                    at=body.get("at"),
-                )
-            created = self.create(int(body.get("create") or 0), at=body.get("at"))
-        except (ValueError, TypeError) as exc:
-            return json_response(odata_error("BadRequest", str(exc)), 400)
-        return json_response({"touched": touched + created, "created": created})
+
+def _photo_count(data: Mapping[str, Any]) -> int:
+    # A drifted PhotosCount (retyped to text, removed) counts as no photos rather than a 500.
+    value = data.get("PhotosCount")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _base_url(request: Request) -> str:

@@ -47,6 +47,19 @@ class RecordIndex:
         row.modified = modified
         insort(self.order, row.position)
 
+    def remove(self, key: str) -> Row:
+        """A record vanishes upstream."""
+        row = self.rows.pop(key)
+        del self.order[bisect_left(self.order, row.position)]
+        return row
+
+    def restamp(self, rows: list[Row], modified: datetime) -> None:
+        """Give many records one new ModificationTimestamp (a mass update): one sort, where
+        moving each record would cost a list shift apiece."""
+        for row in rows:
+            row.modified = modified
+        self.order = sorted(row.position for row in self.rows.values())
+
     def after(self, micros: int, key: str) -> int:
         return bisect_right(self.order, (micros, key))
 

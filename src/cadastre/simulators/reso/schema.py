@@ -135,8 +135,15 @@ def property_fields(prefix: str) -> dict[str, FieldSpec]:
     return {spec.name: spec for spec in (*STANDARD_FIELDS, *local_fields(prefix))}
 
 
-def metadata_xml(fields: dict[str, FieldSpec]) -> str:
-    """An OData v4 CSDL document for the Property entity set."""
+def metadata_xml(
+    fields: dict[str, FieldSpec],
+    media: dict[str, FieldSpec] | None = None,
+    *,
+    media_set: bool = False,
+    media_expand: bool = False,
+) -> str:
+    """An OData v4 CSDL document for the Property entity set, and Media where the MLS has it
+    (``media_set``: an entity set of its own; ``media_expand``: a navigation from Property)."""
     lines = [
         '<?xml version="1.0" encoding="utf-8"?>',
         '<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">',
@@ -144,23 +151,40 @@ def metadata_xml(fields: dict[str, FieldSpec]) -> str:
         f'<Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="{NAMESPACE}">',
         '<EntityType Name="Property">',
         f'<Key><PropertyRef Name="{KEY_FIELD}"/></Key>',
+        *(_property(spec, KEY_FIELD) for spec in fields.values()),
     ]
-    for spec in fields.values():
-        attributes = [f"Name={quoteattr(spec.name)}", f'Type="{spec.edm}"']
-        if spec.name == KEY_FIELD:
-            attributes.append('Nullable="false"')
-        if spec.max_length is not None:
-            attributes.append(f'MaxLength="{spec.max_length}"')
-        if spec.precision is not None:
-            attributes.append(f'Precision="{spec.precision}" Scale="{spec.scale}"')
-        lines.append(f"<Property {' '.join(attributes)}/>")
+    if media is not None and media_expand:
+        lines.append(f'<NavigationProperty Name="Media" Type="Collection({NAMESPACE}.Media)"/>')
+    lines.append("</EntityType>")
+    if media is not None and (media_set or media_expand):
+        lines += [
+            '<EntityType Name="Media">',
+            '<Key><PropertyRef Name="MediaKey"/></Key>',
+            *(_property(spec, "MediaKey") for spec in media.values()),
+            "</EntityType>",
+        ]
     lines += [
-        "</EntityType>",
         '<EntityContainer Name="Default">',
         f'<EntitySet Name="Property" EntityType="{NAMESPACE}.Property"/>',
+        *(
+            [f'<EntitySet Name="Media" EntityType="{NAMESPACE}.Media"/>']
+            if media is not None and media_set
+            else []
+        ),
         "</EntityContainer>",
         "</Schema>",
         "</edmx:DataServices>",
         "</edmx:Edmx>",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _property(spec: FieldSpec, key: str) -> str:
+    attributes = [f"Name={quoteattr(spec.name)}", f'Type="{spec.edm}"']
+    if spec.name == key:
+        attributes.append('Nullable="false"')
+    if spec.max_length is not None:
+        attributes.append(f'MaxLength="{spec.max_length}"')
+    if spec.precision is not None:
+        attributes.append(f'Precision="{spec.precision}" Scale="{spec.scale}"')
+    return f"<Property {' '.join(attributes)}/>"
