@@ -88,7 +88,7 @@ def print_report(report: SyncReport) -> None:
     table = Table("records", "count", title=f"sync of {report.connection}")
     rows = [
         ("read from the vendor", tally.fetched), ("created", tally.created),
-        ("updated", tally.updated), ("unchanged", tally.unchanged),
+        ("updated", tally.updated), ("deleted", tally.deleted), ("unchanged", tally.unchanged),
         ("already applied (duplicates)", tally.duplicates), ("refused by ownership", tally.refused),
         ("quarantined", tally.quarantined), ("pages", tally.pages),
         ("retried reads", tally.retries),
@@ -98,6 +98,12 @@ def print_report(report: SyncReport) -> None:
     console.print(table)
     for code, n in sorted(tally.reasons.items()):
         console.print(f"  quarantined because {code.replace('_', ' ')}: {n}")
+    for stream, problem in sorted(report.unread.items()):
+        # The page is in quarantine; the stream's cursor waits before it for the next run.
+        console.print(f"{stream}: stopped at a page that could not be read ({problem}); "
+                      "the next sync reads it again")  # fmt: skip
+    if tally.quarantined or tally.unreadable_pages:
+        console.print("see them with: cadastre quarantine list -c " + report.connection)
     if report.unknown_fields:
         names = ", ".join(sorted(report.unknown_fields))
         console.print(f"vendor fields the mapping does not know (dropped): {names}")

@@ -3,6 +3,7 @@ behind them."""
 
 from cadastre.sync.conflicts import Judgement, Verdict, admit, after_delete, judge
 from cadastre.sync.engine import (
+    BACKWARDS,
     REFUSED_EVENT,
     BatchItem,
     CursorAdvance,
@@ -19,9 +20,11 @@ from cadastre.sync.origin import (
     stamp_of,
 )
 from cadastre.sync.plan import Plan, Target, Validator, plan_delete, plan_upsert
+from cadastre.sync.replay import QuarantineReplay, ReplaySummary
 from cadastre.sync.runner import SyncReport, SyncRunner, SyncTally
 
 __all__ = [
+    "BACKWARDS",
     "DELETED_FIELD",
     "REFUSED_EVENT",
     "BatchItem",
@@ -29,6 +32,8 @@ __all__ = [
     "Judgement",
     "Plan",
     "QuarantineDraft",
+    "QuarantineReplay",
+    "ReplaySummary",
     "Stamp",
     "SyncEngine",
     "SyncReport",

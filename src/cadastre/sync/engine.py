@@ -11,6 +11,14 @@ every field ownership forbids is reported with its refusal recorded.
 ``apply`` is a batch of one that raises instead of reporting: ``ContractError`` (nothing written,
 nothing recorded, so a fixed change may be sent again) or ``OwnershipViolation`` (after the
 refusal is committed).
+
+A sync of vendor snapshots asks ``apply_batch(..., refuse_backwards=True)``: an upsert older than
+the record's newest version from the same system is then reported (code ``timestamp_backwards``)
+instead of planned, so it can be quarantined rather than refused field by field in silence. The
+check reads the provenance stamps the batch loads anyway, so it costs no query.
+
+The module is past 400 lines because the batch's in-memory view (``_View``) is the engine's other
+half: it exists only to serve ``_decide`` and shares its locking and flushing rules.
 """
 
 from __future__ import annotations
@@ -28,18 +36,20 @@ from cadastre.errors import (
     ContractError,
     OwnershipViolation,
 )
-from cadastre.sync.origin import Stamp, new_record_id
+from cadastre.sync.origin import Stamp, compare, new_record_id, stamp_of
 from cadastre.sync.plan import Target, Validator, plan_delete, plan_upsert
 from cadastre.sync.writes import REFUSED_EVENT, WriteSet, build_writes, flush
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from datetime import datetime
 
     from cadastre.observe import Metrics
     from cadastre.ownership import OwnershipRegistry
     from cadastre.ports import Clock, FieldProvenance, Store, StoredRecord, UnitOfWork
 
 __all__ = [
+    "BACKWARDS",
     "REFUSED_EVENT",
     "BatchItem",
     "CursorAdvance",
@@ -49,6 +59,9 @@ __all__ = [
 ]
 
 _OWNERSHIP = frozenset({RefusalReason.NOT_OWNER, RefusalReason.NO_OWNER_DECLARED})
+# BatchItem codes: what the runner's quarantine entries are filed under
+_INVALID = "invalid_value"
+BACKWARDS = "timestamp_backwards"
 
 
 def _contract_validator(entity: str, fields: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -77,6 +90,8 @@ class QuarantineDraft:
     external_id: str | None
     reason: str
     payload: Mapping[str, Any]
+    stream: str = ""  # the vendor stream, so a replay finds the mapping again
+    code: str = ""  # the rejection code ("unknown_enum_value", "duplicate_in_page", ...)
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,9 @@ class BatchItem:
     change: Change
     result: ApplyResult | None
     error: CadastreError | None = None
+    # why a change with no result was rejected, as a quarantine code: "invalid_value" (the
+    # contract), "timestamp_backwards" (older than the stored version, when asked to refuse)
+    code: str | None = None
 
 
 class SyncEngine:
@@ -161,13 +179,15 @@ class SyncEngine:
         *,
         cursor: CursorAdvance | None = None,
         quarantine: Sequence[QuarantineDraft] = (),
-        on_reject: Callable[[Change, ContractError], QuarantineDraft | None] | None = None,
+        on_reject: Callable[[BatchItem], QuarantineDraft | None] | None = None,
+        refuse_backwards: bool = False,
     ) -> list[BatchItem]:
         """Apply a page of changes of one tenant in one transaction; one item per change, in
         order. ``cursor`` is stored in the same transaction, so it never runs ahead of the
         records it covers; so are the ``quarantine`` entries of the page, and the entry
-        ``on_reject`` makes of each change the contract rejects (nothing of a page is lost
-        between its records, its quarantine and its cursor)."""
+        ``on_reject`` makes of each rejected change (an item with a ``code``: nothing of a page
+        is lost between its records, its quarantine and its cursor). ``refuse_backwards``
+        rejects an upsert older than its record's newest version from the same system."""
         if not changes:
             if quarantine and cursor is None:
                 raise ValueError("quarantine entries without changes need a cursor's tenant")
@@ -183,7 +203,9 @@ class SyncEngine:
         started = self._clock.monotonic()
         for attempt in range(1, self._attempts + 1):
             try:
-                items = await self._attempt(changes, cursor, quarantine, on_reject)
+                items = await self._attempt(
+                    changes, cursor, quarantine, on_reject, refuse_backwards
+                )
                 break
             except ConcurrentUpdate:
                 # Another writer committed first (same record, same external id or same
@@ -198,17 +220,18 @@ class SyncEngine:
         changes: Sequence[Change],
         cursor: CursorAdvance | None,
         quarantine: Sequence[QuarantineDraft],
-        on_reject: Callable[[Change, ContractError], QuarantineDraft | None] | None,
+        on_reject: Callable[[BatchItem], QuarantineDraft | None] | None,
+        refuse_backwards: bool,
     ) -> list[BatchItem]:
         async with self._store.unit_of_work(changes[0].tenant) as uow:
             view = await _View.load(uow, changes)
-            items = [await self._decide(uow, view, change) for change in changes]
+            items = [await self._decide(uow, view, c, refuse_backwards) for c in changes]
             await view.flush(uow)
             drafts = list(quarantine)
             if on_reject is not None:
                 for item in items:
-                    if isinstance(item.error, ContractError):
-                        draft = on_reject(item.change, item.error)
+                    if item.code is not None:
+                        draft = on_reject(item)
                         if draft is not None:
                             drafts.append(draft)
             await _set_aside(uow, drafts)
@@ -217,9 +240,12 @@ class SyncEngine:
             await uow.commit()
         return items
 
-    async def _decide(self, uow: UnitOfWork, view: _View, change: Change) -> BatchItem:
+    async def _decide(
+        self, uow: UnitOfWork, view: _View, change: Change, refuse_backwards: bool = False
+    ) -> BatchItem:
         if not self._registry.fields(change.entity):
-            return BatchItem(change, None, ContractError(f"unknown entity {change.entity!r}"))
+            error = ContractError(f"unknown entity {change.entity!r}")
+            return BatchItem(change, None, error, _INVALID)
         seen = view.ledger.get(change.idempotency_key)
         if seen is not None:
             result = seen.model_copy(update={"duplicate": True})
@@ -227,7 +253,7 @@ class SyncEngine:
         try:
             canonical_id, linked = view.resolve(change, self._new_id)
         except ContractError as exc:
-            return BatchItem(change, None, exc)
+            return BatchItem(change, None, exc, _INVALID)
         key = (change.entity, canonical_id)
         if key in view.touched:
             # A second write to one record in a page: flush first, so a flush holds at most one
@@ -235,6 +261,15 @@ class SyncEngine:
             await view.flush(uow)
         current = view.records.get(key)
         stamps = view.stamps(key)
+        if refuse_backwards and change.operation is Operation.UPSERT:
+            newer = _newer_stamp(stamp_of(change.origin), stamps)
+            if newer is not None:
+                error = ContractError(
+                    f"{change.entity} {change.origin.external_id!r} from {change.origin.system} "
+                    f"dated {_when(change.origin.source_time, change.origin.source_version)} is "
+                    f"older than the stored version dated {_when(newer.source_time, None)}"
+                )
+                return BatchItem(change, None, error, BACKWARDS)
         target = Target(change, canonical_id, current, stamps)
         try:
             if change.operation is Operation.DELETE:
@@ -242,7 +277,7 @@ class SyncEngine:
             else:
                 plan = plan_upsert(self._registry, self._validator_for(change), target)
         except ContractError as exc:
-            return BatchItem(change, None, exc)
+            return BatchItem(change, None, exc, _INVALID)
         writes = build_writes(target, plan, now=self._clock.now(), link=not linked)
         view.add(change, writes)
         return BatchItem(change, writes.result, _violation(change, writes.result))
@@ -386,8 +421,28 @@ async def _set_aside(uow: UnitOfWork, drafts: Sequence[QuarantineDraft]) -> None
     for draft in drafts:
         await uow.quarantine.add(
             connection=draft.connection, entity=draft.entity, external_id=draft.external_id,
-            reason=draft.reason, payload=draft.payload,
+            reason=draft.reason, payload=draft.payload, stream=draft.stream, code=draft.code,
         )  # fmt: skip
+
+
+def _newer_stamp(incoming: Stamp, stamps: Mapping[str, Stamp]) -> Stamp | None:
+    """A stored stamp of the incoming system (a field's, or the record's delete) that is newer
+    than ``incoming``, if any. Equal stamps are not newer: an equal time with equal content is
+    a duplicate, with other content a same-instant update."""
+    last: Stamp | None = None
+    for stamp in stamps.values():
+        if stamp is last:  # a record's fields mostly share one interned stamp
+            continue
+        last = stamp
+        if stamp.system == incoming.system and compare(incoming, stamp, versions=True) == -1:
+            return stamp
+    return None
+
+
+def _when(time: datetime | None, version: str | None) -> str:
+    if time is not None:
+        return time.isoformat()
+    return f"version {version}" if version else "at an unknown time"
 
 
 def _xref_group(change: Change) -> tuple[str, str, str]:

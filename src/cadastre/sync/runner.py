@@ -11,10 +11,25 @@ latency and store time overlap. A transient vendor failure (5xx, timeout, garbag
 the read from the last committed cursor after a backoff on the hub's clock; the run gives up only
 after ``max_failures`` consecutive failures, with nothing lost.
 
+Bad vendor data never stops a run and is never dropped; each kind becomes a quarantine entry with
+its raw payload, its stream and a code (the codes are listed in ``docs/sync.md``): a record the
+mapping cannot read (``missing_key``, ``unknown_enum_value``...), a value the contract refuses
+(``invalid_value``), a second copy of one key within a page (``duplicate_in_page``: the newest
+copy by source time is applied, ties going to the later one in the page; an identical copy is a
+plain duplicate, which the idempotency ledger reports), a record older than the version already
+stored (``timestamp_backwards``, found by the engine from the provenance it loads anyway), and a
+page that cannot be read at all (``malformed_page``: the connector hands it over with the body
+after its retries; the body is set aside, the stream's read ends for this run, and its cursor stays
+where it was, so the next run reads that page again).
+
 A watchdog guards every run: with no page committed for ``stall_seconds``, or past
 ``max_seconds`` in all, it cancels the run (a hung vendor call included, wherever it waits), counts
 it ``timed_out`` and raises ``SyncTimedOut``, so the worker is free for the next job. What was
 committed stays committed; the next run resumes from there.
+
+The module is past 400 lines because a page's life is one piece: read ahead, mapped, its copies
+of one key settled, committed with its quarantine and cursor, or set aside whole when unreadable,
+under the watchdog. Split, each part would only make sense beside the others.
 """
 
 from __future__ import annotations
@@ -24,20 +39,20 @@ import contextlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cadastre.contract import Change
-from cadastre.errors import ContractError, SyncTimedOut, Transient
-from cadastre.ports import RawPage
+from cadastre.errors import SyncTimedOut, Transient
+from cadastre.mapping import RecordMapper
+from cadastre.ports import RawPage, RawRecord, SourceConnector
 from cadastre.sync.engine import CursorAdvance, QuarantineDraft
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-    from cadastre.mapping import RecordMapper
     from cadastre.observe import Metrics
-    from cadastre.ports import Clock, SourceConnector, Store
+    from cadastre.ports import Clock, Store
     from cadastre.sync.engine import BatchItem, SyncEngine
 
 
@@ -47,18 +62,22 @@ class SyncTally:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    deleted: int = 0
     duplicates: int = 0
     refused: int = 0
-    quarantined: int = 0
+    quarantined: int = 0  # records set aside (a malformed page counts in unreadable_pages)
     pages: int = 0
+    unreadable_pages: int = 0
     retries: int = 0
     expected: int | None = None  # what the vendor said the read holds, when it said
     reasons: Counter[str] = field(default_factory=Counter)
 
     @property
     def stored(self) -> int:
-        """Records accounted for in the store (written, unchanged, already applied, refused)."""
-        return self.created + self.updated + self.unchanged + self.duplicates + self.refused
+        """Records accounted for in the store (written, deleted, unchanged, already applied,
+        refused): with ``quarantined``, every record fetched."""
+        return (self.created + self.updated + self.deleted + self.unchanged + self.duplicates
+                + self.refused)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -71,6 +90,8 @@ class SyncReport:
     started: datetime
     seconds: float
     unknown_fields: Mapping[str, int]
+    # stream -> why its read stopped early at a page that could not be read (malformed_page)
+    unread: Mapping[str, str] = field(default_factory=dict)
 
 
 class SyncRunner:
@@ -141,53 +162,56 @@ class SyncRunner:
         started, start = self._clock.now(), self._clock.monotonic()
         tally = SyncTally()
         for each in mappers.values():
-            each.unknown.clear()  # this run's report, not the mapper's lifetime
+            each.reset_observations()  # this run's figures, not the mapper's lifetime
         cursors: dict[str, Mapping[str, Any]] = {}
+        unread: dict[str, str] = {}
         for stream in connector.streams():
-            mapper = mappers.get(stream)
-            if mapper is None:
+            if stream not in mappers:
                 continue
-            cursors[stream] = await self._stream(
-                tenant, connection, connector, stream, mapper, full, tally, progress, beat
-            )
+            read = _Read(tenant, connection, connector, stream, mappers, full, unread)
+            cursors[stream] = await self._stream(read, tally, progress, beat)
         unknown: Counter[str] = Counter()
         for each in mappers.values():
             unknown.update(each.unknown)
         return SyncReport(
             tenant=tenant, connection=connection, full=full, tally=tally, cursors=cursors,
             started=started, seconds=self._clock.monotonic() - start, unknown_fields=unknown,
+            unread=unread,
         )  # fmt: skip
 
     async def _stream(
         self,
-        tenant: str,
-        connection: str,
-        connector: SourceConnector,
-        stream: str,
-        mapper: RecordMapper,
-        full: bool,
+        read: _Read,
         tally: SyncTally,
         progress: Callable[[SyncTally], None] | None,
         beat: Callable[[], None],
     ) -> Mapping[str, Any]:
+        tenant, connection, stream = read.tenant, read.connection, read.stream
         cursor: Mapping[str, Any] | None = None
-        if not full:
+        if not read.full:
             async with self._store.unit_of_work(tenant, read_only=True) as uow:
                 stored = await uow.cursors.get(connection, stream)
             cursor = stored.value if stored is not None else None
         failures = 0
         while True:
             try:
-                prepared = self._prepare(
-                    connector.read(stream, cursor), tenant, connection, connector.system, mapper
-                )
-                async for page in _read_ahead(prepared):
-                    await self._commit(tenant, connection, page, tally)
-                    beat()
-                    cursor = page.raw.cursor
-                    failures = 0
-                    if progress is not None:
-                        progress(tally)
+                prepared = self._prepare(read.connector.read(stream, cursor), read)
+                async with contextlib.aclosing(_read_ahead(prepared)) as pages:
+                    async for page in pages:
+                        if page.raw.problem is not None:
+                            # Nothing after an unreadable page can be committed without
+                            # skipping it: stop this stream here, cursor unchanged, and say so.
+                            await self._set_aside_page(read, page.raw, tally)
+                            beat()
+                            if progress is not None:
+                                progress(tally)
+                            return cursor or {}
+                        await self._commit(tenant, connection, page, tally)
+                        beat()
+                        cursor = page.raw.cursor
+                        failures = 0
+                        if progress is not None:
+                            progress(tally)
                 return cursor or {}
             except Exception as exc:
                 if not isinstance(exc, Transient):
@@ -199,45 +223,74 @@ class SyncRunner:
                 # Restart from the last committed page: nothing after it was stored.
                 await self._clock.sleep(min(self._backoff_cap, self._backoff * 2 ** (failures - 1)))
 
-    async def _prepare(
-        self,
-        pages: AsyncIterator[RawPage],
-        tenant: str,
-        connection: str,
-        system: str,
-        mapper: RecordMapper,
-    ) -> AsyncIterator[_Page]:
+    async def _prepare(self, pages: AsyncIterator[RawPage], read: _Read) -> AsyncIterator[_Page]:
         """Map each page, and have the engine validate it ahead. Run by the read-ahead, this
         happens while the previous page is being written (the database works in its own thread),
         so the CPU work of one page overlaps the database work of the other."""
+        tenant, connection, system = read.tenant, read.connection, read.connector.system
+        mappers = read.mappers
         async for raw_page in pages:
             page = _Page(raw_page)
+            # A page may carry records of other streams (RESO Media beside Property).
+            fallback = mappers.get(raw_page.stream) or mappers[read.stream]
+            now = self._clock.now()  # the page's arrival, for the records' freshness
             for raw in raw_page.records:
-                mapped = mapper.map(raw, tenant=tenant, connection=connection, system=system)
+                mapper = mappers.get(raw.stream) or fallback
+                mapped = mapper.map(
+                    raw, tenant=tenant, connection=connection, system=system, now=now
+                )
                 if isinstance(mapped, Change):
                     page.changes.append(mapped)
-                    page.payloads[mapped.idempotency_key] = raw.data
+                    page.payloads[mapped.idempotency_key] = raw
                 else:
                     page.reasons[mapped.code] += 1
                     page.drafts.append(QuarantineDraft(
-                        connection, mapper.entity, raw.external_id, mapped.reason, dict(raw.data)
+                        connection, mapper.entity, raw.external_id, mapped.reason, dict(raw.data),
+                        stream=raw.stream, code=mapped.code,
                     ))  # fmt: skip
+            if page.changes:
+                _one_copy_per_key(page, connection)
             self._engine.prepare(page.changes)
             yield page
 
+    async def _set_aside_page(self, read: _Read, raw: RawPage, tally: SyncTally) -> None:
+        """Quarantine an unreadable page as one entry holding its body. A page that stays
+        broken upstream is met again by every run: while an open entry holds the same body, no
+        second one is added."""
+        mapper = read.mappers[read.stream]
+        body = raw.raw or ""
+        payload = {"body": body, "problem": raw.problem, "cursor": dict(raw.cursor)}
+        tally.unreadable_pages += 1
+        tally.reasons[MALFORMED_PAGE] += 1
+        read.unread[read.stream] = raw.problem or "unreadable page"
+        async with self._store.unit_of_work(read.tenant) as uow:
+            held = await uow.quarantine.open_items(read.connection, code=MALFORMED_PAGE)
+            if any(q.stream == raw.stream and q.payload.get("body") == body for q in held):
+                return
+            await uow.quarantine.add(
+                connection=read.connection, entity=mapper.entity, external_id=None,
+                reason=f"unreadable page of {raw.stream}: {raw.problem}", payload=payload,
+                stream=raw.stream, code=MALFORMED_PAGE,
+            )  # fmt: skip
+            await uow.commit()
+
     async def _commit(self, tenant: str, connection: str, page: _Page, tally: SyncTally) -> None:
-        def on_reject(change: Change, error: ContractError) -> QuarantineDraft:
-            tally.reasons["invalid_value"] += 1
+        def on_reject(item: BatchItem) -> QuarantineDraft:
+            change, code = item.change, item.code or "invalid_value"
+            tally.reasons[code] += 1
+            raw = page.payloads.get(change.idempotency_key)
             return QuarantineDraft(
-                connection, change.entity, change.origin.external_id, str(error),
-                dict(page.payloads.get(change.idempotency_key, change.fields)),
+                connection, change.entity, change.origin.external_id, str(item.error),
+                dict(raw.data) if raw is not None else dict(change.fields),
+                stream=raw.stream if raw is not None else page.raw.stream, code=code,
             )  # fmt: skip
 
         raw = page.raw
         advance = CursorAdvance(tenant, connection, raw.stream, raw.cursor)
         items = await self._engine.apply_batch(
-            page.changes, cursor=advance, quarantine=page.drafts, on_reject=on_reject
-        )
+            page.changes, cursor=advance, quarantine=page.drafts, on_reject=on_reject,
+            refuse_backwards=True,
+        )  # fmt: skip
         tally.pages += 1
         tally.fetched += len(raw.records)
         if raw.expected is not None and tally.expected is None:
@@ -311,6 +364,23 @@ class _Watchdog:
         raise SyncTimedOut(f"{what} stopped by its watchdog: {why}")
 
 
+MALFORMED_PAGE = "malformed_page"
+DUPLICATE_IN_PAGE = "duplicate_in_page"
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One stream's read in a run: what every page of it needs to be mapped and set aside."""
+
+    tenant: str
+    connection: str
+    connector: SourceConnector
+    stream: str
+    mappers: Mapping[str, RecordMapper]
+    full: bool
+    unread: dict[str, str]  # the run's report of streams stopped at an unreadable page
+
+
 @dataclass
 class _Page:
     """A vendor page, mapped: the changes to apply and the records to set aside."""
@@ -318,16 +388,67 @@ class _Page:
     raw: RawPage
     changes: list[Change] = field(default_factory=list)
     drafts: list[QuarantineDraft] = field(default_factory=list)
-    payloads: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    payloads: dict[str, RawRecord] = field(default_factory=dict)  # by idempotency key
     reasons: Counter[str] = field(default_factory=Counter)
+
+
+def _one_copy_per_key(page: _Page, connection: str) -> None:
+    """Keep one version of each record of the page: the newest by source time (a tie goes to
+    the later copy, the vendor's last word). The other versions are quarantined; identical
+    copies stay, for the idempotency ledger to report them as duplicates."""
+    changes = page.changes
+    keys = [(c.entity, c.origin.external_id) for c in changes]
+    if len(set(keys)) == len(changes):  # the common case: one copy of each
+        return
+    kept: dict[tuple[str, str | None], list[int]] = {}  # key -> indexes of the kept version
+    dropped: list[tuple[int, int]] = []  # (index, index of the version that won)
+    for i, key in enumerate(keys):
+        group = kept.get(key)
+        if group is None:
+            kept[key] = [i]
+            continue
+        incoming, holder = changes[i], changes[group[0]]
+        if incoming.idempotency_key == holder.idempotency_key:
+            group.append(i)
+        elif _time(incoming) >= _time(holder):
+            dropped += [(j, i) for j in group]
+            kept[key] = [i]
+        else:
+            dropped.append((i, group[0]))
+    for i, winner in dropped:
+        change, newest = changes[i], changes[winner]
+        raw = page.payloads[change.idempotency_key]
+        page.reasons[DUPLICATE_IN_PAGE] += 1
+        page.drafts.append(QuarantineDraft(
+            connection, change.entity, change.origin.external_id,
+            f"{change.entity} {change.origin.external_id!r} appears more than once in one page; "
+            f"the copy dated {_shown(newest)} was applied, this one is dated {_shown(change)}",
+            dict(raw.data), stream=raw.stream, code=DUPLICATE_IN_PAGE,
+        ))  # fmt: skip
+    gone = {i for i, _ in dropped}
+    page.changes = [c for i, c in enumerate(changes) if i not in gone]
+
+
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+
+def _time(change: Change) -> datetime:
+    return change.origin.source_time or _NO_TIME
+
+
+def _shown(change: Change) -> str:
+    time = change.origin.source_time
+    return time.isoformat() if time is not None else "without a time"
 
 
 def _count(item: BatchItem, tally: SyncTally) -> None:
     result = item.result
     if result is None:
-        tally.quarantined += 1  # rejected by the contract: on_reject set it aside
+        tally.quarantined += 1  # rejected (contract, or older than stored): on_reject set it aside
     elif result.duplicate:
         tally.duplicates += 1
+    elif result.deleted:
+        tally.deleted += 1
     elif result.created:
         tally.created += 1
     elif result.wrote:
@@ -338,7 +459,7 @@ def _count(item: BatchItem, tally: SyncTally) -> None:
         tally.unchanged += 1
 
 
-async def _read_ahead(pages: AsyncIterator[_Page]) -> AsyncIterator[_Page]:
+async def _read_ahead(pages: AsyncIterator[_Page]) -> AsyncGenerator[_Page, None]:
     """Yield ``pages`` while fetching (and mapping) the next one in the background."""
     upcoming: asyncio.Task[_Page] = asyncio.ensure_future(anext(pages))
     try:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cadastre.contract import Change, Operation, Origin
+from cadastre.mapping import MappingRegistry, RecordMapper
 from cadastre.observe import Metrics
-from cadastre.ownership import OwnershipRegistry, parse_registry
+from cadastre.ownership import OwnershipRegistry, load_registry, parse_registry
 from cadastre.ports import Store
 from cadastre.sync import SyncEngine
 from cadastre.testing import EPOCH, FakeClock, FakeStore
@@ -134,6 +136,29 @@ class Reader:
 @pytest.fixture
 def read(store: Store) -> Reader:
     return Reader(store)
+
+
+FAMILY = Path(__file__).resolve().parents[3] / "src/cadastre/connectors/mls/reso/mapping.yaml"
+
+
+@pytest.fixture
+def parts() -> tuple[FakeStore, FakeClock, SyncEngine]:
+    """A store, an autojumping clock and an engine under the packaged ownership file, for the
+    runner and replay tests."""
+    clock = FakeClock(autojump=True)
+    store = FakeStore(clock)
+    return store, clock, SyncEngine(store, load_registry(None), clock)
+
+
+@pytest.fixture
+def mappings(tmp_path: Path) -> MappingRegistry:
+    """A mapping registry folder of the test's own over the RESO family's defaults."""
+    return MappingRegistry(tmp_path, {"mls/reso": FAMILY})
+
+
+@pytest.fixture
+def mapper(mappings: MappingRegistry) -> RecordMapper:
+    return mappings.load("mls/reso")
 
 
 @pytest.fixture(name="at")

@@ -1,0 +1,141 @@
+"""``cadastre quarantine list | replay`` as an operator runs them: a real sync of the RESO
+simulator (its own process) with bad records, a fixed mapping file, a replay, and exactly the
+affected records stored, their entries resolved, the others untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cadastre.store import open_store
+
+CADASTRE = Path(sys.executable).with_name("cadastre")
+MAPPING = "mapping: austin\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
+FIXED = (
+    MAPPING.replace("version: 1", "version: 2") + "enums: {StandardStatus: {Sold-ish: Closed}}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def mls() -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cadastre.simulators", "reso", "--port", "0", "--records", "400",
+         "--bad-record-rate", "0.05", "--no-rate-limit"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    assert line.startswith("ready "), line
+    yield line.split(" ", 1)[1]
+    process.terminate()
+    process.communicate(timeout=10)
+
+
+@pytest.fixture
+def run(tmp_path: Path, mls: str):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADASTRE_")}
+    env |= {"COLUMNS": "160", "CADASTRE_LOG_LEVEL": "WARNING",
+            "CADASTRE_AUSTIN__CLIENT_ID": "demo-client",
+            "CADASTRE_AUSTIN__CLIENT_SECRET": "demo-secret",
+            "CADASTRE_GATEWAY_ALLOW_HOSTS": '["127.0.0.0/8", "::1"]'}  # fmt: skip
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "austin.yaml").write_text(MAPPING)
+
+    def invoke(*args: str, code: int = 0) -> str:
+        done = subprocess.run(
+            [str(CADASTRE), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        out = done.stdout + done.stderr
+        assert done.returncode == code, out
+        return out
+
+    invoke("tenants", "create", "acme", "--name", "Acme")
+    invoke("credentials", "add", "austin", "-t", "acme", "--scheme", "oauth2_client_credentials",
+           "--from-env", "CADASTRE_AUSTIN")  # fmt: skip
+    settings = {"base_url": f"{mls}/odata", "token_url": f"{mls}/oauth/token",
+                "mapping": "austin", "page_size": 100,
+                "gateway": {"allow_hosts": ["127.0.0.0/8", "::1"]}}  # fmt: skip
+    invoke("connections", "add", "austin", "-t", "acme", "--system", "mls", "--connector",
+           "mls/reso", "--credential", "austin", "--config", json.dumps(settings))  # fmt: skip
+    return invoke
+
+
+def listed(run, *args: str) -> dict[str, dict[str, Any]]:
+    return {e["id"]: e for e in json.loads(run("quarantine", "list", "--json", *args))}
+
+
+def stored(tmp_path: Path, keys: list[str]) -> dict[str, Any]:
+    """The stored records of these listing keys, read from the hub's SQLite file."""
+
+    async def read() -> dict[str, Any]:
+        store = await open_store(f"sqlite:///{tmp_path / 'var' / 'cadastre.db'}", migrate=False)
+        try:
+            async with store.unit_of_work("acme", read_only=True) as uow:
+                out = {}
+                for key in keys:
+                    canonical = await uow.xref.resolve("mls", "austin", "Listing", key)
+                    out[key] = canonical and await uow.records.get("Listing", canonical)
+                return out
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_a_fixed_mapping_and_a_replay_ingest_exactly_the_affected_records(
+    run, tmp_path: Path
+) -> None:
+    assert "quarantined because unknown enum value" in run("sync", "austin", "-t", "acme")
+    before = listed(run)
+    codes = {e["code"] for e in before.values()}
+    assert {"unknown_enum_value", "invalid_value"} <= codes, codes
+    enums = {i: e for i, e in before.items() if e["code"] == "unknown_enum_value"}
+    others = {i: e for i, e in before.items() if i not in enums}
+    assert all(e["payload"]["StandardStatus"] == "Sold-ish" for e in enums.values())
+    keys = [e["external_id"] for e in enums.values()]
+    assert all(v is None for v in stored(tmp_path, keys).values())
+    table = run("quarantine", "list", "-c", "austin", "--code", "unknown_enum_value")
+    assert all(i in table for i in enums)
+    assert not any(i in table for i in others)
+
+    (tmp_path / "mappings" / "austin.yaml").write_text(FIXED)
+    out = run("quarantine", "replay", "-c", "austin", "--code", "unknown_enum_value")
+    assert "replay of austin" in out
+    rows = {" ".join(line.strip("│ ").split()) for line in out.splitlines()}
+    assert f"replayed │ {len(enums)}" in rows, out
+    assert f"resolved │ {len(enums)}" in rows, out
+    assert "still failing │ 0" in rows, out
+
+    after = listed(run)
+    assert after == others  # resolved: gone; the rest untouched (same reason, no attempt)
+    records = stored(tmp_path, keys)
+    assert all(r is not None and r.data["StandardStatus"] == "Closed" for r in records.values())
+
+    # Replaying the rest: the mapping cannot mend them, so each stays, with an attempt counted
+    out = run("quarantine", "replay", "-t", "acme")
+    assert "still failing" in out
+    final = listed(run)
+    assert final.keys() == others.keys()
+    assert all(e["attempts"] == 1 for e in final.values())
+    assert all(final[i]["payload"] == others[i]["payload"] for i in final)
+
+
+def test_bad_replay_input_is_refused_and_changes_nothing(run) -> None:
+    run("sync", "austin", "-t", "acme")
+    before = listed(run)
+    out = run("quarantine", "replay", "--id", next(iter(before)), "--id", "no-such-id", code=2)
+    assert "quarantine entry 'no-such-id'" in out
+    assert "Traceback" not in out
+    assert listed(run) == before
+    out = run("quarantine", "list", "-t", "nobody", code=2)
+    assert "nobody" in out
+    assert "nothing to replay" in run("quarantine", "replay", "--code", "no_such_code")
