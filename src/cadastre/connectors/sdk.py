@@ -42,6 +42,17 @@ class ClientCredentialsAuth:
 AuthSpec = ClientCredentialsAuth | None
 
 
+@dataclass(frozen=True)
+class MassUpdate:
+    """An incremental read that holds most of the vendor's records at once (the vendor touched
+    every record's timestamp): replicated at a throttled pace, and reported."""
+
+    stream: str
+    changed: int  # records the read holds, as the vendor counted them
+    total: int | None  # records the vendor holds in all, when it said
+    page_seconds: float  # at most one request per this many seconds while it lasts
+
+
 class ConnectorSettings(BaseModel):
     """What every connection's settings carry besides its connector's own: ``gateway`` (rate
     limits, breaker, bulkhead, allowed private hosts; see ``cadastre.gateway.settings``)."""
@@ -54,6 +65,8 @@ class ConnectorSpec(ABC):
     system: ClassVar[str]  # default owning-system name of its records: "mls"
     settings_model: ClassVar[type[BaseModel]]
     family_mapping: ClassVar[Path]  # the package's mapping.yaml: the family's defaults
+    # Further family files the package ships, by registry name: {"mls/reso/media": media.yaml}.
+    family_mappings: ClassVar[Mapping[str, Path]] = {}
 
     def settings(self, connection: str, config: Mapping[str, Any]) -> BaseModel:
         try:
@@ -84,6 +97,11 @@ class ConnectorSpec(ABC):
     @abstractmethod
     def mapping_name(self, settings: BaseModel) -> str:
         """The mapping registry entry for this connection (a family name for the defaults)."""
+
+    def stream_mappings(self, settings: BaseModel) -> dict[str, str]:
+        """Mapping registry entries of the streams whose records arrive inside the main stream's
+        pages (stream -> mapping name), e.g. Media read with each Property page."""
+        return {}
 
     @abstractmethod
     def create(

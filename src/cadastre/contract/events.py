@@ -80,6 +80,16 @@ _OTHER = [
         "Something needs a person: what happened, where, and what to do (data.action).",
     ),
     EventType("cadastre.credential.rotated.v1", "A credential's key was rotated with its vendor."),
+    EventType(
+        "cadastre.schema.drifted.v1",
+        "A connection's vendor schema changed between syncs: fields added, removed or retyped, "
+        "new enumeration values (data lists them all).",
+    ),
+    EventType(
+        "cadastre.sync.mass_update.v1",
+        "An incremental sync found most of the vendor's records changed at once (a timestamp "
+        "bump) and replicated them at a throttled pace.",
+    ),
 ]
 
 CATALOGUE: dict[str, EventType] = {

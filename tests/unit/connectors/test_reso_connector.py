@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from cadastre.connectors.mls.reso import CONNECTOR, ResoConnector, ResoSettings
-from cadastre.errors import VendorProtocolError
+from cadastre.errors import VendorProtocolError, VendorUnavailable
 from cadastre.gateway import Gateway, VendorPolicy
 from cadastre.mapping import MappingRegistry
 from cadastre.ports import RawPage
@@ -121,13 +121,40 @@ async def test_keyset_paging_builds_the_next_query_from_the_last_record(tmp_path
 
 @pytest.mark.parametrize(
     "body",
-    [b"[]", b'{"value": {"a": 1}}', b'{"odata": "no value"}', b"null"],
-)
-async def test_an_answer_that_is_not_an_odata_collection_is_a_protocol_error(
+    [b"[]", b'{"value": {"a": 1}}', b'{"odata": "no value"}', b"null",
+     b"<html><body>502 Bad Gateway</body></html>", b'{"value": [{"ListingKey": "K1"'],
+)  # fmt: skip
+async def test_a_page_that_cannot_be_read_is_asked_again_then_handed_on_unreadable(
     tmp_path: Path, body: bytes
 ) -> None:
-    c, _ = connector(lambda r: httpx.Response(200, content=body), tmp_path)
-    with pytest.raises(VendorProtocolError, match="not an OData collection"):
+    answers = iter([page([record(1)], f"{BASE}/Property?$skiptoken=p2")])
+    c, seen = connector(lambda r: next(answers, httpx.Response(200, content=body)), tmp_path,
+                        page_attempts=3)  # fmt: skip
+    got = await pages(c)
+    assert [len(p.records) for p in got] == [1, 0]  # the read ends at the unreadable page
+    bad = got[1]
+    assert bad.problem is not None
+    assert "not JSON" in bad.problem or "not an OData collection" in bad.problem
+    assert bad.raw == body.decode()  # kept for the quarantine
+    assert bad.cursor == got[0].cursor  # the cursor stays where the last good page left it
+    assert [r.url.params.get("$skiptoken") for r in seen[2:]] == ["p2"] * 3  # asked 3 times
+
+
+async def test_an_unreadable_page_keeps_at_most_256_kib_of_its_body(tmp_path: Path) -> None:
+    body = b"<html>" + b"x" * 400_000
+    c, _ = connector(lambda r: httpx.Response(200, content=body), tmp_path, page_attempts=1)
+    (bad,) = await pages(c, {"ModificationTimestamp": "2026-11-01T09:00:00Z", "ListingKey": "K9"})
+    assert bad.raw is not None
+    assert len(bad.raw) == 256 * 1024
+    assert bad.cursor == {
+        "ModificationTimestamp": "2026-11-01T09:00:00.000000Z",
+        "ListingKey": "K9",
+    }
+
+
+async def test_a_vendor_error_still_raises(tmp_path: Path) -> None:
+    c, _ = connector(lambda r: httpx.Response(503, content=b"down"), tmp_path)
+    with pytest.raises(VendorUnavailable):
         await pages(c)
 
 

@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from cadastre.connectors.mls.reso.connector import ResoConnector
 from cadastre.connectors.mls.reso.settings import ResoSettings
 from cadastre.connectors.sdk import AuthSpec, ClientCredentialsAuth, ConnectorSpec
 from cadastre.gateway import VendorPolicy
 
+MEDIA_MAPPING = "mls/reso/media"  # the family defaults of the Media resource
+
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from pydantic import BaseModel
 
     from cadastre.gateway import Gateway
@@ -24,6 +28,9 @@ class ResoConnectorSpec(ConnectorSpec):
     system = "mls"
     settings_model = ResoSettings
     family_mapping = Path(__file__).with_name("mapping.yaml")
+    family_mappings: ClassVar[Mapping[str, Path]] = {
+        MEDIA_MAPPING: Path(__file__).with_name("media.yaml")
+    }
 
     def base_url(self, settings: BaseModel) -> str:
         return cast("ResoSettings", settings).base_url
@@ -41,6 +48,12 @@ class ResoConnectorSpec(ConnectorSpec):
 
     def mapping_name(self, settings: BaseModel) -> str:
         return cast("ResoSettings", settings).mapping or self.name
+
+    def stream_mappings(self, settings: BaseModel) -> dict[str, str]:
+        s = cast("ResoSettings", settings)
+        if s.media == "off":
+            return {}
+        return {s.media_resource: s.media_mapping or MEDIA_MAPPING}
 
     def create(
         self, settings: BaseModel, *, gateway: Gateway, mapper: RecordMapper, clock: Clock

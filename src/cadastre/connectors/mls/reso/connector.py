@@ -1,33 +1,68 @@
 """``ResoConnector``: RESO Web API (OData v4) pages in, raw records out.
 
 Each read learns the resource's fields from ``$metadata`` (so ``$select`` asks only for fields the
-server has and the mapping uses), then pages with ``$orderby=ModificationTimestamp,ListingKey``
+server has now and the mapping uses), then pages with ``$orderby=ModificationTimestamp,ListingKey``
 through ``@odata.nextLink`` (or, with ``paging: keyset``, by building each next query from the last
-key). A page that is not an OData collection is a ``VendorProtocolError`` (transient: the runner
-reads again from the last committed page); an item that is not a record is passed on with a
-``problem`` so that it is quarantined, never dropped.
+key). Transient failures (5xx, timeouts) raise and the runner reads again from the last committed
+page. A page that cannot be read (not JSON, an HTML error page, not an OData collection) is asked
+for again ``page_attempts`` times, then handed on as an unreadable ``RawPage`` (its body kept for
+the quarantine, the cursor where it was) and the read ends there: without that page there is no
+next link to follow. An item that is not a record is passed on with a ``problem``, never dropped.
+
+Media come with the listings of each page (``media: expand`` nests them, ``media: resource`` asks
+the Media resource for them), only for listings whose ``PhotosChangeTimestamp`` moved past the
+read's start, so one page carries Property and Media records. An incremental read that holds most
+of the MLS at once (a mass timestamp bump) is paced; see ``MassUpdate``.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cadastre.connectors.mls.reso.streams import Position, first_filter, parse_time
+import orjson
+
+from cadastre.connectors.mls.reso.metadata import parse_schema
+from cadastre.connectors.mls.reso.streams import (
+    MEDIA_KEY,
+    MEDIA_PARENT,
+    MEDIA_TIME,
+    PHOTOS_TIME,
+    Position,
+    any_of,
+    first_filter,
+    odata_string,
+    parse_time,
+)
+from cadastre.connectors.sdk import MassUpdate
 from cadastre.errors import VendorError, VendorProtocolError
 from cadastre.ports import RawPage, RawRecord
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
+    from datetime import datetime
 
     from cadastre.connectors.mls.reso.settings import ResoSettings
     from cadastre.gateway import Gateway
     from cadastre.mapping import RecordMapper
-    from cadastre.ports import Clock
+    from cadastre.ports import Clock, StreamSchema
 
-_MAX_METADATA = 8 * 1024 * 1024  # CSDL documents run to a few MB for the whole Data Dictionary
+log = logging.getLogger(__name__)
+
+RAW_LIMIT = 256 * 1024  # of an unreadable page's body, kept for the quarantine
+DEFAULT_OVERLAP = 300.0
+METADATA_TTL = 60.0  # seconds a $metadata document is used again (not across syncs)
+
+
+class _Unreadable:
+    def __init__(self, problem: str, raw: str) -> None:
+        self.problem = problem
+        self.raw = raw
+
+
+_Collection = tuple[list[Any], str | None, int | None]
 
 
 class ResoConnector:
@@ -47,6 +82,11 @@ class ResoConnector:
         self._clock = clock
         self._origin = _origin(settings.base_url)
         self._offered: frozenset[str] | None = None
+        self._document: tuple[float, bytes] | None = None  # (when read, $metadata)
+        self._pace: float = 0.0  # seconds between requests while a mass update is replicated
+        self._next_request: float | None = None
+        # The last read's mass update, by stream (empty when the read was an ordinary one).
+        self.mass_updates: dict[str, MassUpdate] = {}
 
     def streams(self) -> Sequence[str]:
         return [self._settings.resource]
@@ -54,50 +94,145 @@ class ResoConnector:
     async def aclose(self) -> None:
         await self._gateway.aclose()
 
+    # ------------------------------------------------------------------------------- schema
+
+    async def describe(self, stream: str) -> StreamSchema | None:
+        """The stream's declared schema from ``$metadata``; None when the server does not say.
+        A document read in the last minute is used again: a sync reads it when it starts, and
+        the drift check after it describes each of its streams."""
+        document = await self._metadata(fresh=False)
+        return parse_schema(document, stream) if document is not None else None
+
     async def offered_fields(self) -> frozenset[str] | None:
         """The resource's property names from ``$metadata``; None when the server does not say
         (then ``$select`` is left out and every field comes back)."""
         if self._offered is None:
-            try:
-                response = await self._gateway.get(f"{self._settings.base_url}/$metadata")
-            except VendorError:
-                return None
-            self._offered = _properties(response.content, self._settings.resource)
+            await self._metadata(fresh=False)
         return self._offered or None
+
+    async def _metadata(self, *, fresh: bool) -> bytes | None:
+        now = self._clock.monotonic()
+        if not fresh and self._document is not None and now - self._document[0] < METADATA_TTL:
+            return self._document[1]
+        try:
+            response = await self._gateway.get(f"{self._settings.base_url}/$metadata")
+        except VendorError:
+            return None
+        self._document = (now, response.content)
+        schema = parse_schema(response.content, self._settings.resource)
+        self._offered = frozenset(schema.fields) if schema is not None else frozenset()
+        return response.content
+
+    # -------------------------------------------------------------------------------- keys
+
+    async def keys(self, stream: str) -> AsyncIterator[Sequence[str]]:
+        """Every key the MLS serves now, a page at a time. The main resource is walked in key
+        order by keyset paging on the key alone, so records changing meanwhile neither shift nor
+        repeat keys; Media (whose order servers fix by timestamp) through ``@odata.nextLink``.
+
+        MLS Grid style feeds (``MlgCanView``) list hidden records too: they are still upstream,
+        and replication's ``deletion`` rule tombstones them; a key that vanishes altogether is the
+        reconciliation's to delete."""
+        settings = self._settings
+        main = stream == settings.resource
+        key = self._mapper.key if main else MEDIA_KEY
+        top = settings.keys_page_size or settings.page_size
+        params = {"$select": key, "$top": str(top), **({"$orderby": key} if main else {})}
+        url: str | None = f"{settings.base_url}/{stream}"
+        query: dict[str, str] | None = params
+        while url is not None:
+            fetched = await self._fetch(url, query)
+            if isinstance(fetched, _Unreadable):
+                # Half a key list would look like mass deletions: refuse the whole of it.
+                raise VendorProtocolError(f"keys of {stream}: {fetched.problem}")
+            items, next_link, _ = fetched
+            page = [str(k) for item in items if isinstance(item, dict)
+                    if (k := item.get(key)) is not None and str(k).strip()]  # fmt: skip
+            if not page:
+                return
+            yield page
+            if not main:
+                url, query = next_link, None
+            elif len(items) < top and next_link is None:
+                return
+            else:  # the server's order: `gt` filters by its collation
+                query = {**params, "$filter": f"{key} gt {odata_string(page[-1])}"}
+
+    # ------------------------------------------------------------------------------- read
 
     async def read(self, stream: str, cursor: Mapping[str, Any] | None) -> AsyncIterator[RawPage]:
         settings, mapper = self._settings, self._mapper
+        self.mass_updates.pop(stream, None)
+        self._pace, self._next_request = 0.0, None
         start = Position.of(cursor)
         position = start
+        expand = settings.media == "expand" and stream == settings.resource
+        media = settings.media != "off" and stream == settings.resource
         params: dict[str, str] = {
-            "$top": str(settings.page_size),
+            "$top": str(settings.expand_page_size if expand else settings.page_size),
             "$orderby": f"{mapper.timestamp},{mapper.key}",
             "$count": "true",
         }
         if settings.select:
-            offered = await self.offered_fields()
+            # Asked on every read: a field the MLS dropped since must not be $selected.
+            await self._metadata(fresh=True)
+            offered = self._offered or None
             if offered is not None:
-                params["$select"] = ",".join(mapper.vendor_fields(offered))
-        overlap = timedelta(seconds=settings.overlap_seconds)
+                wanted = mapper.vendor_fields(offered)
+                if media and PHOTOS_TIME in offered and PHOTOS_TIME not in wanted:
+                    wanted.append(PHOTOS_TIME)
+                params["$select"] = ",".join(wanted)
+        if expand:
+            params["$expand"] = settings.media_resource
+        overlap = timedelta(seconds=self._overlap())
         where = first_filter(start, overlap, mapper.timestamp, mapper.key)
         if where is not None:
             params["$filter"] = where
+        photos_after = start.time - overlap if start is not None else None
         url: str | None = f"{settings.base_url}/{stream}"
         query: dict[str, str] | None = params
         expected: int | None = None
         while url is not None:
-            body = await self._gateway.get_json(url, params=query)
-            items, next_link, count = self._collection(body, url)
-            expected = count if expected is None else expected
-            records = [self._record(stream, item) for item in items]
+            fetched = await self._fetch(url, query)
+            held = position.cursor() if position is not None else dict(cursor or {})
+            if isinstance(fetched, _Unreadable):
+                yield RawPage(stream, [], held, expected, problem=fetched.problem, raw=fetched.raw)
+                return
+            items, next_link, count = fetched
+            if expected is None:
+                expected = count
+                if start is not None and count is not None:
+                    await self._check_mass_update(stream, count)
+            records: list[RawRecord] = []
+            nested: list[RawRecord] = []
+            moved: list[str] = []
+            for item in items:
+                children = item.pop(settings.media_resource, None) if expand and isinstance(
+                    item, dict) else None  # fmt: skip
+                record = self._record(stream, item, mapper.key, mapper.timestamp)
+                records.append(record)
+                if not media or record.external_id is None:
+                    continue
+                if not _photos_moved(record.data, photos_after):
+                    continue
+                moved.append(record.external_id)
+                if isinstance(children, list):
+                    nested.extend(self._media(child, record.external_id) for child in children)
             last: Position | None = None  # where this page ends, for a keyset next query
             for record in records:
                 if record.external_id is not None and record.source_time is not None:
                     last = Position(record.source_time, record.external_id)
                     # The committed cursor never moves back, e.g. over an overlap page.
                     position = last if position is None or last > position else position
+            if media and not expand and moved:
+                found = await self._media_of(moved)
+                if isinstance(found, _Unreadable):
+                    # The listings without their photos would look complete: read it all again.
+                    yield RawPage(stream, [], held, expected, problem=found.problem, raw=found.raw)
+                    return
+                nested = found
             cursor_value = position.cursor() if position is not None else dict(cursor or {})
-            yield RawPage(stream, records, cursor_value, expected)
+            yield RawPage(stream, [*records, *nested], cursor_value, expected)
             if not items:
                 return
             if settings.paging == "keyset":
@@ -109,27 +244,125 @@ class ResoConnector:
             else:
                 url, query = next_link, None
 
-    def _collection(self, body: Any, url: str) -> tuple[list[Any], str | None, int | None]:
-        where = urlsplit(url).path
+    def _overlap(self) -> float:
+        if self._settings.overlap_seconds is not None:
+            return self._settings.overlap_seconds
+        # The MLS's own rule (Spark: "replicate from last sync minus 20 minutes"), when its
+        # mapping file states one.
+        refresh = getattr(self._mapper.spec, "refresh", None)
+        minutes = getattr(refresh, "overlap_minutes", None)
+        if isinstance(minutes, int | float) and not isinstance(minutes, bool):
+            return float(minutes) * 60
+        return DEFAULT_OVERLAP
+
+    async def _check_mass_update(self, stream: str, changed: int) -> None:
+        settings = self._settings
+        if changed < settings.mass_update_records:
+            return
+        total = await self._total(stream)
+        if total is not None and changed < settings.mass_update_share * total:
+            return
+        update = MassUpdate(stream, changed, total, settings.mass_update_page_seconds)
+        self.mass_updates[stream] = update
+        self._pace = settings.mass_update_page_seconds
+        log.warning(
+            "mass update: %s of %s %s records changed since the last sync; replicating at one "
+            "request per %g s",
+            changed, total if total is not None else "?", stream, self._pace,
+        )  # fmt: skip
+
+    async def _total(self, stream: str) -> int | None:
+        query = {"$top": "0", "$count": "true"}
+        fetched = await self._fetch(f"{self._settings.base_url}/{stream}", query)
+        return None if isinstance(fetched, _Unreadable) else fetched[2]
+
+    async def _media_of(self, listings: list[str]) -> list[RawRecord] | _Unreadable:
+        settings = self._settings
+        url = f"{settings.base_url}/{settings.media_resource}"
+        out: list[RawRecord] = []
+        for i in range(0, len(listings), settings.media_batch):
+            batch = listings[i : i + settings.media_batch]
+            next_url: str | None = url
+            query: dict[str, str] | None = {
+                "$filter": any_of(MEDIA_PARENT, batch),
+                "$orderby": f"{MEDIA_TIME},{MEDIA_KEY}",
+                "$top": str(settings.page_size),
+            }
+            while next_url is not None:
+                fetched = await self._fetch(next_url, query)
+                if isinstance(fetched, _Unreadable):
+                    return fetched
+                items, link, _ = fetched
+                out.extend(self._media(item, None) for item in items)
+                next_url, query = (link, None) if items else (None, None)
+        return out
+
+    def _media(self, item: Any, parent: str | None) -> RawRecord:
+        if isinstance(item, dict) and parent is not None:
+            item.setdefault(MEDIA_PARENT, parent)
+        time_field = MEDIA_TIME
+        if isinstance(item, dict) and MEDIA_TIME not in item and "ModificationTimestamp" in item:
+            time_field = "ModificationTimestamp"
+        return self._record(self._settings.media_resource, item, MEDIA_KEY, time_field)
+
+    # --------------------------------------------------------------------- one request
+
+    async def _fetch(self, url: str, query: Mapping[str, str] | None) -> _Collection | _Unreadable:
+        """One page: a collection, or what was wrong with it after ``page_attempts`` reads."""
+        attempts = self._settings.page_attempts
+        for attempt in range(1, attempts + 1):
+            await self._wait_turn()
+            response = await self._gateway.get(
+                url, params=query, headers={"Accept": "application/json"}
+            )
+            content = response.content
+            try:
+                body = orjson.loads(content)
+            except orjson.JSONDecodeError:
+                kind = response.headers.get("content-type", "no content type")
+                problem = f"the answer is not JSON ({len(content)} bytes, {kind})"
+            else:
+                try:
+                    return self._collection(body)
+                except _NotACollection as exc:
+                    problem = str(exc)
+            where = urlsplit(url).path
+            log.warning("%s: unreadable page (read %d of %d): %s", where, attempt, attempts,
+                        problem)  # fmt: skip
+            if attempt < attempts:
+                await self._clock.sleep(float(attempt))
+        raw = content[:RAW_LIMIT].decode("utf-8", errors="replace")
+        return _Unreadable(f"{urlsplit(url).path}: {problem}", raw)
+
+    async def _wait_turn(self) -> None:
+        if self._pace <= 0:
+            return
+        now = self._clock.monotonic()
+        if self._next_request is not None and self._next_request > now:
+            await self._clock.sleep(self._next_request - now)
+            now = self._clock.monotonic()
+        self._next_request = now + self._pace
+
+    def _collection(self, body: Any) -> _Collection:
         if not isinstance(body, dict) or not isinstance(body.get("value"), list):
-            raise VendorProtocolError(f"{where}: the answer is not an OData collection")
+            raise _NotACollection("the answer is not an OData collection")
         next_link = body.get("@odata.nextLink")
         if next_link is not None and (
             not isinstance(next_link, str) or _origin(next_link) != self._origin
         ):
             # Following a link to another host would hand it our token.
-            raise VendorProtocolError(f"{where}: @odata.nextLink leaves the service")
+            raise VendorProtocolError("@odata.nextLink leaves the service")
         count = body.get("@odata.count")
         return body["value"], next_link, count if isinstance(count, int) else None
 
-    def _record(self, stream: str, item: Any) -> RawRecord:
+    def _record(self, stream: str, item: Any, key_field: str, time_field: str) -> RawRecord:
         if not isinstance(item, dict):
             return RawRecord(stream, None, {"value": item}, None,
                              problem=f"not a record: a JSON {type(item).__name__}")  # fmt: skip
-        key = item.get(self._mapper.key)
+        key = item.get(key_field)
         if isinstance(key, int) and not isinstance(key, bool):
             key = str(key)
-        stamp = item.get(self._mapper.timestamp)
+        stamp = item.get(time_field)
         return RawRecord(
             stream=stream,
             external_id=key if isinstance(key, str) and key.strip() else None,
@@ -139,25 +372,17 @@ class ResoConnector:
         )
 
 
+class _NotACollection(Exception):
+    pass
+
+
+def _photos_moved(data: Mapping[str, Any], after: datetime | None) -> bool:
+    if after is None:  # a full read takes every listing's media
+        return True
+    moved = parse_time(data.get(PHOTOS_TIME))
+    return moved is None or moved > after  # a listing that does not say is asked for
+
+
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower()
-
-
-def _properties(document: bytes, resource: str) -> frozenset[str]:
-    if len(document) > _MAX_METADATA:
-        return frozenset()
-    try:
-        root = ET.fromstring(document)  # noqa: S314 - expat refuses entity expansion bombs
-    except ET.ParseError:
-        return frozenset()
-    names: set[str] = set()
-    for element in root.iter():
-        if element.tag.rsplit("}", 1)[-1] == "EntityType" and element.get("Name") == resource:
-            names.update(
-                child.get("Name", "")
-                for child in element
-                if child.tag.rsplit("}", 1)[-1] == "Property"
-            )
-    names.discard("")
-    return frozenset(names)

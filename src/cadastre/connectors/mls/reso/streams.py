@@ -16,6 +16,12 @@ from typing import Any
 
 CURSOR_TIME = "ModificationTimestamp"
 CURSOR_KEY = "ListingKey"
+# RESO Media: its own key and timestamp, the key of the record it belongs to, and the listing field
+# that moves when a listing's photos change (what an incremental read refreshes Media by).
+MEDIA_KEY = "MediaKey"
+MEDIA_TIME = "MediaModificationTimestamp"
+MEDIA_PARENT = "ResourceRecordKey"
+PHOTOS_TIME = "PhotosChangeTimestamp"
 
 
 def odata_time(value: datetime) -> str:
@@ -76,3 +82,8 @@ def first_filter(
     if overlap > timedelta(0):
         return f"{time_field} ge {odata_time(start.time - overlap)}"
     return start.after(time_field, key_field)
+
+
+def any_of(field: str, values: list[str]) -> str:
+    """``(F eq 'a' or F eq 'b')``: what every OData server reads (``in`` is OData 4.01 only)."""
+    return "(" + " or ".join(f"{field} eq {odata_string(v)}" for v in values) + ")"
