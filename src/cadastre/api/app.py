@@ -14,6 +14,7 @@ from cadastre.api.connections import router as connections_router
 from cadastre.api.listings import router as listings_router
 from cadastre.api.oauth import router as oauth_router
 from cadastre.api.problems import HANDLERS, CatchAll
+from cadastre.api.reso import router as reso_router
 from cadastre.bootstrap import Hub
 
 DESCRIPTION = """The unified read API of Cadastre.
@@ -33,6 +34,7 @@ def create_app(hub: Hub) -> FastAPI:
             {"name": "connections", "description": "Connections as the vendor gateway sees them"},
             {"name": "credentials", "description": "Vault credentials: status, never secrets"},
             {"name": "oauth", "description": "Where a vendor's consent page returns (no API key)"},
+            {"name": "reso", "description": "RESO Web API (OData v4) over the canonical records"},
         ],
     )
     app.state.hub = hub
@@ -42,6 +44,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(listings_router)
     app.include_router(connections_router)
     app.include_router(oauth_router)
+    app.include_router(reso_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -1,14 +1,18 @@
 """``/v1/listings``: a tenant's canonical listings, filtered and paged by id, and one listing with
 an ETag.
 
-A listing reads ``{"id": <canonical id>, "version": n, <wire name>: <value>, ...}``, the stored
-record as it is. Pages are keyset pages (``id > last id``), so a listing changed between two
-requests is neither skipped nor repeated, and the last page says ``"next_cursor": null``.
+A listing reads ``{"id": <canonical id>, "version": n, "confidence": c, <wire name>: <value>,
+...}``, the stored record as it is, less the fields the key's payload class may not read
+(``cadastre.api.payloads``); one listing adds ``field_confidence`` (wire name -> score, from
+provenance). ``confidence`` is null for a record no scoring system wrote. Pages are keyset pages
+(``id > last id``), so a listing changed between two requests is neither skipped nor repeated,
+and the last page says ``"next_cursor": null``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -20,11 +24,13 @@ from starlette.responses import Response
 
 from cadastre.api.auth import Reader, hub_of
 from cadastre.api.cursor import InvalidCursor, decode_cursor, encode_cursor, query_fingerprint
+from cadastre.api.payloads import PayloadPolicy
 from cadastre.api.problems import INVALID_CURSOR, PROBLEM_JSON, Problem, ProblemDetails
 from cadastre.contract import StandardStatus
 from cadastre.ports import FieldFilter, StoredRecord
 
 ENTITY = "Listing"
+KEY_FIELD = "ListingKey"
 MAX_PAGE = 500
 
 router = APIRouter(prefix="/v1", tags=["listings"])
@@ -37,6 +43,11 @@ class ListingOut(BaseModel):
 
     id: str
     version: int
+    confidence: float | None
+
+
+class ListingDetail(ListingOut):
+    field_confidence: dict[str, float]
 
 
 class ListingPage(BaseModel):
@@ -71,8 +82,8 @@ Since = Annotated[
 ]
 
 
-def _listing(record: StoredRecord) -> dict[str, Any]:
-    return {"id": record.id, "version": record.version, **record.data}
+def _listing(record: StoredRecord, data: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": record.id, "version": record.version, "confidence": record.confidence, **data}
 
 
 def _json(body: object, headers: dict[str, str] | None = None) -> Response:
@@ -95,21 +106,34 @@ async def list_listings(
     min_price: Price = None,
     max_price: Price = None,
     modified_since: Since = None,
+    min_confidence: Annotated[
+        float | None,
+        Query(ge=0, le=1, description="listings scored at least this (unscored ones are kept)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=1024, description="a next_cursor")] = None,
 ) -> Response:
     filters = _filters(status, city, min_price, max_price, modified_since)
-    fingerprint = query_fingerprint(key.tenant, filters)
+    # min_confidence is part of the query a cursor belongs to; it is not a field filter, so it
+    # joins the tenant in the fingerprint's scope (repr: 0.8 and 0.80 are one query)
+    scope = key.tenant if min_confidence is None else f"{key.tenant}\n{min_confidence!r}"
+    fingerprint = query_fingerprint(scope, filters)
     try:
         after = None if cursor is None else decode_cursor(cursor, fingerprint)
     except InvalidCursor as exc:
         raise Problem(400, str(exc), type=INVALID_CURSOR, title="Invalid cursor") from None
-    async with hub_of(request).store.unit_of_work(key.tenant, read_only=True) as uow:
+    hub = hub_of(request)
+    policy = PayloadPolicy(hub, key.tenant, key.payload_class)
+    async with hub.store.unit_of_work(key.tenant, read_only=True) as uow:
         # one more than asked: whether it comes back says if there is a next page
-        found = await uow.records.query(ENTITY, filters, after_id=after, limit=limit + 1)
-    page = found[:limit]
+        found = await uow.records.query(
+            ENTITY, filters, after_id=after, limit=limit + 1, min_confidence=min_confidence
+        )
+        page = found[:limit]
+        served = await policy.mask(uow, ENTITY, page, key=KEY_FIELD)
     following = encode_cursor(page[-1].id, fingerprint) if len(found) > limit else None
-    return _json({"data": [_listing(r) for r in page], "next_cursor": following})
+    listings = [_listing(r, data) for r, data in zip(page, served, strict=True)]
+    return _json({"data": listings, "next_cursor": following})
 
 
 def _filters(
@@ -135,7 +159,7 @@ def _filters(
 
 @router.get(
     "/listings/{listing_id}",
-    response_model=ListingOut,
+    response_model=ListingDetail,
     responses={
         304: {"description": "Not modified: the ETag in If-None-Match is current"},
         404: _problem("No such listing in the key's tenant"),
@@ -149,16 +173,22 @@ async def get_listing(
     listing_id: str,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    async with hub_of(request).store.unit_of_work(key.tenant, read_only=True) as uow:
+    hub = hub_of(request)
+    policy = PayloadPolicy(hub, key.tenant, key.payload_class)
+    async with hub.store.unit_of_work(key.tenant, read_only=True) as uow:
         record = await uow.records.get(ENTITY, listing_id)
-    if record is None or record.deleted:
-        # the same answer for another tenant's id: its existence is not for this key to know
-        raise Problem(404, "no such listing")
+        if record is None or record.deleted:
+            # the same answer for another tenant's id: its existence is not for this key to know
+            raise Problem(404, "no such listing")
+        (served,) = await policy.mask(uow, ENTITY, [record], key=KEY_FIELD)
+        stamps = await uow.provenance.for_record(ENTITY, record.id)
     etag = f'"{record.version}-{record.content_hash}"'
     headers = {"ETag": etag, "Cache-Control": "private", "Vary": "Authorization"}
     if if_none_match is not None and _matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
-    return _json(_listing(record), headers)
+    # only the fields served: the score of a withheld field would say that it exists
+    scores = {name: stamps[name].confidence for name in served if name in stamps}
+    return _json({**_listing(record, served), "field_confidence": scores}, headers)
 
 
 _ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')

@@ -6,7 +6,7 @@ from rich.text import Text
 
 from cadastre.bootstrap import Hub
 from cadastre.cli.runtime import console, run
-from cadastre.ports import ApiKeyScope
+from cadastre.ports import ApiKeyScope, PayloadClass
 
 app = typer.Typer(help="Tenant API keys (shown once, stored as a hash).", no_args_is_help=True)
 
@@ -18,11 +18,23 @@ def create(
     tenant: str = TENANT,
     scope: ApiKeyScope = typer.Option(..., help="read or write"),
     label: str = typer.Option("", help="what the key is for"),
+    payload_class: PayloadClass = typer.Option(
+        PayloadClass.FULL,
+        "--class",
+        help="the RESO payload the key reads: full, vow or idx (fields an MLS withholds from "
+        "IDX or VOW are never served to such a key)",
+    ),
 ) -> None:
     """Create a key. The key is printed once; only its hash is stored."""
-    issued = run(lambda hub: hub.keys.create(tenant, scope, label=label))
+    issued = run(
+        lambda hub: hub.keys.create(tenant, scope, label=label, payload_class=payload_class)
+    )
     console.print(
-        Text.assemble("key id ", (issued.record.key_id, "bold"), f", scope {scope.value}")
+        Text.assemble(
+            "key id ",
+            (issued.record.key_id, "bold"),
+            f", scope {scope.value}, class {payload_class.value}",
+        )
     )
     console.print("store it now; it cannot be shown again:")
     console.print(issued.plaintext, soft_wrap=True)
@@ -50,11 +62,13 @@ def list_(tenant: str = TENANT) -> None:
     """List a tenant's keys (ids and scopes; never secrets)."""
 
     async def work(hub: Hub) -> None:
-        table = Table("key id", "scope", "label", "created", "revoked")
+        table = Table("key id", "scope", "class", "label", "created", "revoked")
         for key in await hub.keys.all(tenant):
             revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
             created = key.created_at.isoformat(timespec="seconds")
-            table.add_row(key.key_id, key.scope.value, key.label, created, revoked)
+            table.add_row(
+                key.key_id, key.scope.value, key.payload_class.value, key.label, created, revoked
+            )
         console.print(table)
 
     run(work)

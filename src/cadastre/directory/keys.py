@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cadastre.errors import AuthenticationError, NotFound
-from cadastre.ports import ApiKey, ApiKeyScope, Clock, Store
+from cadastre.ports import ApiKey, ApiKeyScope, Clock, PayloadClass, Store
 
 if TYPE_CHECKING:
     from cadastre.ports import Secret
@@ -40,8 +40,16 @@ class KeyService:
         self._clock = clock
 
     async def create(
-        self, tenant: str, scope: ApiKeyScope, *, label: str = "", actor: str = "cli"
+        self,
+        tenant: str,
+        scope: ApiKeyScope,
+        *,
+        label: str = "",
+        actor: str = "cli",
+        payload_class: PayloadClass = PayloadClass.FULL,
     ) -> IssuedKey:
+        """``payload_class`` is the RESO payload the key may read (IDX, VOW or the full record):
+        the fields an MLS's mapping withholds from that class are never served to it."""
         if await self._store.get_tenant(tenant) is None:
             raise NotFound(f"tenant {tenant!r} does not exist")
         key_id = "k" + secrets.token_hex(6)
@@ -53,12 +61,14 @@ class KeyService:
             secret_hash=_hash(secret),
             created_at=self._clock.now(),
             label=label,
+            payload_class=PayloadClass(payload_class),
         )
         async with self._store.unit_of_work(tenant) as uow:
             await uow.keys.add(record)
             await uow.audit.append(
                 actor=actor, action="key.created", entity="ApiKey", entity_id=key_id,
-                detail={"scope": scope.value, "label": label},
+                detail={"scope": scope.value, "label": label,
+                        "payload_class": record.payload_class.value},
             )  # fmt: skip
             await uow.commit()
         return IssuedKey(record=record, plaintext=f"cad_{key_id}_{secret}")
@@ -73,15 +83,18 @@ class KeyService:
         return revoked
 
     async def rotate(self, tenant: str, key_id: str, *, actor: str = "cli") -> IssuedKey:
-        """Issue a key with the same scope and label, then revoke the old one (one step each, so
-        a failure in between leaves two valid keys rather than none)."""
+        """Issue a key with the same scope, label and payload class, then revoke the old one (one
+        step each, so a failure in between leaves two valid keys rather than none)."""
         async with self._store.unit_of_work(tenant) as uow:
             current = next((k for k in await uow.keys.all() if k.key_id == key_id), None)
         if current is None:
             raise NotFound(f"key {key_id!r} does not exist in tenant {tenant!r}")
         if current.revoked_at is not None:
             raise AuthenticationError(f"key {key_id!r} is revoked; create a new one instead")
-        issued = await self.create(tenant, current.scope, label=current.label, actor=actor)
+        issued = await self.create(
+            tenant, current.scope, label=current.label, actor=actor,
+            payload_class=current.payload_class,
+        )  # fmt: skip
         await self.revoke(tenant, key_id, actor=actor)
         return issued
 

@@ -16,7 +16,8 @@ from tests.unit.api.conftest import World, assert_problem
 def test_the_public_surface_is_create_app() -> None:
     assert cadastre.api.__all__ == ["create_app"]
     public = {name for name in vars(cadastre.api) if not name.startswith("_")}
-    modules = {"app", "auth", "connections", "cursor", "listings", "oauth", "problems"}
+    modules = {"app", "auth", "connections", "cursor", "listings", "oauth", "payloads",
+               "problems", "reso"}  # fmt: skip
     assert public - modules == {"create_app"}
 
 
@@ -37,8 +38,8 @@ async def test_the_openapi_document_lists_routes_and_the_bearer_scheme(world: Wo
         assert "application/problem+json" in operation["responses"]["422"]["content"]
     assert "security" not in spec["paths"]["/healthz"]["get"]
     parameters = {p["name"] for p in spec["paths"]["/v1/listings"]["get"]["parameters"]}
-    assert parameters == {"status", "city", "min_price", "max_price", "modified_since", "limit",
-                          "cursor"}  # fmt: skip
+    assert parameters == {"status", "city", "min_price", "max_price", "modified_since",
+                          "min_confidence", "limit", "cursor"}  # fmt: skip
     assert "ProblemDetails" in spec["components"]["schemas"]
     docs = await world.client.get("/docs")
     assert docs.status_code == 200

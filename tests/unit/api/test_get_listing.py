@@ -11,8 +11,10 @@ async def test_one_listing_with_a_strong_etag(world: World) -> None:
     id = await world.listing("L1", City="Austin", ListPrice="350000.00")
     response = await world.get(f"/v1/listings/{id}")
     assert response.status_code == 200
-    assert response.json() == {"id": id, "version": 1, "ListingKey": "L1", "City": "Austin",
-                               "ListPrice": "350000"}  # fmt: skip
+    assert response.json() == {"id": id, "version": 1, "confidence": 1.0, "ListingKey": "L1",
+                               "City": "Austin", "ListPrice": "350000",
+                               "field_confidence": {"ListingKey": 1.0, "City": 1.0,
+                                                    "ListPrice": 1.0}}  # fmt: skip
     etag = response.headers["etag"]
     assert re.fullmatch(r'"[^"]+"', etag)  # strong: no W/ in front
     assert response.headers["cache-control"] == "private"

@@ -51,7 +51,8 @@ async def test_lists_every_listing_with_id_version_and_wire_fields(world: World)
     assert [item["id"] for item in body["data"]] == sorted(ids.values())  # by id
     first = next(item for item in body["data"] if item["id"] == ids["L2"])
     assert first == {
-        "id": ids["L2"], "version": 1, "ListingKey": "L2", "StandardStatus": "Pending",
+        "id": ids["L2"], "version": 1, "confidence": 1.0, "ListingKey": "L2",
+        "StandardStatus": "Pending",
         "City": "AUSTIN", "ListPrice": "499999.99",
         "ModificationTimestamp": "2026-11-01T10:00:00+01:00",
     }  # fmt: skip
