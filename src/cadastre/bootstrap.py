@@ -6,8 +6,9 @@ only in ``Settings``; nothing below this module knows which one it got.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cadastre.clock import SystemClock
 from cadastre.config import Settings
@@ -31,6 +32,7 @@ from cadastre.observe import Metrics, configure_logging
 from cadastre.ownership import OwnershipRegistry, load_registry
 from cadastre.ports import (
     Clock,
+    ConnectionStatus,
     LockBackend,
     RateLimitBackend,
     SourceConnector,
@@ -38,7 +40,18 @@ from cadastre.ports import (
     TokenEndpoint,
 )
 from cadastre.store import PostgresLockBackend, PostgresStore, open_store
-from cadastre.sync import SyncEngine, SyncReport, SyncRunner, SyncTally
+from cadastre.sync import (
+    QuarantineReplay,
+    ReplaySummary,
+    SyncEngine,
+    SyncReport,
+    SyncRunner,
+    SyncTally,
+)
+from cadastre.sync.drift import check_drift
+from cadastre.sync.pacing import report_mass_updates
+from cadastre.sync.reconcile import KeyReconciler, ReconcileGuard, ReconcileReport
+from cadastre.sync.scheduler import Job
 from cadastre.vault import (
     Defaults,
     EnvMasterKeys,
@@ -51,12 +64,16 @@ from cadastre.vault import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     import httpx
     from pydantic import BaseModel
 
+    from cadastre.connectors.sdk import MassUpdate
     from cadastre.ports import Connection
+
+
+_log = logging.getLogger("cadastre.hub")
 
 
 @dataclass(frozen=True)
@@ -103,23 +120,39 @@ class Hub:
         await self.store.close()
 
     async def open_source(
-        self, tenant: str, name: str, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> OpenSource:
+        self, tenant: str, name: str, *, transport: httpx.AsyncBaseTransport | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> OpenSource:  # fmt: skip
         """The connection's connector, behind its own gateway, and its mapper. ``transport``
-        replaces the innermost HTTP transport (tests reach a simulator in-process)."""
+        replaces the innermost HTTP transport (tests reach a simulator in-process);
+        ``overrides`` changes settings the connector has (``{"select": False}`` for a mapping
+        check that must see every field). Either makes a one-off source the caller closes."""
         connection = await self.connections.get(tenant, name)
         spec = connector_spec(connection.connector)
         settings = spec.settings(name, connection.config)
+        if overrides:
+            known = {k: v for k, v in overrides.items() if k in type(settings).model_fields}
+            settings = settings.model_copy(update=known)
+        one_off = transport is not None or bool(overrides)
         # Read on every sync, so a fixed mapping file takes effect on the next run.
         mapper = self.mappings.load(spec.mapping_name(settings))
+        # Streams whose records come inside the main stream's pages (Media with listings).
+        mappers = {mapper.stream: mapper}
+        for stream, entry in spec.stream_mappings(settings).items():
+            mappers[stream] = self.mappings.load(entry)
         auth = await self._vault_auth(tenant, name, connection.credential, spec.auth(settings))
-        key = (tenant, name, connection.version, mapper.spec.model_dump_json(), _shape(auth))
-        if transport is None and key in self._sources:
+        mapping_key = "".join(m.spec.model_dump_json() for m in mappers.values())
+        key = (tenant, name, connection.version, mapping_key, _shape(auth))
+        if not one_off and key in self._sources:
             return self._sources[key]
         gateway = self._gateway(tenant, connection, settings, auth, transport)
-        connector = spec.create(settings, gateway=gateway, mapper=mapper, clock=self.clock)
-        opened = OpenSource(connector, {mapper.stream: mapper}, gateway)
-        if transport is None:
+        try:
+            connector = spec.create(settings, gateway=gateway, mapper=mapper, clock=self.clock)
+        except CadastreError:
+            await gateway.aclose()
+            raise
+        opened = OpenSource(connector, mappers, gateway)
+        if not one_off:
             for stale in [k for k in self._sources if k[:2] == (tenant, name)]:
                 await self._sources.pop(stale).connector.aclose()
             self._sources[key] = opened
@@ -237,6 +270,46 @@ class Hub:
                 results.append((each, name, str(exc)))
         return results
 
+    async def scheduled_jobs(self) -> list[Job]:
+        """Every active connection's scheduled jobs: its sync at its MLS's refresh cadence (the
+        mapping file's ``refresh.every_minutes``, else ``CADASTRE_SYNC_EVERY_SECONDS``) and, for
+        connectors that can list their keys, its key reconciliation."""
+        jobs: list[Job] = []
+        reconcile_every = self.settings.reconcile_every_seconds
+        for tenant in await self.tenants.all():
+            for connection in await self.connections.all(tenant.id):
+                if connection.status is not ConnectionStatus.ACTIVE:
+                    continue
+                every = self.settings.sync_every_seconds
+                try:
+                    spec = connector_spec(connection.connector)
+                    settings = spec.settings(connection.name, connection.config)
+                    refresh = self.mappings.resolve(spec.mapping_name(settings)).refresh
+                except CadastreError as exc:  # its sync will say so; schedule it anyway
+                    _log.warning("connection %r (tenant %r): %s", connection.name, tenant.id, exc)
+                    refresh = None
+                if refresh is not None:
+                    every = refresh.every_minutes * 60
+                jobs.append(Job(tenant.id, connection.name, "sync", every))
+                if reconcile_every:
+                    jobs.append(Job(tenant.id, connection.name, "reconcile", reconcile_every))
+        return jobs
+
+    async def run_job(self, job: Job) -> None:
+        """One scheduled job (``cadastre serve`` runs them through ``SyncScheduler``)."""
+        if job.kind == "sync":
+            report = await self.sync(job.tenant, job.connection)
+            _log.info("scheduled sync of %r (tenant %r): %d fetched, %d quarantined",
+                      job.connection, job.tenant, report.tally.fetched,
+                      report.tally.quarantined)  # fmt: skip
+        elif job.kind == "reconcile":
+            try:
+                await self.reconcile(job.tenant, job.connection)
+            except ConfigurationError:
+                return  # a connector that cannot list its keys has nothing to reconcile
+        else:
+            raise ValueError(f"unknown scheduled job kind {job.kind!r}")
+
     def _check_allow_hosts(self, name: str, asked: tuple[str, ...]) -> None:
         # A connection's config is a tenant's to write; reaching private networks is the
         # operator's call (RELIABILITY.md #16).
@@ -262,12 +335,73 @@ class Hub:
         """Pull one connection into the store (``cadastre sync``)."""
         source = await self.open_source(tenant, name, transport=transport)
         try:
-            return await self.runner.run(
+            report = await self.runner.run(
                 tenant=tenant, connection=name, connector=source.connector,
                 mappers=source.mappers, full=full, progress=progress,
             )  # fmt: skip
+            await self._after_sync(tenant, name, source, report)
+            return report
         finally:
             if transport is not None:  # a one-off transport (a test's) is not kept
+                await source.connector.aclose()
+
+    async def replay_quarantine(
+        self,
+        tenant: str,
+        name: str,
+        *,
+        code: str | None = None,
+        ids: tuple[str, ...] = (),
+        progress: Callable[[ReplaySummary], None] | None = None,
+    ) -> ReplaySummary:
+        """Re-map the connection's quarantined records with its current mapping files and apply
+        them (``cadastre quarantine replay``). No vendor call is made; a connector that can say
+        how it reads an item (``raw_record(stream, item, mapper)``) is asked to."""
+        source = await self.open_source(tenant, name)
+        return await QuarantineReplay(self.engine, self.store).run(
+            tenant=tenant, connection=name, system=source.connector.system,
+            mappers=source.mappers, code=code, ids=ids, progress=progress,
+            rebuild=getattr(source.connector, "raw_record", None),
+        )  # fmt: skip
+
+    async def _after_sync(
+        self, tenant: str, name: str, source: OpenSource, report: SyncReport
+    ) -> None:
+        """What a sync learnt besides records: a mass update it paced, schema drift."""
+        connector, system = source.connector, source.connector.system
+        updates: dict[str, MassUpdate] = getattr(connector, "mass_updates", {})
+        await report_mass_updates(
+            self.store, self.clock, tenant=tenant, connection=name, system=system,
+            updates=updates, seconds=report.seconds,
+        )  # fmt: skip
+        await check_drift(
+            self.store, self.clock, tenant=tenant, connection=name, system=system,
+            source=connector, mappers=source.mappers,
+        )  # fmt: skip
+
+    async def reconcile(
+        self, tenant: str, name: str, *, stream: str | None = None, force: bool = False,
+        guard: ReconcileGuard | None = None, transport: httpx.AsyncBaseTransport | None = None,
+    ) -> ReconcileReport:  # fmt: skip
+        """Compare the vendor's keys with the records held for the connection and tombstone
+        those gone upstream (``cadastre reconcile``); see ``sync.reconcile``."""
+        source = await self.open_source(tenant, name, transport=transport)
+        try:
+            connector = source.connector
+            stream = stream or connector.streams()[0]
+            mapper = source.mappers.get(stream)
+            keys = getattr(connector, "keys", None)
+            if mapper is None or not callable(keys):
+                raise ConfigurationError(
+                    f"connection {name!r} cannot list the keys of {stream!r} for reconciliation"
+                )
+            reconciler = KeyReconciler(self.engine, self.store, self.clock, guard=guard)
+            return await reconciler.run(
+                tenant=tenant, connection=name, system=connector.system, stream=stream,
+                entity=mapper.entity, keys=keys(stream), force=force,
+            )  # fmt: skip
+        finally:
+            if transport is not None:
                 await source.connector.aclose()
 
 
@@ -314,6 +448,8 @@ async def bootstrap(
     controls = GatewayControls(clock, backend=rate_limit_backend(settings, clock, metrics),
                                metrics=metrics)  # fmt: skip
     families = {name: spec.family_mapping for name, spec in available().items()}
+    for spec in available().values():
+        families.update(spec.family_mappings)
     return Hub(
         settings=settings,
         clock=clock,

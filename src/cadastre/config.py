@@ -86,6 +86,19 @@ class Settings(BaseSettings):
         default=900.0, gt=0,
         description="a sync run with no page committed for this long is stopped; unset: never",
     )  # fmt: skip
+    sync_every_seconds: float = Field(
+        default=900.0, gt=0,
+        description="`cadastre serve` syncs each connection this often, unless its mapping file "
+        "declares the MLS's refresh cadence (refresh.every_minutes)",
+    )  # fmt: skip
+    reconcile_every_seconds: float | None = Field(
+        default=86_400.0, gt=0,
+        description="`cadastre serve` reconciles each connection's keys (deletions upstream) "
+        "this often; unset: never",
+    )  # fmt: skip
+    schedule_syncs: bool = Field(
+        default=True, description="`cadastre serve` runs the scheduled syncs and reconciliations"
+    )
     sync_max_seconds: float | None = Field(
         default=6 * 3600.0, gt=0, description="a sync run is stopped past this; unset: never"
     )

@@ -10,7 +10,10 @@ from cadastre.cli import (
     credentials,
     demo,
     keys,
+    mappings,
     ownership,
+    quarantine,
+    reconcile,
     schema,
     serve,
     sync,
@@ -26,6 +29,7 @@ app = typer.Typer(
 app.command("demo")(demo.demo)
 app.command("sync")(sync.sync)
 app.command("serve")(serve.serve)
+app.command("reconcile")(reconcile.reconcile)
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(keys.app, name="keys")
 app.add_typer(connections.app, name="connections")
@@ -34,6 +38,8 @@ app.add_typer(vault.app, name="vault")
 app.add_typer(audit.app, name="audit")
 app.add_typer(ownership.app, name="ownership")
 app.add_typer(schema.app, name="schema")
+app.add_typer(mappings.app, name="mappings")
+app.add_typer(quarantine.app, name="quarantine")
 
 
 def main() -> None:

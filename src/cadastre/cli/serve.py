@@ -23,6 +23,7 @@ from cadastre.bootstrap import Hub
 from cadastre.cli.runtime import console, run
 from cadastre.errors import CadastreError, ConfigurationError
 from cadastre.observe import get_logger
+from cadastre.sync.scheduler import SyncScheduler
 
 _log = get_logger("cadastre.vault.rotation")
 # Requests still running when asked to stop get this long to finish.
@@ -126,13 +127,19 @@ async def serve_app(
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every one)"),
     port: int = typer.Option(8700, min=0, max=65535, help="port to listen on (0: any free)"),
+    schedule: bool | None = typer.Option(
+        None,
+        "--schedule/--no-schedule",
+        help="run each connection's scheduled syncs and key reconciliations (default: "
+        "CADASTRE_SCHEDULE_SYNCS, on)",
+    ),
 ) -> None:
-    """Serve the HTTP API (docs at /docs) until Ctrl-C."""
-    run(lambda hub: _serve(hub, host, port))
+    """Serve the HTTP API (docs at /docs) until Ctrl-C, syncing connections on schedule."""
+    run(lambda hub: _serve(hub, host, port, schedule))
     console.print("stopped")
 
 
-async def _serve(hub: Hub, host: str, port: int) -> None:
+async def _serve(hub: Hub, host: str, port: int, schedule: bool | None = None) -> None:
     # Imported here: FastAPI costs every other command a fifth of a second at start-up.
     from cadastre.api import create_app
 
@@ -142,14 +149,17 @@ async def _serve(hub: Hub, host: str, port: int) -> None:
             soft_wrap=True,
         )
         every = hub.settings.vault_rotation_check_seconds
-        rotating = asyncio.create_task(rotate_keys(hub, every)) if every else None
+        background = [asyncio.create_task(rotate_keys(hub, every))] if every else []
+        if hub.settings.schedule_syncs if schedule is None else schedule:
+            scheduler = SyncScheduler(hub.clock, hub.scheduled_jobs, hub.run_job, hub.locks)
+            background.append(asyncio.create_task(scheduler.run_forever()))
         try:
             await running.wait()
         finally:
-            if rotating is not None:
-                rotating.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await rotating
+                    await task
 
 
 async def rotate_keys(hub: Hub, every: float) -> None:
