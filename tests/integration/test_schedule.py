@@ -1,0 +1,123 @@
+"""Scheduled syncs and reconciliations through the hub, over real HTTP on loopback into SQLite, on
+a fake clock: each connection syncs at its MLS's refresh cadence (from its mapping file, else the
+hub's default), a paused connection is not scheduled, and the daily key reconciliation tombstones
+what vanished upstream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cadastre.bootstrap import Hub, bootstrap
+from cadastre.config import Settings
+from cadastre.directory import ConnectionSpec
+from cadastre.simulators import ResoSimulator, serve
+from cadastre.sync.scheduler import Job, SyncScheduler
+from cadastre.testing import FakeClock
+
+TENANT = "acme"
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+LOOPBACK = ("127.0.0.0/8", "::1")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW, autojump=True)
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Hub]:
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    (mappings / "quick.yaml").write_text(
+        "mapping: quick\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
+        "refresh: {every_minutes: 5, overlap_minutes: 1}\n"
+    )
+    (mappings / "plain.yaml").write_text(
+        "mapping: plain\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
+    )
+    settings = Settings(
+        data_dir=tmp_path, mappings_dir=mappings, gateway_allow_hosts=LOOPBACK,
+        sync_every_seconds=1800, reconcile_every_seconds=3600,
+    )  # fmt: skip
+    hub = await bootstrap(settings, clock=clock, configure_logs=False)
+    await hub.tenants.create(TENANT, "Acme")
+    await hub.vault.add(TENANT, "mls-client", "oauth2_client_credentials",
+                        {"client_id": "demo-client", "client_secret": "demo-secret"})  # fmt: skip
+    yield hub
+    await hub.close()
+
+
+async def connect(hub: Hub, name: str, url: str, mapping: str) -> None:
+    await hub.connections.put(TENANT, ConnectionSpec(
+        name=name, system="mls", connector="mls/reso", credential="mls-client",
+        config={"base_url": f"{url}/odata", "token_url": f"{url}/oauth/token",
+                "mapping": mapping, "page_size": 100, "gateway": {"allow_hosts": list(LOOPBACK)}},
+    ))  # fmt: skip
+
+
+async def held(hub: Hub, connection: str) -> int:
+    async with hub.store.unit_of_work(TENANT, read_only=True) as uow:
+        return len(await uow.xref.for_connection(connection, "Listing", limit=100_000))
+
+
+async def deleted_keys(hub: Hub, connection: str) -> set[str]:
+    async with hub.store.unit_of_work(TENANT, read_only=True) as uow:
+        refs = await uow.xref.for_connection(connection, "Listing", limit=100_000)
+        records = await uow.records.get_many("Listing", [r.canonical_id for r in refs])
+    return {r.external_id for r in refs if records[r.canonical_id].deleted}
+
+
+async def test_jobs_follow_each_mlss_cadence_and_paused_connections_are_left_out(
+    hub: Hub,
+) -> None:
+    await connect(hub, "quick-mls", "http://127.0.0.1:9", "quick")
+    await connect(hub, "plain-mls", "http://127.0.0.1:9", "plain")
+    await connect(hub, "paused-mls", "http://127.0.0.1:9", "plain")
+    await hub.connections.pause(TENANT, "paused-mls")
+    jobs = {(j.connection, j.kind): j.every for j in await hub.scheduled_jobs()}
+    assert jobs == {
+        ("quick-mls", "sync"): 300.0,  # refresh.every_minutes: 5
+        ("plain-mls", "sync"): 1800.0,  # no refresh rule: CADASTRE_SYNC_EVERY_SECONDS
+        ("quick-mls", "reconcile"): 3600.0,
+        ("plain-mls", "reconcile"): 3600.0,
+    }
+    with pytest.raises(ValueError, match="unknown scheduled job kind"):
+        await hub.run_job(Job(TENANT, "quick-mls", "vacuum", 60))
+
+
+async def test_scheduled_syncs_and_reconciliation_keep_the_store_in_step(
+    hub: Hub, clock: FakeClock
+) -> None:
+    sim = ResoSimulator(records=150, seed=31, clock=clock, rate_limit=None)
+    async with serve(sim.app) as running, httpx.AsyncClient(base_url=running.url) as admin:
+        await connect(hub, "quick-mls", running.url, "quick")
+        await connect(hub, "plain-mls", running.url, "plain")
+        scheduler = SyncScheduler(clock, hub.scheduled_jobs, hub.run_job, hub.locks, tick=60)
+
+        async def minutes(n: int) -> None:
+            for _ in range(n):
+                await scheduler.tick()
+                await scheduler.idle()
+                clock.advance(60)
+
+        await minutes(1)  # everything is due at the first tick
+        assert scheduler.runs == {
+            "schedule:sync:acme:quick-mls": 1, "schedule:sync:acme:plain-mls": 1,
+            "schedule:reconcile:acme:quick-mls": 1, "schedule:reconcile:acme:plain-mls": 1,
+        }  # fmt: skip
+        assert (await held(hub, "quick-mls"), await held(hub, "plain-mls")) == (150, 150)
+        gone = set((await admin.post("/admin/delete", json={"count": 3})).json()["deleted"])
+        await minutes(29)  # half an hour: the quick MLS synced every 5 minutes, the plain once
+        assert scheduler.runs["schedule:sync:acme:quick-mls"] == 6
+        assert scheduler.runs["schedule:sync:acme:plain-mls"] == 1
+        assert await deleted_keys(hub, "quick-mls") == set()  # replication cannot see deletions
+        await minutes(31)  # past the hour: the reconciliations ran again
+        assert scheduler.runs["schedule:reconcile:acme:quick-mls"] == 2
+        assert scheduler.runs["schedule:sync:acme:plain-mls"] == 3
+    assert await deleted_keys(hub, "quick-mls") == gone
+    assert await deleted_keys(hub, "plain-mls") == gone
