@@ -124,16 +124,25 @@ async def list_listings(
         raise Problem(400, str(exc), type=INVALID_CURSOR, title="Invalid cursor") from None
     hub = hub_of(request)
     policy = PayloadPolicy(hub, key.tenant, key.payload_class)
+    # A field withheld from the key's class reads as absent, so it matches no filter: a listing
+    # the store found through a withheld value is dropped, or the filter would probe that value.
+    filtered = {f.field for f in filters}
+    kept: list[tuple[StoredRecord, dict[str, Any]]] = []
+    size = limit + 1  # one more than asked: whether it comes back says if there is a next page
     async with hub.store.unit_of_work(key.tenant, read_only=True) as uow:
-        # one more than asked: whether it comes back says if there is a next page
-        found = await uow.records.query(
-            ENTITY, filters, after_id=after, limit=limit + 1, min_confidence=min_confidence
-        )
-        page = found[:limit]
-        served = await policy.mask(uow, ENTITY, page, key=KEY_FIELD)
-    following = encode_cursor(page[-1].id, fingerprint) if len(found) > limit else None
-    listings = [_listing(r, data) for r, data in zip(page, served, strict=True)]
-    return _json({"data": listings, "next_cursor": following})
+        while len(kept) <= limit:
+            found = await uow.records.query(
+                ENTITY, filters, after_id=after, limit=size, min_confidence=min_confidence
+            )
+            served = await policy.mask(uow, ENTITY, found, key=KEY_FIELD)
+            kept += [(r, d) for r, d in zip(found, served, strict=True) if filtered <= d.keys()]
+            if len(found) < size:
+                break
+            after = found[-1].id
+            size = MAX_PAGE + 1  # refilling after drops: in large reads, not one per listing
+    page = kept[:limit]
+    following = encode_cursor(page[-1][0].id, fingerprint) if len(kept) > limit else None
+    return _json({"data": [_listing(r, data) for r, data in page], "next_cursor": following})
 
 
 def _filters(

@@ -4,6 +4,7 @@ ignored (every record exactly once), no records found, photos, metadata, keys, l
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -276,3 +277,32 @@ async def test_media_records_come_with_the_listings_whose_photos_changed(
         r.data["ResourceRecordKey"] for p in again for r in p.records if r.stream == "Media"
     }
     assert listings == set(with_photos[:2])
+
+
+# 01:30 CDT on the night the US leaves daylight time: 01:00-02:00 happens twice in Chicago.
+@pytest.mark.parametrize("clock", [FakeClock(datetime(2026, 11, 1, 6, 30, tzinfo=UTC))])
+async def test_a_record_written_in_the_repeated_hour_after_the_cursor_is_read(
+    running: tuple[RetsSimulator, str], clock: FakeClock, make: Make
+) -> None:
+    sim, _url = running
+    sim.touch(keys=["L0000001"])  # 01:30 CDT, the first time round
+    c = make()
+    cursor = dict((await read_all(c))[-1].cursor)
+    assert cursor == {"ModificationTimestamp": "2026-11-01T01:30:00", "keys": ["L0000001"]}
+    clock.advance(45 * 60)  # 01:15 CST: later, but the server's wall clock reads earlier
+    late = sim.touch(keys=["L0000002"])
+    assert sim.records["L0000002"]["ModificationTimestamp"] == "2026-11-01T01:15:00"
+    assert late[0] in keys_of(await read_all(c, cursor))
+
+
+async def test_a_server_ignoring_offset_is_caught_even_when_every_row_is_malformed(
+    running: tuple[RetsSimulator, str], clock: FakeClock, make: Make
+) -> None:
+    """Unreadable rows carry no key to see repeat; their text repeats all the same."""
+    sim, _url = running
+    same = [f"L{n:07d}" for n in range(1, 61)]
+    sim.touch(keys=same)
+    sim.malformed.update(same)  # every row of that second has a column too many
+    sim.max_rows, sim.ignore_offset = 25, True
+    with pytest.raises(Exception, match="ignores Offset"):
+        await asyncio.wait_for(read_all(make()), timeout=20)

@@ -178,3 +178,40 @@ async def test_keys_carry_their_class(classes: Classes) -> None:
     key = next(k for k in await classes.hub.keys.all(TENANT) if k.payload_class is PayloadClass.IDX)
     rotated = await classes.hub.keys.rotate(TENANT, key.key_id)
     assert rotated.record.payload_class is PayloadClass.IDX
+
+
+async def test_v1_filters_cannot_probe_a_withheld_field(classes: Classes) -> None:
+    """mls-b serves IDX only City, ListPrice and StandardStatus: an IDX key filtering on
+    ModificationTimestamp must not learn B's value by which listings come back."""
+    stamp = "2026-01-01T00:00:00Z"
+    await classes.write("mls-b", "B1", City="Austin", ModificationTimestamp=stamp)
+    await classes.write("mls-a", "A1", City="Austin", ModificationTimestamp=stamp)
+
+    async def keys(payload: PayloadClass, **params: Any) -> list[str]:
+        response = await classes.get(payload, "/v1/listings", **params)
+        assert response.status_code == 200, response.text
+        return sorted(item["ListingKey"] for item in response.json()["data"])
+
+    before, after = "2025-12-31T00:00:00Z", "2026-01-02T00:00:00Z"
+    assert await keys(PayloadClass.FULL, modified_since=before) == ["A1", "B1"]
+    assert await keys(PayloadClass.FULL, modified_since=after) == []
+    # B1's timestamp is withheld from IDX: it reads as absent, so it matches no bound
+    assert await keys(PayloadClass.IDX, modified_since=before) == ["A1"]
+    assert await keys(PayloadClass.IDX, modified_since=after) == []
+    # a filter on what IDX may read still finds both
+    assert await keys(PayloadClass.IDX, city="austin") == ["A1", "B1"]
+    # paging past listings dropped this way neither loses nor repeats one
+    for n in range(5):
+        await classes.write("mls-b", f"B{n + 2}", ModificationTimestamp=stamp)
+    await classes.write("mls-a", "A2", ModificationTimestamp=stamp)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"modified_since": before, "limit": 1}
+        if cursor:
+            params["cursor"] = cursor
+        body = (await classes.get(PayloadClass.IDX, "/v1/listings", **params)).json()
+        seen += [item["ListingKey"] for item in body["data"]]
+        if not (cursor := body["next_cursor"]):
+            break
+    assert sorted(seen) == ["A1", "A2"]

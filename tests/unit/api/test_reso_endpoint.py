@@ -84,6 +84,25 @@ async def test_fetch_by_key_serves_every_property_and_404s_an_unknown_key(world:
     assert status == 400
 
 
+async def test_a_whole_number_past_64_bits_is_served_not_a_500(world: World) -> None:
+    """The contract keeps LivingArea 99999999999999999999999 exactly; JSON writers stop at 64
+    bits, so one such record broke every page it was on."""
+    await world.listing("HUGE", LivingArea="99999999999999999999999")
+    status, body = await call(world, f"{URI}/Property('HUGE')?$select=LivingArea")
+    assert status == 200, body
+    assert body["LivingArea"] == 1e23  # the nearest double, as for any decimal
+    status, body = await call(world, f"{URI}/Property?$select=ListingKey,LivingArea")
+    assert status == 200, body
+    assert body["value"] == [{"ListingKey": "HUGE", "LivingArea": 1e23}]
+
+
+async def test_orderby_repeating_a_property_sorts_by_its_first_mention(world: World) -> None:
+    await seed(world)
+    once = f"{URI}/Property?$select=ListingKey&$orderby=ListPrice desc,ListingKey"
+    again = once + "," + ",".join(["ListPrice asc", "ListingKey desc"] * 20)
+    assert (await call(world, again))[1]["value"] == (await call(world, once))[1]["value"]
+
+
 async def test_a_deleted_listing_is_not_served(world: World) -> None:
     await seed(world)
     await world.delete("L2")
@@ -136,6 +155,11 @@ async def test_server_driven_paging_follows_next_links(world: World) -> None:
     assert "@odata.nextLink" not in body
 
 
+# nine properties to order by: one more than $orderby takes
+ORDER_NINE = [
+    "ListingKey", "ListingId", "OriginatingSystemName", "OriginatingSystemKey", "City",
+    "ListPrice", "BedroomsTotal", "ModificationTimestamp", "ListingContractDate",
+]  # fmt: skip
 BAD_QUERIES = [
     ("$filter=BedroomsTotal gt 'three'", "$filter"),  # a number against a string
     ("$filter=ListingContractDate gt 2019-12-31T00:00:00Z", "$filter"),  # date vs instant
@@ -150,9 +174,13 @@ BAD_QUERIES = [
     ("$orderby=Nope desc", "$orderby"),
     ("$orderby=ListPrice sideways", "$orderby"),
     ("$orderby=Appliances", "$orderby"),
+    # each item is a sort of every match: thousands of them held the event loop
+    ("$orderby=" + ",".join(ORDER_NINE), "$orderby"),
     ("$top=-1", "$top"),
     ("$top=ten", "$top"),
     ("$skip=1.5", "$skip"),
+    ("$top=%C2%B2", "$top"),  # '²' is a digit to str.isdigit, not to int()
+    ("$skip=%D9%A1", "$skip"),  # an Arabic-Indic one: int() reads it, OData does not
     ("$count=yes", "$count"),
     ("$expand=Media", "$expand"),
     ("$search=pool", "$search"),

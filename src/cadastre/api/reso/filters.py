@@ -108,6 +108,9 @@ class Compiled:
 
 
 MAX_FILTER = 4000  # characters; RESO clients send a few hundred at most
+# any/all inside the body of another: each level multiplies the work per record by the size of
+# its collection, so a short filter could hold the event loop for minutes
+MAX_LAMBDA_NESTING = 2
 
 
 def compile_filter(text: str, resource: Resource, now: Callable[[], datetime]) -> Compiled:
@@ -256,6 +259,8 @@ class _Compiler:
         items = owner.fn
         if node.lambda_ is None:  # Appliances/any(): the collection is not empty
             return Typed("boolean", lambda r, e: bool(items(r, e)))
+        if len(scope) >= MAX_LAMBDA_NESTING:  # scope: the lambda variables around this one
+            raise FilterError(f"any/all nest at most {MAX_LAMBDA_NESTING} deep")
         variable = node.lambda_.identifier.name
         if variable in self.resource.properties:
             raise FilterError(f"lambda variable {variable!r} hides a property; pick another name")

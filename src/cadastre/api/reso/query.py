@@ -23,6 +23,7 @@ _KNOWN = {"$filter", "$select", "$orderby", "$top", "$skip", "$count", "$format"
 _JSON_FORMATS = {"json", "application/json"}
 _ORDER_ITEM = re.compile(r"([A-Za-z0-9_]+)(?:\s+(asc|desc))?", re.IGNORECASE)
 _MAX_INT = 2**31 - 1
+MAX_ORDERBY = 8  # properties; each is one sort of every match
 
 
 class QueryError(ValueError):
@@ -104,7 +105,7 @@ def _select(text: str | None, resource: Resource) -> list[str] | None:
 def _orderby(text: str | None, resource: Resource) -> list[tuple[EdmProperty, bool]]:
     if text is None:
         return []
-    out = []
+    out: list[tuple[EdmProperty, bool]] = []
     for part in text.split(","):
         match = _ORDER_ITEM.fullmatch(part.strip())
         if match is None:
@@ -116,6 +117,10 @@ def _orderby(text: str | None, resource: Resource) -> list[tuple[EdmProperty, bo
             raise QueryError(f"{resource.name} has no property {match.group(1)!r}", "$orderby")
         if prop.collection:
             raise QueryError(f"{prop.name} is a collection and has no order", "$orderby")
+        if any(prop is seen for seen, _ in out):
+            continue  # ordered already by its first mention: a second changes nothing
+        if len(out) == MAX_ORDERBY:
+            raise QueryError(f"$orderby takes at most {MAX_ORDERBY} properties", "$orderby")
         out.append((prop, (match.group(2) or "asc").lower() == "desc"))
     return out
 
@@ -124,7 +129,8 @@ def _integer(options: Mapping[str, str], name: str) -> int | None:
     text = options.get(name)
     if text is None:
         return None
-    if not text.isdigit() or int(text) > _MAX_INT:
+    # ASCII digits only: str.isdigit also takes '²' (int() refuses it) and other scripts' digits
+    if not (text.isascii() and text.isdigit()) or int(text) > _MAX_INT:
         raise QueryError(f"{name} must be a whole number from 0 to {_MAX_INT}", name)
     return int(text)
 

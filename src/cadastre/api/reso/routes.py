@@ -38,6 +38,7 @@ from cadastre.contract import display_name
 from cadastre.ports import ApiKey, FieldFilter
 
 MAX_PAGE = 200
+_INT64 = 2**63
 _BATCH = 500  # records read from the store at a time
 _HEADERS = {"OData-Version": "4.0"}
 _JSON = "application/json; odata.metadata=minimal"
@@ -219,8 +220,12 @@ def to_json(prop: EdmProperty, raw: Any) -> Any:
     value = read_value(prop, raw)
     if value is None or prop.collection:
         return value
+    # JSON writers stop at 64-bit integers: a larger whole number goes as a double too
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        whole = value == value.to_integral_value() and -_INT64 <= value < _INT64
+        return int(value) if whole else float(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+        return float(value)
     if prop.edm in ("Edm.Date", "Edm.DateTimeOffset"):
         return raw  # as stored: read_value has checked it is an ISO 8601 date or instant
     return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from cadastre.connectors.mls.rets.streams import (
     any_of,
     condition,
     parse_local,
+    repeated,
     rets_time,
     split,
     window_query,
@@ -87,3 +89,18 @@ def test_the_cursor_keeps_the_keys_at_its_second_and_never_moves_back() -> None:
     assert later.advanced([(T, "F")]) == later
     assert later.seen(T + SECOND, "D")
     assert not later.seen(T + SECOND, "E")
+
+
+def test_the_repeated_hour_as_daylight_time_ends_is_an_hour_back() -> None:
+    chicago, utc = ZoneInfo("America/Chicago"), ZoneInfo("UTC")
+
+    def local(text: str) -> datetime:  # RETS wall-clock time, naive
+        found = parse_local(text)
+        assert found is not None
+        return found
+
+    assert repeated(local("2026-11-01T01:30:00"), chicago) == timedelta(hours=1)
+    assert repeated(local("2026-11-01T02:00:00"), chicago) == timedelta(0)
+    assert repeated(local("2026-11-01T00:59:59"), chicago) == timedelta(0)
+    assert repeated(local("2026-03-08T02:30:00"), chicago) == timedelta(0)  # the skipped hour
+    assert repeated(local("2026-11-01T01:30:00"), utc) == timedelta(0)

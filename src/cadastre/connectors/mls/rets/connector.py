@@ -44,6 +44,7 @@ from cadastre.connectors.mls.rets.streams import (
     Position,
     instant,
     parse_local,
+    repeated,
     split,
     window_query,
 )
@@ -261,10 +262,10 @@ class RetsConnector:
         works where the server honours it (a repeated key says it does not)."""
         query = window_query(self._mapper.timestamp, second, second)
         rows = list(first.rows)
-        seen = {r.get(self._mapper.key) for r in rows if isinstance(r, dict)}
+        seen = {self._identity(r) for r in rows}
         while True:
             more = await self._search(query, select=select, offset=len(rows) + 1)
-            keys = {r.get(self._mapper.key) for r in more.rows if isinstance(r, dict)}
+            keys = {self._identity(r) for r in more.rows}
             if keys & seen:
                 raise VendorProtocolError(
                     f"more than {len(rows)} records share the second {second.isoformat()} and "
@@ -276,6 +277,13 @@ class RetsConnector:
             if not more.rows or not more.truncated:
                 return SearchResult(first.reply, first.columns, rows, len(rows), False)
 
+    def _identity(self, row: Mapping[str, str] | BadRow) -> tuple[str, str | None]:
+        """What tells a row from the others of its second: its key, or an unreadable row's text
+        (which has no key to read, and would otherwise let an ignored Offset loop forever)."""
+        if isinstance(row, BadRow):
+            return ("row", row.text)
+        return ("key", row.get(self._mapper.key))
+
     # --------------------------------------------------------------------------------- read
 
     async def read(self, stream: str, cursor: Mapping[str, Any] | None) -> AsyncIterator[RawPage]:
@@ -284,7 +292,10 @@ class RetsConnector:
                                      f"{stream!r}")  # fmt: skip
         start = Position.of(cursor)
         overlap = timedelta(seconds=self._settings.overlap_seconds)
-        low = start.time - overlap if start is not None else self._settings.history_start
+        if start is not None:
+            low = start.time - max(overlap, repeated(start.time, self._zone))
+        else:
+            low = self._settings.history_start
         position = start
         datetime_fields = await self._datetime_field_names()
         committed: dict[str, Any] = dict(cursor or {})

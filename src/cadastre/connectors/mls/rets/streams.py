@@ -10,7 +10,9 @@ RETS DateTime values are the server's local wall-clock time without an offset, t
 windows and the cursor are kept in that form (what DMQL compares), and turned into instants only
 for the records handed on. The cursor is the last timestamp committed and the keys seen at it: the
 next read starts at that second (inclusive, so records written later in the same second are not
-lost) and skips those keys.
+lost) and skips those keys; when that second is in the hour the wall clock repeats as daylight
+time ends, it starts an hour earlier (``repeated``), since what was written on the second pass
+reads earlier than the cursor.
 """
 
 from __future__ import annotations
@@ -50,6 +52,18 @@ def parse_local(text: Any) -> datetime | None:
 
 def instant(local: datetime, zone: ZoneInfo) -> datetime:
     return local.replace(tzinfo=zone)
+
+
+def repeated(local: datetime, zone: ZoneInfo) -> timedelta:
+    """How far back the wall clock went if ``local`` is in an hour that happens twice (the
+    night daylight time ends), else zero. A record written on the second pass has an earlier
+    wall time than one written on the first: a read whose cursor is in that hour starts this much
+    earlier, or the second pass's records before the cursor's wall time would never be read."""
+    first = local.replace(tzinfo=zone, fold=0).utcoffset()
+    second = local.replace(tzinfo=zone, fold=1).utcoffset()
+    if first is None or second is None or first <= second:
+        return timedelta(0)
+    return first - second
 
 
 def condition(field: str, values: str) -> str:
