@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from cadastre.contract import Change, Operation, Origin, field_names
 from cadastre.contract.registry import LOCAL_FIELDS
 from cadastre.errors import ContractError, MappingError
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 # Distinct raw values remembered per enumerated vendor field: enough for any real vocabulary,
 # bounded against a feed that puts free text in a lookup field.
 _MAX_VALUES = 1000
+# Distinct field sets remembered whole: a feed that leaves out its null fields (MLS Grid does)
+# sends nearly one set per record, so past this many the fields are counted one by one instead.
+_MAX_SHAPES = 1000
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,7 @@ class RecordMapper:
         # The field sets of the records seen, counted: a feed sends a handful of distinct sets,
         # so one set per record is cheaper than one count per field per record.
         self._shapes: Counter[frozenset[str]] = Counter()
+        self._fields: Counter[str] = Counter()  # fields of the records past _MAX_SHAPES sets
         # enumerated vendor field -> its raw values seen (each item of a multi-select)
         self.seen_values: dict[str, Counter[str]] = {v: Counter() for v in self._enums}
         # enumerated vendor field -> the values no spelling matched
@@ -159,7 +165,9 @@ class RecordMapper:
     @property
     def seen_fields(self) -> Counter[str]:
         """Every vendor field seen (OData annotations aside) -> records that carried it."""
-        seen: Counter[str] = Counter()
+        seen: Counter[str] = Counter(
+            {name: n for name, n in self._fields.items() if not name.startswith("@")}
+        )
         for shape, records in self._shapes.items():
             for name in shape:
                 if not name.startswith("@"):
@@ -169,6 +177,7 @@ class RecordMapper:
     def reset_observations(self) -> None:
         """Forget what was seen, for a new run's figures."""
         self._shapes.clear()
+        self._fields.clear()
         self.unknown.clear()
         self.unmapped_values.clear()
         for values in self.seen_values.values():
@@ -210,10 +219,31 @@ class RecordMapper:
     ) -> Change | Rejection:
         """``now`` is the record's arrival time, for its freshness; without it (or without a
         ``refresh`` rule in the mapping) freshness does not lower the record's confidence."""
+        try:
+            return self._map(raw, tenant=tenant, connection=connection, system=system, now=now)
+        except ValidationError as exc:
+            # What the change itself refuses (an integer past 64 bits cannot be keyed, an
+            # upsert with no field left): a bad record to set aside, not a failed sync.
+            why = "; ".join(error["msg"] for error in exc.errors())
+            return Rejection("invalid_value", f"{why} (mapping {self.label})")
+
+    def _map(
+        self,
+        raw: RawRecord,
+        *,
+        tenant: str,
+        connection: str,
+        system: str,
+        now: datetime | None,
+    ) -> Change | Rejection:
         if raw.problem is not None:
             return Rejection("unreadable", raw.problem)
         data = raw.data
-        self._shapes[frozenset(data)] += 1
+        shape = frozenset(data)
+        if shape in self._shapes or len(self._shapes) < _MAX_SHAPES:
+            self._shapes[shape] += 1
+        else:
+            self._fields.update(shape)
         if raw.external_id is None:
             return Rejection("missing_key", f"missing key: {self.key} is absent or empty")
         if raw.source_time is None:
@@ -272,7 +302,8 @@ class RecordMapper:
             [field for field in self._required if fields.get(field) is None]
         )
         fresh = 1.0
-        if now is not None and fields.get(score.STATUS_FIELD) in score.LIVE_STATUSES:
+        status = fields.get(score.STATUS_FIELD)
+        if now is not None and isinstance(status, str) and status in score.LIVE_STATUSES:
             fresh = score.freshness((now - raw.source_time).total_seconds(), self._window)
         return Change(
             tenant=tenant,

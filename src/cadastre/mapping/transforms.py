@@ -87,6 +87,16 @@ def _number(value: Any, label: str) -> Decimal:
     return number
 
 
+def _arithmetic(value: Any, label: str, work: Callable[[Decimal], Decimal]) -> Decimal:
+    """``work`` on the value read as a number; a result past what Decimal holds (an exponent
+    overflow, or more digits than ``quantize`` may give) is a value the step cannot read."""
+    number = _number(value, label)
+    try:
+        return work(number)
+    except ArithmeticError:  # decimal.InvalidOperation, Overflow
+        raise TransformError(f"{label} cannot read {_shown(value)}: out of range") from None
+
+
 def _unit(arg: Any, places: Any) -> tuple[str, Step]:
     if not isinstance(arg, dict) or set(arg) != {"from", "to"}:
         raise ValueError("unit takes {from: UNIT, to: UNIT}")
@@ -99,14 +109,14 @@ def _unit(arg: Any, places: Any) -> tuple[str, Step]:
         raise ValueError("unit: 'places' is a whole number from 0 to 8")
     factor, quantum = source[1] / target[1], Decimal(1).scaleb(-places)
     label = f"unit({arg['from']}->{arg['to']})"
-    return label, lambda value: (_number(value, label) * factor).quantize(quantum)
+    return label, lambda value: _arithmetic(value, label, lambda n: (n * factor).quantize(quantum))
 
 
 def _scale(arg: Any) -> tuple[str, Step]:
     if isinstance(arg, bool) or not isinstance(arg, int | float):
         raise ValueError("scale takes a number")
     factor, label = Decimal(str(arg)), f"scale({arg})"
-    return label, lambda value: _number(value, label) * factor
+    return label, lambda value: _arithmetic(value, label, lambda n: n * factor)
 
 
 def _date(arg: Any) -> tuple[str, Step]:

@@ -41,7 +41,7 @@ from cadastre.sync.plan import Target, Validator, plan_delete, plan_upsert
 from cadastre.sync.writes import REFUSED_EVENT, WriteSet, build_writes, flush
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from datetime import datetime
 
     from cadastre.observe import Metrics
@@ -181,13 +181,16 @@ class SyncEngine:
         quarantine: Sequence[QuarantineDraft] = (),
         on_reject: Callable[[BatchItem], QuarantineDraft | None] | None = None,
         refuse_backwards: bool = False,
+        refuse_ties: Collection[str] = (),
     ) -> list[BatchItem]:
         """Apply a page of changes of one tenant in one transaction; one item per change, in
         order. ``cursor`` is stored in the same transaction, so it never runs ahead of the
         records it covers; so are the ``quarantine`` entries of the page, and the entry
         ``on_reject`` makes of each rejected change (an item with a ``code``: nothing of a page
         is lost between its records, its quarantine and its cursor). ``refuse_backwards``
-        rejects an upsert older than its record's newest version from the same system."""
+        rejects an upsert older than its record's newest version from the same system; with it,
+        the upserts whose idempotency keys are in ``refuse_ties`` are rejected also when that
+        version is as new (a copy that lost a tie in its page to a later one, replayed)."""
         if not changes:
             if quarantine and cursor is None:
                 raise ValueError("quarantine entries without changes need a cursor's tenant")
@@ -204,7 +207,7 @@ class SyncEngine:
         for attempt in range(1, self._attempts + 1):
             try:
                 items = await self._attempt(
-                    changes, cursor, quarantine, on_reject, refuse_backwards
+                    changes, cursor, quarantine, on_reject, refuse_backwards, refuse_ties
                 )
                 break
             except ConcurrentUpdate:
@@ -222,10 +225,13 @@ class SyncEngine:
         quarantine: Sequence[QuarantineDraft],
         on_reject: Callable[[BatchItem], QuarantineDraft | None] | None,
         refuse_backwards: bool,
+        refuse_ties: Collection[str] = (),
     ) -> list[BatchItem]:
         async with self._store.unit_of_work(changes[0].tenant) as uow:
             view = await _View.load(uow, changes)
-            items = [await self._decide(uow, view, c, refuse_backwards) for c in changes]
+            items = [
+                await self._decide(uow, view, c, refuse_backwards, refuse_ties) for c in changes
+            ]
             await view.flush(uow)
             drafts = list(quarantine)
             if on_reject is not None:
@@ -241,7 +247,12 @@ class SyncEngine:
         return items
 
     async def _decide(
-        self, uow: UnitOfWork, view: _View, change: Change, refuse_backwards: bool = False
+        self,
+        uow: UnitOfWork,
+        view: _View,
+        change: Change,
+        refuse_backwards: bool = False,
+        refuse_ties: Collection[str] = (),
     ) -> BatchItem:
         if not self._registry.fields(change.entity):
             error = ContractError(f"unknown entity {change.entity!r}")
@@ -262,12 +273,14 @@ class SyncEngine:
         current = view.records.get(key)
         stamps = view.stamps(key)
         if refuse_backwards and change.operation is Operation.UPSERT:
-            newer = _newer_stamp(stamp_of(change.origin), stamps)
+            ties = change.idempotency_key in refuse_ties
+            newer = _newer_stamp(stamp_of(change.origin), stamps, ties=ties)
             if newer is not None:
                 error = ContractError(
                     f"{change.entity} {change.origin.external_id!r} from {change.origin.system} "
                     f"dated {_when(change.origin.source_time, change.origin.source_version)} is "
-                    f"older than the stored version dated {_when(newer.source_time, None)}"
+                    f"{'no newer' if ties else 'older'} than the stored version dated "
+                    f"{_when(newer.source_time, None)}"
                 )
                 return BatchItem(change, None, error, BACKWARDS)
         target = Target(change, canonical_id, current, stamps)
@@ -425,16 +438,19 @@ async def _set_aside(uow: UnitOfWork, drafts: Sequence[QuarantineDraft]) -> None
         )  # fmt: skip
 
 
-def _newer_stamp(incoming: Stamp, stamps: Mapping[str, Stamp]) -> Stamp | None:
+def _newer_stamp(
+    incoming: Stamp, stamps: Mapping[str, Stamp], *, ties: bool = False
+) -> Stamp | None:
     """A stored stamp of the incoming system (a field's, or the record's delete) that is newer
-    than ``incoming``, if any. Equal stamps are not newer: an equal time with equal content is
-    a duplicate, with other content a same-instant update."""
+    than ``incoming`` (or, with ``ties``, as new), if any. Equal stamps are not newer: an equal
+    time with equal content is a duplicate, with other content a same-instant update."""
+    older = (-1, 0) if ties else (-1,)
     last: Stamp | None = None
     for stamp in stamps.values():
         if stamp is last:  # a record's fields mostly share one interned stamp
             continue
         last = stamp
-        if stamp.system == incoming.system and compare(incoming, stamp, versions=True) == -1:
+        if stamp.system == incoming.system and compare(incoming, stamp, versions=True) in older:
             return stamp
     return None
 

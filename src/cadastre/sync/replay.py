@@ -9,6 +9,8 @@ and idempotency hold as for a sync:
   already, and one ownership refuses: the refusal is recorded, as a sync records it);
 - an entry whose record is older than the version a later sync stored is resolved as superseded:
   the store keeps the newer version (the engine's ``refuse_backwards`` check, nothing written);
+  so is a ``duplicate_in_page`` copy as new as the stored version (it lost a tie to a later
+  copy in its page);
 - an entry that fails again keeps its payload and takes the new reason and code, with its
   attempts counted (``note_failed_replay``);
 - a ``malformed_page`` entry is re-parsed from its body with a lenient JSON reader (it accepts
@@ -32,7 +34,7 @@ from cadastre.contract import Change
 from cadastre.errors import NotFound
 from cadastre.ports import QuarantinedRecord, RawRecord
 from cadastre.sync.engine import BACKWARDS, QuarantineDraft
-from cadastre.sync.runner import MALFORMED_PAGE
+from cadastre.sync.runner import DUPLICATE_IN_PAGE, MALFORMED_PAGE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -172,7 +174,16 @@ class QuarantineReplay:
         # In source order, so two versions of one record replayed together end on the newest.
         batch.changes.sort(key=_source_time)
         if batch.changes:
-            items = await self._engine.apply_batch(batch.changes, refuse_backwards=True)
+            # A copy that lost its page to a later copy of the same time is superseded by it
+            # (the vendor's last word), not a same-instant update over it.
+            ties = {
+                c.idempotency_key
+                for c in batch.changes
+                if batch.owners[id(c)].code == DUPLICATE_IN_PAGE
+            }
+            items = await self._engine.apply_batch(
+                batch.changes, refuse_backwards=True, refuse_ties=ties
+            )
             for item in items:
                 owner = batch.owners[id(item.change)]
                 if item.code is None:

@@ -276,8 +276,8 @@ class SyncRunner:
 
     async def _commit(self, tenant: str, connection: str, page: _Page, tally: SyncTally) -> None:
         def on_reject(item: BatchItem) -> QuarantineDraft:
+            # Called again when the engine retries the page's transaction: count in _count.
             change, code = item.change, item.code or "invalid_value"
-            tally.reasons[code] += 1
             raw = page.payloads.get(change.idempotency_key)
             return QuarantineDraft(
                 connection, change.entity, change.origin.external_id, str(item.error),
@@ -445,6 +445,7 @@ def _count(item: BatchItem, tally: SyncTally) -> None:
     result = item.result
     if result is None:
         tally.quarantined += 1  # rejected (contract, or older than stored): on_reject set it aside
+        tally.reasons[item.code or "invalid_value"] += 1
     elif result.duplicate:
         tally.duplicates += 1
     elif result.deleted:

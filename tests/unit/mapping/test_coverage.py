@@ -54,3 +54,20 @@ def test_coverage_counts_mapped_and_local_fields_over_all_seen(tmp_path: Path) -
     assert mapper.seen_fields == {}
     assert mapper.unmapped_values == {}
     assert mapper.unknown == {}
+
+
+def test_a_feed_leaving_out_its_nulls_is_counted_in_bounded_memory(tmp_path: Path) -> None:
+    # Nearly every record of such a feed has a field set of its own: the mapper must not keep
+    # one set per record, and must still count every field it saw.
+    mapper = registry(tmp_path, m=FILE).load("m")
+    optional = [f"X_F{i}" for i in range(14)]
+    for n in range(3000):
+        record: dict[str, Any] = {"ListingKey": f"L{n}", "Status": "Active"}
+        record.update((name, 1) for i, name in enumerate(optional) if n >> i & 1)
+        mapped(mapper, raw(record))
+    assert len(mapper._shapes) <= 1000
+    seen = mapper.seen_fields
+    assert seen["ListingKey"] == seen["Status"] == 3000
+    assert seen["X_F0"] == sum(n & 1 for n in range(3000))
+    mapper.reset_observations()
+    assert mapper.seen_fields == {}

@@ -206,3 +206,27 @@ def test_vendor_fields_for_select(tmp_path: Path) -> None:
         "ModificationTimestamp",
         "Status",
     ]
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        # a status that is not text: the contract names the wrong type when it is applied
+        ({"StandardStatus": ["Active"]}, None),
+        ({"StandardStatus": {"v": "Active"}}, None),
+        # an integer no idempotency key can hold: a bad value, not a crashed sync
+        ({"ListPrice": 2**70}, "64-bit"),
+    ],
+)
+def test_values_of_the_wrong_shape_never_raise(
+    tmp_path: Path, data: dict[str, Any], words: str | None
+) -> None:
+    mapper = registry(tmp_path).load("mls/reso")
+    record = raw({"ListingKey": "L1", "ModificationTimestamp": AT.isoformat(), **data})
+    out = mapper.map(record, tenant="t", connection="c", system="mls", now=AT)
+    if words is None:
+        assert isinstance(out, Change)
+    else:
+        assert isinstance(out, Rejection)
+        assert out.code == "invalid_value"
+        assert words in out.reason

@@ -74,6 +74,10 @@ def test_a_transform_rewrites_the_vendor_value_before_the_contract_sees_it(
         ("OriginalEntryTimestamp", "soon", "datetime_format(%m/%d/%Y %H:%M) cannot read"),
         ("Pool", "maybe", "PoolPrivateYN: boolean(Y, N) cannot read 'maybe'"),
         ("Feats", 7, "split(;) cannot read 7: not text"),
+        # numbers past what the arithmetic holds are bad values, not a crash of the sync
+        ("Sqm", 1e30, "unit(square_meters->square_feet) cannot read 1e+30: out of range"),
+        ("Sqm", "12345678901234567890123456789", "out of range"),
+        ("ListPrice", "9e999999", "scale(1000) cannot read '9e999999': out of range"),
     ],
 )
 def test_a_value_a_transform_cannot_read_is_an_invalid_value_naming_the_transform(

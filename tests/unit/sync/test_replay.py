@@ -93,6 +93,17 @@ async def test_a_replayed_record_older_than_a_later_sync_does_not_regress(
     assert await held(parts[0]) == []
 
 
+async def test_a_copy_that_lost_a_tie_in_its_page_stays_superseded(parts, mapper) -> None:
+    page = [item(3, 6, ListPrice=5), item(3, 6, ListPrice=6)]  # a tie: the later copy wins
+    await sync(parts, PagesConnector([page]), {"Property": mapper})
+    (entry,) = await held(parts[0])
+    assert entry.code == "duplicate_in_page"
+    summary = await replay(parts, mapper)
+    assert (summary.resolved, summary.superseded) == (1, 1)
+    assert (await stored(parts[0], "L0003")).data["ListPrice"] == "6"  # not the losing copy
+    assert await held(parts[0]) == []
+
+
 async def test_only_the_ids_asked_for_are_replayed(parts, mapper, fixed) -> None:
     page = [item(1, 1, StandardStatus="Sold-ish"), item(2, 2, StandardStatus="Sold-ish")]
     await sync(parts, PagesConnector([page]), {"Property": mapper})

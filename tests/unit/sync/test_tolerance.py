@@ -237,3 +237,26 @@ async def test_a_deletion_rule_deletes_through_the_batch(parts, mappings, tmp_pa
     gone = await stored(parts[0], "L0001")
     assert gone.deleted
     assert not (await stored(parts[0], "L0002")).deleted
+
+
+async def test_a_page_retried_after_a_concurrent_update_counts_its_reasons_once(
+    parts, mapper, monkeypatch
+) -> None:
+    from cadastre.errors import ConcurrentUpdate
+    from cadastre.testing.fakes import FakeUnitOfWork
+
+    real = FakeUnitOfWork.commit
+    failures = [ConcurrentUpdate("another writer committed first")]
+
+    async def commit(self: FakeUnitOfWork) -> None:
+        if failures:
+            raise failures.pop()
+        await real(self)
+
+    monkeypatch.setattr(FakeUnitOfWork, "commit", commit)
+    page = [item(1, 1, ListPrice="N/A"), item(2, 2, StandardStatus="Sold-ish"), item(3, 3)]
+    report = await sync(parts, PagesConnector([page]), {"Property": mapper})
+    assert failures == []  # the page's transaction was tried twice
+    assert report.tally.reasons == {"invalid_value": 1, "unknown_enum_value": 1}
+    assert len(await held(parts[0])) == 2
+    assert balanced(report)
