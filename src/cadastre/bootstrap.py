@@ -49,7 +49,7 @@ from cadastre.sync import (
     SyncTally,
 )
 from cadastre.sync.drift import check_drift
-from cadastre.sync.pacing import report_mass_updates
+from cadastre.sync.pacing import report_mass_updates, report_unread_streams
 from cadastre.sync.reconcile import KeyReconciler, ReconcileGuard, ReconcileReport
 from cadastre.sync.scheduler import Job
 from cadastre.vault import (
@@ -377,6 +377,10 @@ class Hub:
         await check_drift(
             self.store, self.clock, tenant=tenant, connection=name, system=system,
             source=connector, mappers=source.mappers,
+        )  # fmt: skip
+        await report_unread_streams(
+            self.store, self.clock, tenant=tenant, connection=name, system=system,
+            unread=report.unread,
         )  # fmt: skip
 
     async def reconcile(

@@ -1,0 +1,92 @@
+"""A vendor that keeps sending an unreadable page, over real HTTP on loopback into SQLite: the
+page is quarantined whole (once, however many runs meet it), the cursor waits before it, every run
+raises an alert saying what to do, and once the vendor mends the page the next sync reads on with
+nothing lost."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cadastre.bootstrap import Hub, bootstrap
+from cadastre.config import Settings
+from cadastre.directory import ConnectionSpec
+from cadastre.simulators import ResoSimulator, serve
+from cadastre.testing import FakeClock
+
+TENANT, MLS = "acme", "test-mls"
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+LOOPBACK = ("127.0.0.0/8", "::1")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW, autojump=True)
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Hub]:
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    (mappings / "test-mls.yaml").write_text(
+        "mapping: test-mls\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
+    )
+    settings = Settings(data_dir=tmp_path, mappings_dir=mappings, gateway_allow_hosts=LOOPBACK)
+    hub = await bootstrap(settings, clock=clock, configure_logs=False)
+    await hub.tenants.create(TENANT, "Acme")
+    await hub.vault.add(TENANT, "mls-client", "oauth2_client_credentials",
+                        {"client_id": "demo-client", "client_secret": "demo-secret"})  # fmt: skip
+    yield hub
+    await hub.close()
+
+
+async def alerts(hub: Hub) -> list[dict[str, Any]]:
+    async with hub.store.unit_of_work(TENANT, read_only=True) as uow:
+        pending = await uow.outbox.pending(limit=100_000)
+    return [m.event.data for m in pending if m.event.type == "cadastre.alert.raised.v1"]
+
+
+async def test_a_stream_held_by_an_unreadable_page_alerts_and_reads_on_once_mended(
+    hub: Hub, clock: FakeClock
+) -> None:
+    sim = ResoSimulator(records=60, seed=41, clock=clock, rate_limit=None)
+    async with serve(sim.app) as running, httpx.AsyncClient(base_url=running.url) as admin:
+        await hub.connections.put(TENANT, ConnectionSpec(
+            name=MLS, system="mls", connector="mls/reso", credential="mls-client",
+            config={"base_url": f"{running.url}/odata", "token_url": f"{running.url}/oauth/token",
+                    "mapping": "test-mls", "page_size": 20, "select": False,
+                    "gateway": {"allow_hosts": list(LOOPBACK)}},
+        ))  # fmt: skip
+        first = await hub.sync(TENANT, MLS)
+        assert first.tally.created == 60
+        assert first.unread == {}
+        clock.advance(60)
+        await admin.post("/admin/touch", json={"count": 30})
+        garbage = {"garbage_rate": 1.0, "paths": ["/odata/Property"]}
+        assert (await admin.post("/admin/faults", json=garbage)).status_code == 200
+
+        for _ in range(2):  # the vendor keeps garbling: one entry, one alert per run
+            held = await hub.sync(TENANT, MLS)
+            assert set(held.unread) == {"Property"}
+            assert held.tally.fetched == 0
+        async with hub.store.unit_of_work(TENANT, read_only=True) as uow:
+            entries = await uow.quarantine.open_items(MLS, code="malformed_page")
+            cursor = await uow.cursors.get(MLS, "Property")
+        assert len(entries) == 1
+        assert first.cursors["Property"] == (cursor.value if cursor else None)
+        raised = [a for a in await alerts(hub) if a["alert"] == "stream_held_by_unreadable_page"]
+        assert len(raised) == 2
+        assert raised[0]["stream"] == "Property"
+        assert "quarantine list" in raised[0]["action"]
+
+        await admin.post("/admin/faults", json={})  # mended
+        mended = await hub.sync(TENANT, MLS)
+        assert mended.unread == {}
+        assert mended.tally.updated == 30
+    raised = [a for a in await alerts(hub) if a["alert"] == "stream_held_by_unreadable_page"]
+    assert len(raised) == 2  # no alert once the stream reads on
