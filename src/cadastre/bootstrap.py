@@ -6,6 +6,7 @@ only in ``Settings``; nothing below this module knows which one it got.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,13 @@ from cadastre.clock import SystemClock
 from cadastre.config import Settings
 from cadastre.connectors import AuthSpec, available, connector_spec
 from cadastre.directory import ConnectionService, KeyService, TenantService
-from cadastre.errors import CadastreError, ConfigurationError, CredentialError
+from cadastre.errors import (
+    CadastreError,
+    ConfigurationError,
+    CredentialError,
+    LockTimeout,
+    SyncInProgress,
+)
 from cadastre.gateway import (
     AddressAllowList,
     FailSafeRateLimitBackend,
@@ -332,18 +339,31 @@ class Hub:
         progress: Callable[[SyncTally], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> SyncReport:
-        """Pull one connection into the store (``cadastre sync``)."""
-        source = await self.open_source(tenant, name, transport=transport)
-        try:
-            report = await self.runner.run(
-                tenant=tenant, connection=name, connector=source.connector,
-                mappers=source.mappers, full=full, progress=progress,
-            )  # fmt: skip
-            await self._after_sync(tenant, name, source, report)
-            return report
-        finally:
-            if transport is not None:  # a one-off transport (a test's) is not kept
-                await source.connector.aclose()
+        """Pull one connection into the store (``cadastre sync``). One run per connection at a
+        time, across workers: a second one raises ``SyncInProgress`` at once."""
+        async with contextlib.AsyncExitStack() as held:
+            lease = self.settings.sync_max_seconds or 6 * 3600.0
+            try:
+                await held.enter_async_context(
+                    self.locks.hold(f"sync:{tenant}:{name}", wait=0.0, lease=lease)
+                )
+            except LockTimeout:
+                raise SyncInProgress(
+                    f"connection {name!r} is syncing already (another worker, the schedule or "
+                    "another command); run it again when that ends"
+                ) from None
+            source = await self.open_source(tenant, name, transport=transport)
+            try:
+                report = await self.runner.run(
+                    tenant=tenant, connection=name, connector=source.connector,
+                    mappers=source.mappers, full=full, progress=progress,
+                )  # fmt: skip
+                await self._after_sync(tenant, name, source, report)
+                return report
+            finally:
+                if transport is not None:  # a one-off transport (a test's) is not kept
+                    await source.connector.aclose()
+        raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
 
     async def replay_quarantine(
         self,

@@ -15,6 +15,7 @@ answers "may this be tried again?" wherever the error surfaces.
     │   ├── CredentialNeedsReauth (Terminal)       the vendor refused a refresh; a person must reconnect
     │   └── DecryptionFailed (Terminal)            a sealed secret that does not open (wrong key or row)
     ├── LockTimeout (Transient)                    a cross-process lock stayed held past the wait
+    │   └── SyncInProgress (Transient)             the connection is syncing already elsewhere
     ├── StoreError                                 the database
     │   ├── StoreUnavailable (Transient)           connection refused, lock timeout, serialisation failure
     │   ├── ConcurrentUpdate (Transient)           optimistic version check lost a race; re-read and retry
@@ -111,6 +112,11 @@ class DecryptionFailed(CredentialError):
 
 class LockTimeout(CadastreError, Transient):
     pass
+
+
+class SyncInProgress(LockTimeout):
+    """The connection is syncing already (another worker, the schedule, another command): two
+    runs of one connection would read its pages twice and move its cursor back and forth."""
 
 
 class StoreError(CadastreError):

@@ -15,6 +15,7 @@ import pytest
 from cadastre.bootstrap import Hub, bootstrap
 from cadastre.config import Settings
 from cadastre.directory import ConnectionSpec
+from cadastre.errors import SyncInProgress
 from cadastre.simulators import ResoSimulator, serve
 from cadastre.sync.scheduler import Job, SyncScheduler
 from cadastre.testing import FakeClock
@@ -121,3 +122,21 @@ async def test_scheduled_syncs_and_reconciliation_keep_the_store_in_step(
         assert scheduler.runs["schedule:sync:acme:plain-mls"] == 3
     assert await deleted_keys(hub, "quick-mls") == gone
     assert await deleted_keys(hub, "plain-mls") == gone
+
+
+async def test_a_connection_syncs_once_at_a_time_and_the_schedule_skips_a_busy_one(
+    hub: Hub, clock: FakeClock
+) -> None:
+    sim = ResoSimulator(records=40, seed=32, clock=clock, rate_limit=None)
+    async with serve(sim.app) as running:
+        await connect(hub, "quick-mls", running.url, "quick")
+        # another worker (or `cadastre sync` in another shell) is syncing the connection
+        async with hub.locks.hold("sync:acme:quick-mls", wait=0, lease=60):
+            with pytest.raises(SyncInProgress, match="syncing already"):
+                await hub.sync(TENANT, "quick-mls")
+            scheduler = SyncScheduler(clock, hub.scheduled_jobs, hub.run_job, hub.locks)
+            await scheduler.tick()
+            await scheduler.idle()
+            assert await held(hub, "quick-mls") == 0
+        report = await hub.sync(TENANT, "quick-mls")  # free again
+        assert report.tally.created == 40
