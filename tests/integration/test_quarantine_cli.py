@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 
+from cadastre.cli.quarantine import _list, _replay
 from cadastre.store import open_store
+from cadastre.sync import ReplaySummary
+from cadastre.testing import FakeClock, FakeStore, FakeUnitOfWork
 
 CADASTRE = Path(sys.executable).with_name("cadastre")
 MAPPING = "mapping: austin\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
@@ -70,7 +73,9 @@ def run(tmp_path: Path, mls: str):
 
 
 def listed(run, *args: str) -> dict[str, dict[str, Any]]:
-    return {e["id"]: e for e in json.loads(run("quarantine", "list", "--json", *args))}
+    shown = json.loads(run("quarantine", "list", "--json", "--limit", "10000", *args))
+    assert shown["more"] == 0
+    return {e["id"]: e for e in shown["entries"]}
 
 
 def stored(tmp_path: Path, keys: list[str]) -> dict[str, Any]:
@@ -139,3 +144,97 @@ def test_bad_replay_input_is_refused_and_changes_nothing(run) -> None:
     out = run("quarantine", "list", "-t", "nobody", code=2)
     assert "nobody" in out
     assert "nothing to replay" in run("quarantine", "replay", "--code", "no_such_code")
+
+
+def test_list_shows_a_limited_number_and_counts_the_rest(run) -> None:
+    run("sync", "austin", "-t", "acme")
+    everything = listed(run)
+    assert len(everything) > 3
+    shown = json.loads(run("quarantine", "list", "--json", "--limit", "3"))
+    assert [e["id"] for e in shown["entries"]] == list(everything)[:3]  # the oldest
+    assert shown["more"] == len(everything) - 3
+    table = run("quarantine", "list", "-n", "3")
+    assert f"{len(everything) - 3} more not shown" in table
+    assert sum(i in table for i in everything) == 3
+    assert "more not shown" not in run("quarantine", "list")  # default 100: all of them
+    assert "--limit" in run("quarantine", "list", "--limit", "0", code=2)
+
+
+class _Counted:
+    """A quarantine repository that records each ``open_items`` call's limit and its size."""
+
+    def __init__(self, inner: Any, calls: list[tuple[int | None, int]]) -> None:
+        self._inner = inner
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def open_items(self, *args: Any, **kw: Any) -> list[Any]:
+        found = await self._inner.open_items(*args, **kw)
+        self._calls.append((kw.get("limit"), len(found)))
+        return found
+
+
+class CountingStore(FakeStore):
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.calls: list[tuple[int | None, int]] = []
+
+    def unit_of_work(self, tenant: str, *, read_only: bool = False) -> FakeUnitOfWork:
+        uow = super().unit_of_work(tenant, read_only=read_only)
+        uow.quarantine = _Counted(uow.quarantine, self.calls)
+        return uow
+
+
+class StubHub:
+    """What ``quarantine list`` and ``replay`` use of a hub; replays are only recorded."""
+
+    def __init__(self, store: FakeStore, clock: FakeClock) -> None:
+        self.store, self.clock, self.tenants = store, clock, self
+        self.replays: list[tuple[str, str, str | None]] = []
+
+    async def require(self, tenant: str) -> None:
+        return None
+
+    async def replay_quarantine(self, tenant: str, name: str, **kw: Any) -> ReplaySummary:
+        self.replays.append((tenant, name, kw["code"]))
+        return ReplaySummary(name)
+
+
+def test_list_and_replay_read_entries_in_bounded_pages() -> None:
+    async def check() -> None:
+        clock = FakeClock()
+        store = CountingStore(clock)
+        async with store.unit_of_work("acme") as uow:
+            for n in range(1_200):  # a mass update's worth: more than one page of 500
+                await uow.quarantine.add(
+                    connection="late" if n >= 1_150 else "early", entity="Listing",
+                    external_id=f"L{n}", reason="bad", payload={"n": n, "blob": "x" * 100},
+                    code="invalid_value",
+                )  # fmt: skip
+            await uow.commit()
+        hub = StubHub(store, clock)
+        bounded = lambda: all(limit is not None and n <= limit <= 500 for limit, n in store.calls)  # noqa: E731
+
+        _, found, more = await _list(hub, "acme", None, None, 7)  # type: ignore[arg-type]
+        assert ([q.external_id for _, q in found], more) == ([f"L{n}" for n in range(7)], 1_193)
+        assert bounded(), store.calls
+        store.calls.clear()
+        _, found, more = await _list(hub, "acme", "late", "invalid_value", 100)  # type: ignore[arg-type]
+        assert (len(found), more) == (50, 0)
+        assert bounded(), store.calls
+
+        store.calls.clear()
+        await _replay(hub, "acme", None, "invalid_value", ())  # type: ignore[arg-type]
+        assert hub.replays == [
+            ("acme", "early", "invalid_value"),
+            ("acme", "late", "invalid_value"),
+        ]
+        assert bounded(), store.calls
+        store.calls.clear()
+        await _replay(hub, "acme", "late", None, ())  # type: ignore[arg-type]
+        assert hub.replays[-1] == ("acme", "late", None)
+        assert store.calls == [(1, 1)]  # one entry tells that the connection holds some
+
+    asyncio.run(check())

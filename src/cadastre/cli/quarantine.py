@@ -1,5 +1,9 @@
 """``cadastre quarantine list | replay``: the records syncs set aside, and their re-ingestion once
-the mapping file is fixed. The replay itself is ``cadastre.sync.replay``; this module wires it."""
+the mapping file is fixed. The replay itself is ``cadastre.sync.replay``; this module wires it.
+
+A mass update can set aside a whole feed, so nothing here reads every entry at once: ``list``
+shows the oldest ``--limit`` and counts the rest a page at a time, and ``replay`` finds the
+connections that hold entries a page at a time (the replay reads its entries in batches)."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from datetime import datetime
 
-    from cadastre.ports import QuarantinedRecord
+    from cadastre.ports import QuarantinedRecord, UnitOfWork
 
 app = typer.Typer(
     help="Records set aside by syncs: list them, and replay them after fixing the mapping.",
@@ -32,6 +36,7 @@ app = typer.Typer(
 CONNECTION = typer.Option(None, "--connection", "-c", help="only this connection's entries")
 CODE = typer.Option(None, "--code", help="only entries with this code, e.g. unknown_enum_value")
 TENANT = typer.Option(None, "--tenant", "-t", help="tenant id (default: every tenant)")
+PAGE = 500  # entries read at once where only their number or their connection matters
 
 
 @app.command("list")
@@ -39,19 +44,23 @@ def list_entries(
     connection: str | None = CONNECTION,
     code: str | None = CODE,
     tenant: str | None = TENANT,
-    as_json: bool = typer.Option(False, "--json", help="one JSON array, payloads included"),
+    as_json: bool = typer.Option(
+        False, "--json", help='one JSON object: {"entries": [...], "more": N}, payloads included'
+    ),
+    limit: int = typer.Option(100, "--limit", "-n", min=1, help="show at most this many"),
 ) -> None:
-    """List the open quarantine entries, oldest first."""
-    now, found = run(lambda hub: _list(hub, tenant, connection, code))
+    """List the open quarantine entries, oldest first (the first --limit; the rest counted)."""
+    now, found, more = run(lambda hub: _list(hub, tenant, connection, code, limit))
     if as_json:
-        console.print(json.dumps([_as_json(t, q) for t, q in found]), soft_wrap=True)
+        shown = {"entries": [_as_json(t, q) for t, q in found], "more": more}
+        console.print(json.dumps(shown), soft_wrap=True)
         return
     if not found:
         console.print("no open quarantine entries")
         return
     tenants = {t for t, _ in found}
     table = Table("id", "connection", "code", "external id", "reason", "age", "attempts",
-                  title=f"quarantine ({len(found):,} open)")  # fmt: skip
+                  title=f"quarantine ({len(found) + more:,} open)")  # fmt: skip
     if len(tenants) > 1:
         table.add_column("tenant")
     for t, q in found:
@@ -59,6 +68,9 @@ def list_entries(
                _age(now, q.created_at), str(q.attempts)]  # fmt: skip
         table.add_row(*row, *([t] if len(tenants) > 1 else []))
     console.print(table)
+    if more:
+        console.print(f"{more:,} more not shown (the oldest {len(found):,} are): raise --limit, "
+                      "or narrow with --connection and --code")  # fmt: skip
 
 
 @app.command("replay")
@@ -87,13 +99,45 @@ async def _tenants(hub: Hub, tenant: str | None, connection: str | None) -> list
 
 
 async def _list(
-    hub: Hub, tenant: str | None, connection: str | None, code: str | None
-) -> tuple[datetime, list[tuple[str, QuarantinedRecord]]]:
+    hub: Hub, tenant: str | None, connection: str | None, code: str | None, limit: int
+) -> tuple[datetime, list[tuple[str, QuarantinedRecord]], int]:
+    """The oldest ``limit`` open entries (tenant by tenant), and how many more there are."""
     found: list[tuple[str, QuarantinedRecord]] = []
+    more = 0
     for t in await _tenants(hub, tenant, connection):
         async with hub.store.unit_of_work(t, read_only=True) as uow:
-            found += [(t, q) for q in await uow.quarantine.open_items(connection, code=code)]
-    return hub.clock.now(), found
+            want = limit - len(found)
+            shown: list[QuarantinedRecord] = []
+            if want > 0:
+                shown = await uow.quarantine.open_items(connection, code=code, limit=want)
+                found += [(t, q) for q in shown]
+            if len(shown) == want:  # this tenant may hold more than was shown
+                after = shown[-1].id if shown else None
+                more += await _count_open(uow, connection, code, after)
+    return hub.clock.now(), found, more
+
+
+async def _count_open(
+    uow: UnitOfWork, connection: str | None, code: str | None, after: str | None
+) -> int:
+    total = 0
+    while page := await uow.quarantine.open_items(connection, code=code, after=after, limit=PAGE):
+        total += len(page)
+        after = page[-1].id
+    return total
+
+
+async def _holders(uow: UnitOfWork, connection: str | None, code: str | None) -> list[str]:
+    """The connections with open entries (of ``code``), read a page at a time."""
+    if connection is not None:
+        held = await uow.quarantine.open_items(connection, code=code, limit=1)
+        return [connection] if held else []
+    names: dict[str, None] = {}
+    after: str | None = None
+    while page := await uow.quarantine.open_items(None, code=code, after=after, limit=PAGE):
+        names.update(dict.fromkeys(q.connection for q in page))
+        after = page[-1].id
+    return list(names)
 
 
 async def _replay(
@@ -116,8 +160,8 @@ async def _replay(
     if not ids:
         for t in tenants:
             async with hub.store.unit_of_work(t, read_only=True) as uow:
-                held = await uow.quarantine.open_items(connection, code=code)
-            for name in dict.fromkeys(q.connection for q in held):
+                names = await _holders(uow, connection, code)
+            for name in names:
                 work[(t, name)] = []
     summaries = []
     for (t, name), chosen in work.items():

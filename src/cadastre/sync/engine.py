@@ -53,6 +53,7 @@ __all__ = [
     "REFUSED_EVENT",
     "BatchItem",
     "CursorAdvance",
+    "PreparedBatch",
     "QuarantineDraft",
     "SyncEngine",
     "forbidden_by_ownership",
@@ -95,6 +96,19 @@ class QuarantineDraft:
 
 
 @dataclass(frozen=True)
+class PreparedBatch:
+    """The validated fields of a batch's upserts, from ``SyncEngine.prepare``. It belongs to the
+    caller that prepared it, who hands it to ``apply_batch``: concurrent syncs on one engine
+    keep their own."""
+
+    values: Mapping[int, tuple[Change, Mapping[str, Any]]]  # id(change) -> (change, fields)
+
+    def get(self, change: Change) -> Mapping[str, Any] | None:
+        found = self.values.get(id(change))
+        return found[1] if found is not None and found[0] is change else None
+
+
+@dataclass(frozen=True)
 class BatchItem:
     """What became of one change of a batch: a result, an error, or both (a refused change's
     result is recorded and its ``OwnershipViolation`` reported)."""
@@ -127,32 +141,31 @@ class SyncEngine:
         self._clock = clock
         self._metrics = metrics
         self._validate: Validator = validate or _contract_validator
-        # id(change) -> (change, validated fields), from prepare(); two generations are kept
-        self._prepared: dict[int, tuple[Change, Mapping[str, Any]]] = {}
-        self._prepared_old: dict[int, tuple[Change, Mapping[str, Any]]] = {}
         self._new_id = new_id or (lambda: new_record_id(clock))
 
-    def prepare(self, changes: Sequence[Change]) -> None:
-        """Validate the changes' fields now, so that applying them later reuses the result.
+    def prepare(self, changes: Sequence[Change]) -> PreparedBatch:
+        """Validate the changes' fields now, so that applying them later reuses the result:
+        pass what this returns to ``apply_batch(..., prepared=)``.
 
         The sync runner calls this for the next page while the current one is being written:
         the database works in a thread of its own, so validation (the largest CPU cost of a
         change) overlaps it. A change that fails here is validated again, and reported, when it
-        is applied; results not used within two batches are dropped."""
-        self._prepared_old, self._prepared = self._prepared, {}
+        is applied. The engine keeps nothing of it: each caller holds its own batch, so syncs
+        running at once on one engine never drop each other's."""
+        values: dict[int, tuple[Change, Mapping[str, Any]]] = {}
         for change in changes:
             if change.operation is Operation.UPSERT:
                 try:
-                    values = self._validate(change.entity, change.fields)
+                    values[id(change)] = (change, self._validate(change.entity, change.fields))
                 except ContractError:
                     continue
-                self._prepared[id(change)] = (change, values)
+        return PreparedBatch(values)
 
-    def _validator_for(self, change: Change) -> Validator:
-        prepared = self._prepared.get(id(change)) or self._prepared_old.get(id(change))
-        if prepared is None or prepared[0] is not change:
+    def _validator_for(self, change: Change, prepared: PreparedBatch | None) -> Validator:
+        values = prepared.get(change) if prepared is not None else None
+        if values is None:
             return self._validate
-        fields, values = change.fields, prepared[1]
+        fields = change.fields
 
         def validate(entity: str, raw: Mapping[str, Any]) -> Mapping[str, Any]:
             if len(raw) == len(fields):  # every field admitted: the prepared values stand
@@ -182,6 +195,7 @@ class SyncEngine:
         on_reject: Callable[[BatchItem], QuarantineDraft | None] | None = None,
         refuse_backwards: bool = False,
         refuse_ties: Collection[str] = (),
+        prepared: PreparedBatch | None = None,
     ) -> list[BatchItem]:
         """Apply a page of changes of one tenant in one transaction; one item per change, in
         order. ``cursor`` is stored in the same transaction, so it never runs ahead of the
@@ -190,7 +204,9 @@ class SyncEngine:
         is lost between its records, its quarantine and its cursor). ``refuse_backwards``
         rejects an upsert older than its record's newest version from the same system; with it,
         the upserts whose idempotency keys are in ``refuse_ties`` are rejected also when that
-        version is as new (a copy that lost a tie in its page to a later one, replayed)."""
+        version is as new (a copy that lost a tie in its page to a later one, replayed).
+        ``prepared`` (from ``prepare``) holds fields validated ahead; the results are the same
+        with it or without."""
         if not changes:
             if quarantine and cursor is None:
                 raise ValueError("quarantine entries without changes need a cursor's tenant")
@@ -207,7 +223,7 @@ class SyncEngine:
         for attempt in range(1, self._attempts + 1):
             try:
                 items = await self._attempt(
-                    changes, cursor, quarantine, on_reject, refuse_backwards, refuse_ties
+                    changes, cursor, quarantine, on_reject, refuse_backwards, refuse_ties, prepared
                 )
                 break
             except ConcurrentUpdate:
@@ -226,11 +242,13 @@ class SyncEngine:
         on_reject: Callable[[BatchItem], QuarantineDraft | None] | None,
         refuse_backwards: bool,
         refuse_ties: Collection[str] = (),
+        prepared: PreparedBatch | None = None,
     ) -> list[BatchItem]:
         async with self._store.unit_of_work(changes[0].tenant) as uow:
             view = await _View.load(uow, changes)
             items = [
-                await self._decide(uow, view, c, refuse_backwards, refuse_ties) for c in changes
+                await self._decide(uow, view, c, refuse_backwards, refuse_ties, prepared)
+                for c in changes
             ]
             await view.flush(uow)
             drafts = list(quarantine)
@@ -253,6 +271,7 @@ class SyncEngine:
         change: Change,
         refuse_backwards: bool = False,
         refuse_ties: Collection[str] = (),
+        prepared: PreparedBatch | None = None,
     ) -> BatchItem:
         if not self._registry.fields(change.entity):
             error = ContractError(f"unknown entity {change.entity!r}")
@@ -288,7 +307,7 @@ class SyncEngine:
             if change.operation is Operation.DELETE:
                 plan = plan_delete(self._registry, target)
             else:
-                plan = plan_upsert(self._registry, self._validator_for(change), target)
+                plan = plan_upsert(self._registry, self._validator_for(change, prepared), target)
         except ContractError as exc:
             return BatchItem(change, None, exc, _INVALID)
         writes = build_writes(target, plan, now=self._clock.now(), link=not linked)

@@ -20,6 +20,11 @@ and idempotency hold as for a sync:
 
 Applying a batch and filing its outcome are two transactions: a crash between them leaves the
 entries open, and replaying them again finds their changes in the idempotency ledger.
+
+Memory stays bounded by ``batch`` whatever the number of entries (a mass update can set aside a
+whole feed): entries are read ``batch`` at a time, by keyset on the entry id (oldest first), and
+so is the first pass that counts them; ids asked for are checked first, then read a batch at a
+time. An entry that fails again stays open behind the keyset, so it is replayed once per run.
 """
 
 from __future__ import annotations
@@ -99,15 +104,15 @@ class QuarantineReplay:
         summary = ReplaySummary(connection)
         rebuild = rebuild or raw_record
         if ids:
-            entries = await self._chosen(tenant, connection, ids, summary)
-            summary.total = len(entries)
-            for start in range(0, len(entries), self._batch):
-                chunk = entries[start : start + self._batch]
+            chosen = await self._chosen(tenant, connection, ids, summary)
+            summary.total = len(chosen)
+            for start in range(0, len(chosen), self._batch):
+                chunk = await self._entries(tenant, chosen[start : start + self._batch])
                 await self._replay(tenant, system, mappers, rebuild, chunk, summary)
                 if progress is not None:
                     progress(summary)
             return summary
-        summary.total = await self._count(tenant, connection, code)
+        summary.total, last = await self._count(tenant, connection, code)
         after: str | None = None
         while summary.replayed < summary.total:
             async with self._store.unit_of_work(tenant, read_only=True) as uow:
@@ -116,18 +121,26 @@ class QuarantineReplay:
                 )
             if not chunk:
                 break
-            # No more than counted: entries a sync adds meanwhile wait for the next replay.
+            # No more than counted, and none after the last counted: entries a sync (or this
+            # replay, re-reading a page) adds meanwhile wait for the next replay.
             chunk = chunk[: summary.total - summary.replayed]
-            after = chunk[-1].id
+            ids_of = [q.id for q in chunk]
+            if last in ids_of:
+                chunk = chunk[: ids_of.index(last) + 1]
+            after = chunk[-1].id  # past it, resolved or not: a failing entry is not met twice
             await self._replay(tenant, system, mappers, rebuild, chunk, summary)
             if progress is not None:
                 progress(summary)
+            if after == last:
+                break
         return summary
 
     async def _chosen(
         self, tenant: str, connection: str, ids: Sequence[str], summary: ReplaySummary
-    ) -> list[QuarantinedRecord]:
-        entries: list[QuarantinedRecord] = []
+    ) -> list[str]:
+        """The open entries among ``ids``, checked before any is replayed (a wrong id changes
+        nothing); ids only, so that many ids do not hold many payloads."""
+        chosen: list[str] = []
         async with self._store.unit_of_work(tenant, read_only=True) as uow:
             for id in dict.fromkeys(ids):
                 entry = await uow.quarantine.get(id)
@@ -138,18 +151,28 @@ class QuarantineReplay:
                 if entry.resolved_at is not None:
                     summary.skipped.append(id)
                 else:
+                    chosen.append(id)
+        return chosen
+
+    async def _entries(self, tenant: str, ids: Sequence[str]) -> list[QuarantinedRecord]:
+        entries: list[QuarantinedRecord] = []
+        async with self._store.unit_of_work(tenant, read_only=True) as uow:
+            for id in ids:
+                entry = await uow.quarantine.get(id)
+                if entry is not None and entry.resolved_at is None:  # not resolved meanwhile
                     entries.append(entry)
         return entries
 
-    async def _count(self, tenant: str, connection: str, code: str | None) -> int:
-        total, after = 0, None
+    async def _count(self, tenant: str, connection: str, code: str | None) -> tuple[int, str]:
+        """How many entries are open, and the last one's id, read ``batch`` at a time."""
+        total, after = 0, ""
         async with self._store.unit_of_work(tenant, read_only=True) as uow:
             while page := await uow.quarantine.open_items(
-                connection, code=code, after=after, limit=1000
+                connection, code=code, after=after or None, limit=self._batch
             ):
                 total += len(page)
                 after = page[-1].id
-        return total
+        return total, after
 
     async def _replay(
         self,

@@ -46,7 +46,7 @@ from cadastre.contract import Change
 from cadastre.errors import SyncTimedOut, Transient
 from cadastre.mapping import RecordMapper
 from cadastre.ports import RawPage, RawRecord, SourceConnector
-from cadastre.sync.engine import CursorAdvance, QuarantineDraft
+from cadastre.sync.engine import CursorAdvance, PreparedBatch, QuarantineDraft
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -250,7 +250,7 @@ class SyncRunner:
                     ))  # fmt: skip
             if page.changes:
                 _one_copy_per_key(page, connection)
-            self._engine.prepare(page.changes)
+            page.prepared = self._engine.prepare(page.changes)  # this run's, handed to apply_batch
             yield page
 
     async def _set_aside_page(self, read: _Read, raw: RawPage, tally: SyncTally) -> None:
@@ -264,9 +264,13 @@ class SyncRunner:
         tally.reasons[MALFORMED_PAGE] += 1
         read.unread[read.stream] = raw.problem or "unreadable page"
         async with self._store.unit_of_work(read.tenant) as uow:
-            held = await uow.quarantine.open_items(read.connection, code=MALFORMED_PAGE)
-            if any(q.stream == raw.stream and q.payload.get("body") == body for q in held):
-                return
+            after: str | None = None  # read a few at a time: each holds a body of up to 256 KiB
+            while held := await uow.quarantine.open_items(
+                read.connection, code=MALFORMED_PAGE, after=after, limit=_HELD_PAGES
+            ):
+                if any(q.stream == raw.stream and q.payload.get("body") == body for q in held):
+                    return
+                after = held[-1].id
             await uow.quarantine.add(
                 connection=read.connection, entity=mapper.entity, external_id=None,
                 reason=f"unreadable page of {raw.stream}: {raw.problem}", payload=payload,
@@ -289,7 +293,7 @@ class SyncRunner:
         advance = CursorAdvance(tenant, connection, raw.stream, raw.cursor)
         items = await self._engine.apply_batch(
             page.changes, cursor=advance, quarantine=page.drafts, on_reject=on_reject,
-            refuse_backwards=True,
+            refuse_backwards=True, prepared=page.prepared,
         )  # fmt: skip
         tally.pages += 1
         tally.fetched += len(raw.records)
@@ -365,6 +369,7 @@ class _Watchdog:
 
 
 MALFORMED_PAGE = "malformed_page"
+_HELD_PAGES = 16  # open malformed_page entries read at once, looking for the same body
 DUPLICATE_IN_PAGE = "duplicate_in_page"
 
 
@@ -390,6 +395,7 @@ class _Page:
     drafts: list[QuarantineDraft] = field(default_factory=list)
     payloads: dict[str, RawRecord] = field(default_factory=dict)  # by idempotency key
     reasons: Counter[str] = field(default_factory=Counter)
+    prepared: PreparedBatch | None = None  # its changes validated ahead, by the engine
 
 
 def _one_copy_per_key(page: _Page, connection: str) -> None:

@@ -16,7 +16,7 @@ from cadastre.observe import Metrics
 from cadastre.ownership import OwnershipRegistry, load_registry, parse_registry
 from cadastre.ports import Store
 from cadastre.sync import SyncEngine
-from cadastre.testing import EPOCH, FakeClock, FakeStore
+from cadastre.testing import EPOCH, FakeClock, FakeStore, FakeUnitOfWork
 
 TENANT = "acme"
 
@@ -164,3 +164,35 @@ def mapper(mappings: MappingRegistry) -> RecordMapper:
 @pytest.fixture(name="at")
 def at_fixture() -> Callable[[float], datetime]:
     return at
+
+
+class CountingStore(FakeStore):
+    """A FakeStore that records every ``open_items`` call's limit and how many entries it gave."""
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__(clock)
+        self.calls: list[tuple[int | None, int]] = []  # (limit, entries returned)
+        self.gets = 0
+
+    def unit_of_work(self, tenant: str, *, read_only: bool = False) -> FakeUnitOfWork:
+        uow = super().unit_of_work(tenant, read_only=read_only)
+        uow.quarantine = _Counted(uow.quarantine, self)
+        return uow
+
+
+class _Counted:
+    def __init__(self, inner: Any, store: CountingStore) -> None:
+        self._inner = inner
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def open_items(self, *args: Any, **kw: Any) -> list[Any]:
+        found = await self._inner.open_items(*args, **kw)
+        self._store.calls.append((kw.get("limit"), len(found)))
+        return found
+
+    async def get(self, id: str) -> Any:
+        self._store.gets += 1
+        return await self._inner.get(id)

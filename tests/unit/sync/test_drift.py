@@ -96,3 +96,17 @@ async def test_a_fields_first_values_are_its_baseline(
     assert not await observe(store, clock, DECLARED, [], {"StandardStatus": ["Active"]})
     drift = await observe(store, clock, DECLARED, [], {"StandardStatus": ["Pending"]})
     assert drift == SchemaDrift(new_values={"StandardStatus": ["Pending"]})
+
+
+async def test_declarations_first_heard_after_a_silent_first_sync_are_a_baseline(
+    store: FakeStore, clock: FakeClock, read: Reader
+) -> None:
+    # $metadata did not answer on the first sync: nothing was declared to compare with, so the
+    # first declarations are not "added" (only a field newly seen in the data is).
+    await observe(store, clock, None, ["ListingKey", "ListPrice"])
+    drift = await observe(store, clock, DECLARED, ["ListingKey", "ListPrice", "NWM_View"])
+    assert drift is not None
+    assert drift.added == {"NWM_View": ""}
+    later = await observe(store, clock, {**DECLARED, "NWM_Pool": "Edm.Boolean"})
+    assert later is not None
+    assert later.added == {"NWM_Pool": "Edm.Boolean"}

@@ -10,9 +10,11 @@ import pytest
 
 from cadastre.errors import NotFound
 from cadastre.mapping import MappingRegistry, RecordMapper
-from cadastre.sync import QuarantineReplay, ReplaySummary
+from cadastre.ownership import load_registry
+from cadastre.sync import QuarantineReplay, ReplaySummary, SyncEngine
+from cadastre.testing import FakeClock
 
-from .conftest import TENANT
+from .conftest import TENANT, CountingStore
 from .test_tolerance import PagesConnector, held, item, stored, sync
 
 FIXED = (
@@ -163,3 +165,74 @@ def test_a_batch_must_hold_something(parts) -> None:
     store, _, engine = parts
     with pytest.raises(ValueError, match="batch"):
         QuarantineReplay(engine, store, batch=0)
+
+
+class Watched(QuarantineReplay):
+    """Records the size of every batch replayed, and the entries read before it."""
+
+    def __init__(self, engine: SyncEngine, store: CountingStore, *, batch: int) -> None:
+        super().__init__(engine, store, batch=batch)
+        self.counting = store
+        self.batches: list[tuple[int, int]] = []  # (entries read by id so far, batch size)
+
+    async def _replay(self, tenant, system, mappers, rebuild, entries, summary) -> None:  # type: ignore[no-untyped-def]
+        self.batches.append((self.counting.gets, len(entries)))
+        await super()._replay(tenant, system, mappers, rebuild, entries, summary)
+
+
+@pytest.fixture
+def counted() -> tuple[CountingStore, FakeClock, SyncEngine]:
+    clock = FakeClock(autojump=True)
+    store = CountingStore(clock)
+    return store, clock, SyncEngine(store, load_registry(None), clock)
+
+
+async def test_many_entries_are_replayed_in_bounded_batches_each_once(counted, mapper, fixed):
+    # 13 entries, replayed 3 at a time: 9 the fixed mapping mends, 4 that fail again and stay
+    # open among them (the keyset must step past them, neither looping nor skipping).
+    page = [
+        item(n, n, StandardStatus="Sold-ish", **({"ListPrice": "N/A"} if n % 3 == 0 else {}))
+        for n in range(1, 14)
+    ]
+    await sync(counted, PagesConnector([page]), {"Property": mapper})
+    store, _, engine = counted
+    before = {q.id: q for q in await held(store)}
+    assert len(before) == 13
+    store.calls.clear()
+
+    replay = Watched(engine, store, batch=3)
+    summary = await replay.run(tenant=TENANT, connection="mls1", system="mls",
+                               mappers={"Property": fixed})  # fmt: skip
+    assert (summary.total, summary.replayed, summary.resolved) == (13, 13, 9)
+    assert summary.failing == {"invalid_value": 4}
+    assert [size for _, size in replay.batches] == [3, 3, 3, 3, 1]
+    assert store.calls
+    assert all(limit is not None and limit <= 3 for limit, _ in store.calls)
+    assert all(n <= 3 for _, n in store.calls)
+    left = await held(store)
+    failing = {"L0003", "L0006", "L0009", "L0012"}
+    assert {q.id for q in left} == {i for i, q in before.items() if q.external_id in failing}
+    assert all(q.attempts == 1 for q in left)  # each tried exactly once
+    for n in (1, 2, 4, 5, 7, 8, 10, 11, 13):
+        assert (await stored(store, f"L{n:04d}")).data["StandardStatus"] == "Closed"
+
+    again = await Watched(engine, store, batch=3).run(
+        tenant=TENANT, connection="mls1", system="mls", mappers={"Property": fixed}
+    )
+    assert (again.total, again.replayed, again.failing) == (4, 4, {"invalid_value": 4})
+    assert all(q.attempts == 2 for q in await held(store))
+
+
+async def test_ids_asked_for_are_read_a_batch_at_a_time(counted, mapper, fixed) -> None:
+    page = [item(n, n, StandardStatus="Sold-ish") for n in range(1, 8)]
+    await sync(counted, PagesConnector([page]), {"Property": mapper})
+    store, _, engine = counted
+    ids = [q.id for q in await held(store)]
+    store.gets = 0
+    replay = Watched(engine, store, batch=3)
+    summary = await replay.run(tenant=TENANT, connection="mls1", system="mls",
+                               mappers={"Property": fixed}, ids=ids)  # fmt: skip
+    assert (summary.replayed, summary.resolved) == (7, 7)
+    # every id checked first (7 reads, nothing held), then each batch read as it is replayed
+    assert replay.batches == [(7 + 3, 3), (7 + 6, 3), (7 + 7, 1)]
+    assert await held(store) == []

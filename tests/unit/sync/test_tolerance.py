@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from cadastre.mapping import RecordMapper
+from cadastre.ownership import load_registry
 from cadastre.ports import RawPage, RawRecord
-from cadastre.sync import SyncReport, SyncRunner
-from cadastre.testing import EPOCH, FakeStore
+from cadastre.sync import SyncEngine, SyncReport, SyncRunner
+from cadastre.testing import EPOCH, FakeClock, FakeStore
 
-from .conftest import TENANT
+from .conftest import TENANT, CountingStore
 
 Item = dict[str, Any]
 
@@ -260,3 +261,25 @@ async def test_a_page_retried_after_a_concurrent_update_counts_its_reasons_once(
     assert report.tally.reasons == {"invalid_value": 1, "unknown_enum_value": 1}
     assert len(await held(parts[0])) == 2
     assert balanced(report)
+
+
+async def test_a_malformed_page_is_matched_to_open_entries_a_few_at_a_time(mapper) -> None:
+    clock = FakeClock(autojump=True)
+    store = CountingStore(clock)
+    parts = (store, clock, SyncEngine(store, load_registry(None), clock))
+    async with store.unit_of_work(TENANT) as uow:
+        for n in range(40):  # many broken pages held, each body its own
+            await uow.quarantine.add(
+                connection="mls1", entity="Listing", external_id=None, reason="unreadable page",
+                payload={"body": f"<html>{n}</html>"}, stream="Property", code="malformed_page",
+            )  # fmt: skip
+        await uow.commit()
+    store.calls.clear()
+    report = await sync(parts, PagesConnector(["<html>39</html>"]), {"Property": mapper})
+    calls = list(store.calls)
+    assert calls
+    assert all(limit is not None and limit <= 16 for limit, _ in calls)
+    assert report.tally.unreadable_pages == 1
+    assert len(await held(store)) == 40  # the newest held entry has that body: no second one
+    await sync(parts, PagesConnector(["<html>new</html>"]), {"Property": mapper})
+    assert len(await held(store)) == 41
