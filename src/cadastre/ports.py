@@ -427,6 +427,10 @@ class QuarantineRepository(Protocol):
 
     async def get(self, id: str) -> QuarantinedRecord | None: ...
 
+    async def open_counts(self, *, code: str | None = None) -> dict[str, int]:
+        """Unresolved entries (of ``code``) by connection, counted without reading them."""
+        ...
+
     async def note_failed_replay(self, id: str, *, reason: str, code: str) -> None:
         """A replay failed again: the entry keeps its payload, takes the new reason and code,
         and counts the attempt."""

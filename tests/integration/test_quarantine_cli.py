@@ -171,7 +171,7 @@ class _Counted:
         return getattr(self._inner, name)
 
     async def open_items(self, *args: Any, **kw: Any) -> list[Any]:
-        found = await self._inner.open_items(*args, **kw)
+        found: list[Any] = await self._inner.open_items(*args, **kw)
         self._calls.append((kw.get("limit"), len(found)))
         return found
 
@@ -215,7 +215,9 @@ def test_list_and_replay_read_entries_in_bounded_pages() -> None:
                 )  # fmt: skip
             await uow.commit()
         hub = StubHub(store, clock)
-        bounded = lambda: all(limit is not None and n <= limit <= 500 for limit, n in store.calls)  # noqa: E731
+
+        def bounded() -> bool:
+            return all(limit is not None and n <= limit <= 500 for limit, n in store.calls)
 
         _, found, more = await _list(hub, "acme", None, None, 7)  # type: ignore[arg-type]
         assert ([q.external_id for _, q in found], more) == ([f"L{n}" for n in range(7)], 1_193)
@@ -235,6 +237,6 @@ def test_list_and_replay_read_entries_in_bounded_pages() -> None:
         store.calls.clear()
         await _replay(hub, "acme", "late", None, ())  # type: ignore[arg-type]
         assert hub.replays[-1] == ("acme", "late", None)
-        assert store.calls == [(1, 1)]  # one entry tells that the connection holds some
+        assert store.calls == []  # the store's counts tell which connections hold some
 
     asyncio.run(check())

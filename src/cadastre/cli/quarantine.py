@@ -111,33 +111,16 @@ async def _list(
             if want > 0:
                 shown = await uow.quarantine.open_items(connection, code=code, limit=want)
                 found += [(t, q) for q in shown]
-            if len(shown) == want:  # this tenant may hold more than was shown
-                after = shown[-1].id if shown else None
-                more += await _count_open(uow, connection, code, after)
+            counts = await uow.quarantine.open_counts(code=code)
+            held = counts.get(connection, 0) if connection is not None else sum(counts.values())
+            more += held - len(shown)
     return hub.clock.now(), found, more
 
 
-async def _count_open(
-    uow: UnitOfWork, connection: str | None, code: str | None, after: str | None
-) -> int:
-    total = 0
-    while page := await uow.quarantine.open_items(connection, code=code, after=after, limit=PAGE):
-        total += len(page)
-        after = page[-1].id
-    return total
-
-
 async def _holders(uow: UnitOfWork, connection: str | None, code: str | None) -> list[str]:
-    """The connections with open entries (of ``code``), read a page at a time."""
-    if connection is not None:
-        held = await uow.quarantine.open_items(connection, code=code, limit=1)
-        return [connection] if held else []
-    names: dict[str, None] = {}
-    after: str | None = None
-    while page := await uow.quarantine.open_items(None, code=code, after=after, limit=PAGE):
-        names.update(dict.fromkeys(q.connection for q in page))
-        after = page[-1].id
-    return list(names)
+    """The connections with open entries (of ``code``), counted by the store."""
+    counts = await uow.quarantine.open_counts(code=code)
+    return [name for name in counts if connection is None or name == connection]
 
 
 async def _replay(

@@ -480,6 +480,13 @@ class _Quarantine(_Repo):
         found = self._s.quarantine.get(id)
         return None if found is None or found[0] != self._t else found[1]
 
+    async def open_counts(self, *, code: str | None = None) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t, q in self._s.quarantine.values():
+            if t == self._t and q.resolved_at is None and (code is None or q.code == code):
+                counts[q.connection] = counts.get(q.connection, 0) + 1
+        return dict(sorted(counts.items()))
+
     async def note_failed_replay(self, id: str, *, reason: str, code: str) -> None:
         found = self._s.quarantine.get(id)
         if found is None or found[0] != self._t:

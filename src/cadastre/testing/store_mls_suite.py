@@ -116,6 +116,9 @@ class MlsStoreSuite:
             rest = await uow.quarantine.open_items("mls", after=first_two[-1].id)
             assert [q.external_id for q in rest] == ["X2", "X3", "X4"]
             assert await uow.quarantine.get(items[2].id) == items[2]
+            assert await uow.quarantine.open_counts() == {"mls": 5}
+            assert await uow.quarantine.open_counts(code="unknown_enum_value") == {"mls": 2}
+            assert await uow.quarantine.open_counts(code="nothing") == {}
             assert await uow.quarantine.get(other.id) is None  # another tenant's entry
             clock.advance(60)
             await uow.quarantine.note_failed_replay(
@@ -133,8 +136,14 @@ class MlsStoreSuite:
                 {"i": 1},
             )
             assert again.resolved_at is None
+        async with store.unit_of_work(A) as uow:
+            await uow.quarantine.resolve(items[0].id)
+            await uow.commit()
+        async with store.unit_of_work(A, read_only=True) as uow:
+            assert await uow.quarantine.open_counts() == {"mls": 4}  # resolved ones not counted
         async with store.unit_of_work(B, read_only=True) as uow:
             assert await uow.quarantine.open_items() == [other]
+            assert await uow.quarantine.open_counts() == {"mls": 1}
 
     async def test_refs_of_one_connection_page_by_external_id(self, store: Store) -> None:
         refs = [ExternalRef("mls", "north", "Listing", f"K{i:03}", f"c{i}") for i in range(7)]

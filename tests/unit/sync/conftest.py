@@ -189,7 +189,7 @@ class _Counted:
         return getattr(self._inner, name)
 
     async def open_items(self, *args: Any, **kw: Any) -> list[Any]:
-        found = await self._inner.open_items(*args, **kw)
+        found: list[Any] = await self._inner.open_items(*args, **kw)
         self._store.calls.append((kw.get("limit"), len(found)))
         return found
 

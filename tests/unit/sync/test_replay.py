@@ -175,7 +175,7 @@ class Watched(QuarantineReplay):
         self.counting = store
         self.batches: list[tuple[int, int]] = []  # (entries read by id so far, batch size)
 
-    async def _replay(self, tenant, system, mappers, rebuild, entries, summary) -> None:  # type: ignore[no-untyped-def]
+    async def _replay(self, tenant, system, mappers, rebuild, entries, summary) -> None:
         self.batches.append((self.counting.gets, len(entries)))
         await super()._replay(tenant, system, mappers, rebuild, entries, summary)
 

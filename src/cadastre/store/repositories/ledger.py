@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from cadastre.contract.changes import ApplyResult
 from cadastre.contract.events import EventEnvelope
@@ -94,6 +94,16 @@ class SqlQuarantine(SqlRepository):
             await self.execute(select(t.quarantine).where(c.tenant == self.tenant, c.id == id))
         ).first()
         return None if row is None else _quarantined(row)
+
+    async def open_counts(self, *, code: str | None = None) -> dict[str, int]:
+        c = t.quarantine.c
+        query = select(c.connection, func.count().label("n")).where(
+            c.tenant == self.tenant, c.resolved_at.is_(None)
+        )
+        if code is not None:
+            query = query.where(c.code == code)
+        rows = await self.execute(query.group_by(c.connection).order_by(c.connection))
+        return {row.connection: int(row.n) for row in rows}
 
     async def note_failed_replay(self, id: str, *, reason: str, code: str) -> None:
         c = t.quarantine.c
