@@ -46,8 +46,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def running(clock: FakeClock) -> AsyncIterator[tuple[RetsSimulator, str]]:
-    sim = RetsSimulator(records=300, seed=9, clock=clock)
+async def running(
+    clock: FakeClock, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[RetsSimulator, str]]:
+    extra = getattr(request, "param", {})  # simulator options, by indirect parametrization
+    sim = RetsSimulator(records=300, seed=9, clock=clock, **extra)
     async with serve(sim.app) as server:
         yield sim, server.url
 
@@ -306,3 +309,125 @@ async def test_a_server_ignoring_offset_is_caught_even_when_every_row_is_malform
     sim.max_rows, sim.ignore_offset = 25, True
     with pytest.raises(Exception, match="ignores Offset"):
         await asyncio.wait_for(read_all(make()), timeout=20)
+
+
+async def read_until(
+    c: RetsConnector, cursor: dict[str, Any] | None, stop: Callable[[RawPage], bool]
+) -> list[RawPage]:
+    """The pages of a read up to the first one ``stop`` likes: a run that ends there."""
+    pages: list[RawPage] = []
+    reading = c.read("Property", cursor)
+    try:
+        async for page in reading:
+            pages.append(page)
+            if stop(page):
+                break
+    finally:
+        await reading.aclose()  # type: ignore[attr-defined]  # an async generator
+    return pages
+
+
+@pytest.mark.parametrize("kind", ["text/plain", None])
+async def test_not_logged_in_is_seen_whatever_content_type_the_reply_has(
+    running: tuple[RetsSimulator, str], clock: FakeClock, make: Make, kind: str | None
+) -> None:
+    sim, _url = running
+    sim.reply_content_type = kind
+    sim.max_rows = 50
+    c = make()
+    pages: list[RawPage] = []
+    async for page in c.read("Property", None):
+        pages.append(page)
+        if len(pages) == 2:
+            sim.logins.expire_all()  # the server forgets us mid-read
+    assert sorted(keys_of(pages)) == sorted(sim.records)
+    assert (c.logins, sim.logins.expired_replies) == (2, 1)
+    # GetObject's replies are read by their body too; photos stay photos.
+    none = next(k for k, r in sim.records.items() if r["PhotoCount"] == "0")
+    assert await c.photos(none) == []
+    one = next(k for k, r in sim.records.items() if r["PhotoCount"] == "1")
+    (photo,) = await c.photos(one)
+    assert photo.content.startswith(b"\xff\xd8")
+
+
+@pytest.mark.parametrize("running", [{"millis": True}], indirect=True)
+async def test_records_stamped_with_milliseconds_are_all_read_once(
+    running: tuple[RetsSimulator, str], clock: FakeClock, make: Make
+) -> None:
+    sim, _url = running
+    clock.advance(0.1)
+    same = [f"L{n:07d}" for n in range(1, 41)]
+    for key in same:  # forty records inside one second, 20 ms apart
+        sim.touch(keys=[key])
+        clock.advance(0.02)
+    stamp = sim.records["L0000040"]["ModificationTimestamp"]
+    assert stamp.endswith(".880")
+    sim.max_rows = 25  # windows split down to that second, which is paged with Offset
+    pages = await read_all(make())
+    keys = keys_of(pages)
+    assert len(keys) == len(set(keys)) == 300
+    record = next(r for p in pages for r in p.records if r.external_id == "L0000040")
+    assert record.source_time is not None
+    assert sim.local_time(record.source_time) == stamp  # the milliseconds are kept
+    sim.ignore_offset, sim.max_rows = True, 39  # halving alone: every window bound is exact
+    clock.advance(1)
+    sim.touch(keys=same[:30])  # thirty in the next second, ten left: each fits one answer
+    keys = keys_of(await read_all(make()))
+    assert len(keys) == len(set(keys)) == 300
+
+
+async def test_an_unreadable_photo_answer_does_not_hold_the_listings_back(
+    running: tuple[RetsSimulator, str], clock: FakeClock, make: Make
+) -> None:
+    sim, _url = running
+    with_photos = sorted(k for k, r in sim.records.items() if int(r["PhotoCount"]) >= 1)
+    broken = with_photos[3]
+    sim.broken_photos.add(broken)
+    c = make(media=True, media_batch=7)
+    pages = await read_all(c)
+    assert [p.problem for p in pages if p.problem is not None] == []
+    listings = [r for p in pages for r in p.records if r.stream == "Property"]
+    assert sorted(str(r.external_id) for r in listings) == sorted(sim.records)
+    media = [r for p in pages for r in p.records if r.stream == "Media"]
+    (bad,) = [r for r in media if r.problem is not None]  # quarantined, with the answer
+    assert broken in str(bad.problem)
+    assert bad.data["ResourceRecordKey"] == broken
+    assert "Content-ID" in bad.data["answer"]
+    good = {r.data["ResourceRecordKey"] for r in media if r.problem is None}
+    assert good == set(with_photos) - {broken}  # the others in its batch are asked again
+    cursor = dict(pages[-1].cursor)
+    assert cursor["ModificationTimestamp"] == max(
+        r["ModificationTimestamp"] for r in sim.records.values()
+    )
+    assert (await read_all(c, cursor))[0].records == []  # the next run is not stuck there
+
+
+async def test_a_mass_update_in_one_second_is_paged_and_resumed_from_its_offset(
+    running: tuple[RetsSimulator, str], clock: FakeClock, make: Make
+) -> None:
+    sim, _url = running
+    same = [f"L{n:07d}" for n in range(1, 61)]
+    sim.touch(keys=same)  # sixty records in one second
+    second = sim.records[same[0]]["ModificationTimestamp"]
+    sim.max_rows = 25
+    c = make()
+    first = await read_until(c, None, lambda p: "offset" in p.cursor)  # a run ends mid-second
+    cut = dict(first[-1].cursor)
+    assert cut == {"ModificationTimestamp": second, "keys": [], "offset": 25, "count": 60}
+    rest = await read_all(c, cut)
+    keys = keys_of(first) + keys_of(rest)
+    assert len(keys) == len(set(keys)) == 300  # each record once across the two runs
+    for page in first + rest:  # one answer at a time in memory, and no key list in the cursor
+        assert len(page.records) <= 25
+        assert len(page.cursor["keys"]) <= 25
+    done = dict(rest[-1].cursor)
+    assert done == {"ModificationTimestamp": second, "keys": [], "offset": 60, "count": 60}
+    assert (await read_all(c, done))[0].records == []  # nothing new: past the offset, nothing
+
+    # A record read before the cut moves on meanwhile: the others' offsets shift down one, so
+    # the count tells, and the second is read whole again (duplicates, never a gap).
+    clock.advance(5)
+    moved = sim.touch(keys=[same[0]])
+    again = keys_of(await read_all(c, cut))
+    assert set(same) <= set(again)
+    assert moved[0] in again

@@ -5,12 +5,16 @@ COMPACT) and Logout, on the simulator clock.
 
 Legacy server habits it reproduces on demand: a row cap per search (``max_rows``: the answer
 stops there and says ``<MAXROWS/>``) and a server that ignores ``Offset`` (``ignore_offset``), so
-a client can only reach the rest of a large result by narrowing its query. Search answers rows in
+a client can only reach the rest of a large result by narrowing its query; replies sent as
+``text/plain`` or without a content type (``reply_content_type``); timestamps kept to the
+millisecond (``millis``: ``2026-11-27T09:00:05.512``), as RETS 1.8 allows; listings whose photos
+GetObject answers with a cut-off multipart body (``broken_photos``). Search answers rows in
 ListingID order, not by timestamp, as many servers do.
 
 Admin (JSON): ``POST /admin/touch`` ``{"keys": [...] | "count": n, "changes": {...}}``,
 ``POST /admin/delete`` ``{"keys": [...]}``, ``POST /admin/expire-sessions``,
-``GET|POST /admin/settings`` ``{"max_rows": n|null, "ignore_offset": bool, "session_idle": s}``,
+``GET|POST /admin/settings`` ``{"max_rows": n|null, "ignore_offset": bool, "session_idle": s,
+"reply_content_type": str|null, "millis": bool}``,
 beside the base simulator's stats, faults and rate limit.
 """
 
@@ -44,7 +48,7 @@ from cadastre.simulators.rets.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
     from datetime import datetime
 
     from starlette.requests import Request
@@ -80,6 +84,7 @@ class RetsSimulator(Simulator):
         max_rows: int | None = None,
         ignore_offset: bool = False,
         session_idle: float = 1800.0,
+        millis: bool = False,
         rate_limit: RateLimit | None = None,
         faults: FaultProfile | None = None,
     ) -> None:
@@ -89,8 +94,11 @@ class RetsSimulator(Simulator):
         self.max_rows = max_rows
         self.ignore_offset = ignore_offset
         self.fields = field_map(FIELDS)
-        self._records = generate(records, seed, self.zone)
+        self.millis = millis  # timestamps with milliseconds (generated and touched ones)
+        self._records = generate(records, seed, self.zone, millis=millis)
         self.malformed: set[str] = set()  # keys whose DATA row is served with a column too many
+        self.broken_photos: set[str] = set()  # keys whose GetObject answer is cut off
+        self.reply_content_type: str | None = "text/xml"  # None: replies without one
         self._touch_rng = random.Random(seed + 3)  # noqa: S311 - reproducible, not secret
         super().__init__(clock=clock, rate_limit=rate_limit, faults=faults)
         self.stats = RetsStats()
@@ -106,7 +114,7 @@ class RetsSimulator(Simulator):
         return self._records
 
     def local_time(self, when: datetime) -> str:
-        return format_datetime(when, self.zone)
+        return format_datetime(when, self.zone, millis=self.millis)
 
     # ----------------------------------------------------------------------- moving the MLS
 
@@ -125,7 +133,7 @@ class RetsSimulator(Simulator):
         bad = set(changes or {}) - set(self.fields)
         if unknown or bad:
             raise ValueError(f"unknown keys {unknown[:5]} or fields {sorted(bad)}")
-        stamp = format_datetime(at or self.clock.now(), self.zone)
+        stamp = format_datetime(at or self.clock.now(), self.zone, millis=self.millis)
         for key in chosen:
             record = self._records[key]
             record.update({k: "" if v is None else str(v) for k, v in (changes or {}).items()})
@@ -140,13 +148,30 @@ class RetsSimulator(Simulator):
     def routes(self) -> list[BaseRoute]:
         both = ["GET", "POST"]
         return [
-            Route("/rets/login", self._login, methods=both),
-            Route("/rets/search", self._search, methods=both),
-            Route("/rets/getobject", self._getobject, methods=both),
-            Route("/rets/getmetadata", self._getmetadata, methods=both),
-            Route("/rets/logout", self._logout, methods=both),
+            Route("/rets/login", self._typed(self._login), methods=both),
+            Route("/rets/search", self._typed(self._search), methods=both),
+            Route("/rets/getobject", self._typed(self._getobject), methods=both),
+            Route("/rets/getmetadata", self._typed(self._getmetadata), methods=both),
+            Route("/rets/logout", self._typed(self._logout), methods=both),
             Route("/photos/{name}", self._photo, methods=["GET"]),
         ]
+
+    def _typed(
+        self, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` with its RETS replies sent as ``reply_content_type`` says (servers send
+        them as text/plain, or with no content type at all)."""
+
+        async def endpoint(request: Request) -> Response:
+            response = await handler(request)
+            if response.headers.get("content-type", "").startswith("text/xml"):
+                if self.reply_content_type is None:
+                    del response.headers["content-type"]
+                else:
+                    response.headers["content-type"] = self.reply_content_type
+            return response
+
+        return endpoint
 
     def admin_routes(self) -> list[BaseRoute]:
         return [
@@ -251,6 +276,10 @@ class RetsSimulator(Simulator):
                     parts.append((headers, photo_bytes(key, index)))
         if not parts:
             return replies.reply(replies.NO_OBJECT_FOUND)
+        if self.broken_photos & {h["Content-ID"] for h, _ in parts}:
+            media = f'multipart/related; boundary="{BOUNDARY}"; type="image/jpeg"'
+            cut = f"--{BOUNDARY}\r\nContent-ID: ".encode()  # the connection dropped here
+            return Response(cut, headers={**replies.HEADERS, "Content-Type": media})
         if len(parts) == 1:
             headers, content = parts[0]
             return Response(content, headers={**replies.HEADERS, **headers})
@@ -336,9 +365,10 @@ class RetsSimulator(Simulator):
         if request.method == "POST":
             try:
                 body = await read_json(request)
-                if not isinstance(body, dict) or set(body) - {"max_rows", "ignore_offset",
-                                                              "session_idle"}:  # fmt: skip
-                    raise ValueError("the body holds max_rows, ignore_offset, session_idle")
+                known = {"max_rows", "ignore_offset", "session_idle", "reply_content_type",
+                         "millis"}  # fmt: skip
+                if not isinstance(body, dict) or set(body) - known:
+                    raise ValueError(f"the body holds {', '.join(sorted(known))}")
                 if "max_rows" in body:
                     rows = body["max_rows"]
                     if rows is not None and (not isinstance(rows, int) or rows < 1):
@@ -348,10 +378,19 @@ class RetsSimulator(Simulator):
                     self.ignore_offset = bool(body["ignore_offset"])
                 if "session_idle" in body:
                     self.logins.session_idle = float(body["session_idle"])
+                if "reply_content_type" in body:
+                    kind = body["reply_content_type"]
+                    if kind is not None and not isinstance(kind, str):
+                        raise ValueError("reply_content_type is a string or null")
+                    self.reply_content_type = kind
+                if "millis" in body:
+                    self.millis = bool(body["millis"])
             except (ValueError, TypeError) as exc:
                 return json_response({"error": str(exc)}, 400)
         return json_response({"max_rows": self.max_rows, "ignore_offset": self.ignore_offset,
-                              "session_idle": self.logins.session_idle})  # fmt: skip
+                              "session_idle": self.logins.session_idle,
+                              "reply_content_type": self.reply_content_type,
+                              "millis": self.millis})  # fmt: skip
 
 
 async def _arguments(request: Request) -> dict[str, str]:

@@ -73,18 +73,24 @@ def field_map(fields: tuple[Field, ...] = FIELDS) -> dict[str, Field]:
     return {f.name: f for f in fields}
 
 
-def format_datetime(value: datetime, zone: ZoneInfo) -> str:
-    """RETS DateTime: the server's local time, no offset, to the second."""
-    return value.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
+def format_datetime(value: datetime, zone: ZoneInfo, *, millis: bool = False) -> str:
+    """RETS DateTime: the server's local time, no offset, to the second (or the millisecond)."""
+    local = value.astimezone(zone)
+    whole = local.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{local.microsecond // 1000:03d}" if millis else whole
 
 
 def listing_key(n: int) -> str:
     return f"L{n:07d}"
 
 
-def generate(n: int, seed: int, zone: ZoneInfo) -> dict[str, dict[str, Any]]:
-    """``n`` records as the server stores them (values are codes and strings, as on the wire)."""
+def generate(
+    n: int, seed: int, zone: ZoneInfo, *, millis: bool = False
+) -> dict[str, dict[str, Any]]:
+    """``n`` records as the server stores them (values are codes and strings, as on the wire);
+    with ``millis``, modification timestamps keep milliseconds too."""
     rng = random.Random(seed)  # noqa: S311 - reproducible data, not secrets
+    fractions = random.Random(seed + 1)  # noqa: S311 - apart, so the rest stays the same
     records: dict[str, dict[str, Any]] = {}
     statuses, weights = list(_STATUS_WEIGHTS), list(_STATUS_WEIGHTS.values())
     for i in range(1, n + 1):
@@ -92,6 +98,8 @@ def generate(n: int, seed: int, zone: ZoneInfo) -> dict[str, dict[str, Any]]:
         modified = DATA_EPOCH - timedelta(seconds=rng.randrange(int(SPREAD.total_seconds())))
         if i % 50 == 0:  # a few share one second with their neighbour, as bulk edits leave them
             modified = DATA_EPOCH - timedelta(hours=i % 7)
+        if millis:
+            modified += timedelta(milliseconds=fractions.randrange(1000))
         city, zip3 = rng.choice(_CITIES)
         property_type = rng.choices(["RE", "LD", "RL"], [85, 10, 5])[0]
         photos = rng.randrange(0, 6)
@@ -100,7 +108,7 @@ def generate(n: int, seed: int, zone: ZoneInfo) -> dict[str, dict[str, Any]]:
             "Status": rng.choices(statuses, weights)[0],
             "PropertyType": property_type,
             "ListPrice": str(rng.randrange(90, 1500) * 1000),
-            TIMESTAMP_FIELD: format_datetime(modified, zone),
+            TIMESTAMP_FIELD: format_datetime(modified, zone, millis=millis),
             "ListDate": (modified - timedelta(days=rng.randrange(1, 90))).date().isoformat(),
             "StreetNumber": str(rng.randrange(100, 9999)),
             "StreetName": f"{rng.choice(_STREETS)} St",

@@ -7,6 +7,7 @@ import pytest
 from cadastre.connectors.mls.rets.compact import (
     BadRow,
     ReplyUnreadable,
+    is_reply,
     parse_metadata,
     parse_multipart,
     parse_search,
@@ -133,3 +134,14 @@ def test_multipart_parts_keep_their_headers_and_bytes() -> None:
     ]
     with pytest.raises(ReplyUnreadable):
         parse_multipart(raw, "multipart/related")
+
+
+def test_a_reply_is_told_by_its_first_bytes_whatever_its_content_type() -> None:
+    assert is_reply(body("", 20701, "Not Logged In"))
+    assert is_reply(b'\xef\xbb\xbf  \r\n<?xml version="1.0"?>\n<!-- hi -->\n<RETS ReplyCode="0"/>')
+    assert is_reply(b"<RETS\n ReplyCode='20701' ReplyText='Not logged in'>")
+    assert not is_reply(b'\xff\xd8\xff\xe0<RETS ReplyCode="0"/>')  # a photo that says it
+    assert not is_reply(b'--boundary\r\nContent-ID: L1\r\n\r\n<RETS ReplyCode="0"/>')
+    assert not is_reply(b"<RETS-RESPONSE>")
+    assert not is_reply(b"<html><body>502</body></html>")
+    assert not is_reply(b"")

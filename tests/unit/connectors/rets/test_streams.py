@@ -31,7 +31,10 @@ def test_window_queries_are_inclusive_dmql_ranges() -> None:
         "(ModificationTimestamp=2026-11-01T09:30:00+)"
     )
     assert window_query("ModificationTimestamp", T, T + timedelta(hours=1)) == (
-        "(ModificationTimestamp=2026-11-01T09:30:00-2026-11-01T10:30:00)"
+        "(ModificationTimestamp=2026-11-01T09:30:00-2026-11-01T10:30:00.999)"
+    )
+    assert window_query("ModificationTimestamp", T, T, fractions=False) == (
+        "(ModificationTimestamp=2026-11-01T09:30:00-2026-11-01T09:30:00)"
     )
     assert any_of("Status", ["A", "U"], lookup=True) == "(Status=|A,U)"
     assert any_of("ListingID", ["L1", "L2"]) == "(ListingID=L1,L2)"
@@ -47,6 +50,11 @@ def test_built_queries_parse_on_the_simulator_side() -> None:
     assert parse(window_query("ModificationTimestamp", T, T + timedelta(hours=1)), fields)(record)
     assert not parse(window_query("ModificationTimestamp", T, T + SECOND), fields)(record)
     assert parse(any_of("Status", ["A", "U"], lookup=True), fields)(record)
+    # A window ending at a second holds what a server stamped later in that second.
+    late = {"ModificationTimestamp": "2026-11-01T09:30:00.750"}
+    assert parse(window_query("ModificationTimestamp", T, T), fields)(late)
+    assert not parse(window_query("ModificationTimestamp", T, T, fractions=False), fields)(late)
+    assert not parse(window_query("ModificationTimestamp", T + SECOND, None), fields)(late)
     with pytest.raises(DmqlError):
         parse("(ModificationTimestamp=yesterday+)", fields)
 
@@ -71,6 +79,7 @@ def test_halves_are_disjoint_and_cover_the_window_to_the_second(start: datetime,
 def test_parse_local_reads_rets_datetimes_and_refuses_the_rest() -> None:
     assert parse_local("2026-11-01T09:30:00") == T
     assert parse_local("2026-11-01 09:30:00.250") == T
+    assert parse_local("2026-11-01 09:30:00.250", fraction=True) == T.replace(microsecond=250_000)
     assert parse_local("2026-11-01T09:30:00-06:00") == T
     assert parse_local("yesterday") is None
     assert parse_local(None) is None
@@ -89,6 +98,20 @@ def test_the_cursor_keeps_the_keys_at_its_second_and_never_moves_back() -> None:
     assert later.advanced([(T, "F")]) == later
     assert later.seen(T + SECOND, "D")
     assert not later.seen(T + SECOND, "E")
+
+
+def test_a_second_paged_with_offset_keeps_a_count_not_its_keys() -> None:
+    keyed = Position(T, frozenset({"A", "B"}))
+    paged = keyed.paged(T, 2500, 60_000)
+    assert paged == Position(T, frozenset(), 2500, 60_000)
+    assert paged.cursor() == {"ModificationTimestamp": rets_time(T), "keys": [],
+                              "offset": 2500, "count": 60_000}  # fmt: skip
+    assert Position.of(paged.cursor()) == paged
+    assert paged.advanced([(T, "Z")]) == paged  # the offset, not keys, says how far in T
+    assert paged.advanced([(T + SECOND, "Z")]) == Position(T + SECOND, frozenset({"Z"}))
+    assert paged.paged(T - SECOND, 10, 10) == paged  # never backwards
+    damaged = {**paged.cursor(), "offset": "2500"}
+    assert Position.of(damaged) == Position(T, frozenset())  # read the whole second again
 
 
 def test_the_repeated_hour_as_daylight_time_ends_is_an_hour_back() -> None:

@@ -217,6 +217,36 @@ async def test_admin_touches_deletes_expires_and_refuses_bad_input(
     assert (await search(client, "(ListPrice=0+)")).reply.code == 20701
 
 
+async def test_reply_content_type_milliseconds_and_broken_photos_on_demand(
+    sim: RetsSimulator, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    changed = await client.post(
+        "/admin/settings", json={"reply_content_type": "text/plain", "millis": True}
+    )
+    assert changed.json()["reply_content_type"] == "text/plain"
+    answer = await client.get("/rets/search", params={**CAPS, "Query": "(ListPrice=0+)"})
+    assert answer.headers["content-type"] == "text/plain"
+    sim.reply_content_type = None
+    answer = await client.get("/rets/search", params={**CAPS, "Query": "(ListPrice=0+)"})
+    assert "content-type" not in answer.headers
+    assert parse_search(answer.content).reply.code == 0
+
+    clock.advance(0.25)
+    sim.touch(keys=["L0000001"])
+    stamp = sim.records["L0000001"]["ModificationTimestamp"]
+    assert stamp.endswith(".250")
+    whole = stamp[:-4]
+    assert not (await search(client, f"(ModificationTimestamp={whole}-{whole})")).rows
+    assert (await search(client, f"(ModificationTimestamp={whole}-{whole}.999)")).rows
+
+    key = next(k for k, r in sim.records.items() if int(r["PhotoCount"]) >= 2)
+    sim.broken_photos.add(key)
+    params = {"Resource": "Property", "Type": "Photo", "ID": f"{key}:*"}
+    cut = await client.get("/rets/getobject", params=params)
+    with pytest.raises(ValueError, match="without headers"):
+        parse_multipart(cut.content, cut.headers["content-type"])
+
+
 async def test_a_malformed_row_has_a_column_too_many(
     sim: RetsSimulator, client: httpx.AsyncClient
 ) -> None:

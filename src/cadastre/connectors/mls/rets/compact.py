@@ -21,6 +21,11 @@ _COLUMNS = re.compile(rb"<COLUMNS>(.*?)</COLUMNS>", re.S)
 _DATA = re.compile(rb"<DATA>(.*?)</DATA>", re.S)
 _MAXROWS = re.compile(rb"<MAXROWS\s*/?>")
 _BLOCK = re.compile(rb"<(METADATA-[A-Z_]+)\s([^>]*)>(.*?)</\1>", re.S)
+# What a RETS reply starts with: a byte-order mark, whitespace and an XML declaration (and
+# comments) are all optional, then the <RETS element itself.
+_REPLY_START = re.compile(
+    rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<RETS[\s/>]", re.S
+)
 
 
 class ReplyUnreadable(ValueError):
@@ -57,6 +62,13 @@ class MetadataBlock:
     kind: str  # METADATA-TABLE, METADATA-LOOKUP_TYPE, ...
     attributes: dict[str, str]
     rows: list[dict[str, str]]
+
+
+def is_reply(body: bytes) -> bool:
+    """Whether ``body`` is a RETS reply by its first bytes, whatever the content type says:
+    servers answer text/xml, text/plain or nothing at all. An image or a multipart answer
+    never starts with ``<RETS``."""
+    return _REPLY_START.match(body[:4096]) is not None
 
 
 def reply_of(body: bytes) -> Reply:

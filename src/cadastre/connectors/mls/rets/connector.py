@@ -10,8 +10,10 @@ is the server refusing us (``VendorAuthRefused``).
 Reads walk DMQL2 time windows (see ``streams``). A reply that is no RETS reply at all ends the read
 with an unreadable page (quarantined with its body; the cursor stays where the last good window
 left it); a row that cannot be read is passed on with a ``problem`` so it is quarantined, never
-dropped. ``keys`` lists every key the same way (``Select=`` the key only) for reconciliation, and
-raises instead, since a partial list would look like deletions.
+dropped; a photo answer that cannot be read becomes a ``Media`` record with a ``problem`` for
+that listing, never holding the listings back. ``keys`` lists every key the same way
+(``Select=`` the key only) for reconciliation, and raises instead, since a partial list would look
+like deletions.
 
 The module runs past 400 lines because every transaction here (search, photos, metadata, keys)
 goes through the one session and its re-login; what needs no session (reading replies, windows
@@ -22,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
@@ -34,12 +37,14 @@ from cadastre.connectors.mls.rets.compact import (
     ObjectPart,
     ReplyUnreadable,
     SearchResult,
+    is_reply,
     parse_metadata,
     parse_multipart,
     parse_search,
     reply_of,
 )
 from cadastre.connectors.mls.rets.streams import (
+    LAST_MILLISECOND,
     SECOND,
     Position,
     instant,
@@ -60,7 +65,6 @@ from cadastre.ports import RawPage, RawRecord, StreamSchema
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
-    from datetime import datetime
 
     from cadastre.connectors.mls.rets.settings import RetsSettings
     from cadastre.gateway import Gateway
@@ -74,6 +78,7 @@ NO_METADATA_FOUND = 20503
 # Search codes that mean our query is wrong (no retry helps); others are the server's trouble.
 _QUERY_REFUSED = {20200, 20202, 20206, 20207, 20211}
 MEDIA_STREAM = "Media"
+log = logging.getLogger(__name__)
 _RAW_CAP = 64 * 1024  # how much of an unreadable answer the quarantine keeps
 
 
@@ -84,6 +89,22 @@ class Photo:
     content_type: str
     content: bytes
     description: str | None = None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A complete answer of a window, or one answer of a second paged with Offset: ``second``,
+    its rows read so far through this one (``done``) and how many it holds (``count``)."""
+
+    result: SearchResult
+    second: datetime | None = None
+    done: int = 0
+    count: int | None = None
+
+
+def _whole(result: SearchResult, done: int) -> bool:
+    """Whether a second paged with Offset is read through, ``done`` rows in."""
+    return done >= result.count if result.count is not None else not result.max_rows
 
 
 class _Unreadable(Exception):
@@ -175,7 +196,9 @@ class RetsConnector:
             if url is None:
                 raise VendorProtocolError(f"RETS server offers no {capability} capability")
             response = await self._gateway.get(url, params=params, headers=self._headers(cookie))
-            if "xml" not in response.headers.get("content-type", ""):
+            # By its body, not its content type: servers send replies as text/plain or untyped
+            # too, and a 20701 missed here would keep a dead session for good.
+            if not is_reply(response.content):
                 return response
             try:
                 code = reply_of(response.content).code
@@ -226,7 +249,11 @@ class RetsConnector:
         if code == NO_RECORDS_FOUND:
             return SearchResult(result.reply, count=0)
         if code in _QUERY_REFUSED:
-            raise VendorRejected(f"RETS search refused {query!r}: {code} {text!r}")
+            hint = (
+                " (a server that refuses fractions of a second in DMQL needs "
+                "window_fractions: false)" if LAST_MILLISECOND in query else ""
+            )  # fmt: skip
+            raise VendorRejected(f"RETS search refused {query!r}: {code} {text!r}{hint}")
         if code != 0:
             raise VendorProtocolError(f"RETS search answered {code} {text!r}")
         return result
@@ -235,15 +262,37 @@ class RetsConnector:
         now = self._clock.now().astimezone(self._zone)
         return now.replace(tzinfo=None, microsecond=0)
 
-    async def _windows(self, low: datetime, select: str | None) -> AsyncIterator[SearchResult]:
-        """Complete answers of disjoint windows covering [low, forever), earliest first."""
-        field = self._mapper.timestamp
-        pending: list[tuple[datetime, datetime | None]] = [(low, None)]
+    def _query(self, low: datetime, high: datetime | None) -> str:
+        return window_query(self._mapper.timestamp, low, high,
+                            fractions=self._settings.window_fractions)  # fmt: skip
+
+    async def _windows(
+        self, low: datetime, select: str | None, resume: Position | None = None
+    ) -> AsyncIterator[_Answer]:
+        """Complete answers of disjoint windows covering [low, forever), earliest first. A
+        ``resume`` position inside a second paged with Offset goes on from its offset there."""
+        if resume is None or resume.offset is None:
+            async for answer in self._walk(low, None, select):
+                yield answer
+            return
+        if low < resume.time:  # an overlap, or the repeated hour: what comes before, again
+            async for answer in self._walk(low, resume.time - SECOND, select):
+                yield answer
+        async for answer in self._resume_second(resume, select):
+            yield answer
+        async for answer in self._walk(resume.time + SECOND, None, select):
+            yield answer
+
+    async def _walk(
+        self, low: datetime, high: datetime | None, select: str | None
+    ) -> AsyncIterator[_Answer]:
+        """The windows of [low, high] (high None: open), halving each capped one."""
+        pending: list[tuple[datetime, datetime | None]] = [(low, high)]
         while pending:
             start, end = pending.pop()
-            result = await self._search(window_query(field, start, end), select=select)
+            result = await self._search(self._query(start, end), select=select)
             if not result.truncated:
-                yield result
+                yield _Answer(result)
                 continue
             if end is None:
                 # The open window: close it at now (or a day on, for clocks behind the server's)
@@ -251,31 +300,56 @@ class RetsConnector:
                 end = max(self._now_local(), start + timedelta(days=1))
                 pending.append((end + SECOND, None))
             if end <= start:
-                yield await self._one_second(start, result, select)
+                done = len(result.rows)
+                yield _Answer(result, start, done, result.count)
+                async for answer in self._rest_of_second(start, result, done, select):
+                    yield answer
                 continue
             pending.extend(reversed(split(start, end)))
 
-    async def _one_second(
-        self, second: datetime, first: SearchResult, select: str | None
-    ) -> SearchResult:
-        """More records in one second than one answer holds: page it with Offset, which only
-        works where the server honours it (a repeated key says it does not)."""
-        query = window_query(self._mapper.timestamp, second, second)
-        rows = list(first.rows)
-        seen = {self._identity(r) for r in rows}
+    async def _resume_second(self, at: Position, select: str | None) -> AsyncIterator[_Answer]:
+        """The rest of a second a previous read paged part of: from its offset, or all of it
+        again if its count changed meanwhile (a record that left it or joined it shifts the
+        others' offsets: reading it whole again brings duplicates, never a gap)."""
+        done = at.offset or 0
+        query = self._query(at.time, at.time)
+        first = await self._search(query, offset=done + 1, select=select)
+        if first.count is not None and at.count is not None and first.count != at.count:
+            first = await self._search(query, select=select)
+            done = 0
+        if not first.rows:
+            return
+        done += len(first.rows)
+        yield _Answer(first, at.time, done, first.count)
+        if not _whole(first, done):
+            async for answer in self._rest_of_second(at.time, first, done, select):
+                yield answer
+
+    async def _rest_of_second(
+        self, second: datetime, first: SearchResult, done: int, select: str | None
+    ) -> AsyncIterator[_Answer]:
+        """More records in one second than one answer holds: page it with Offset, an answer at a
+        time, which only works where the server honours Offset (rows of the first answer or the
+        one before coming back say it does not)."""
+        query = self._query(second, second)
+        anchor = {self._identity(r) for r in first.rows}
+        previous: set[tuple[str, str | None]] = set()
         while True:
-            more = await self._search(query, select=select, offset=len(rows) + 1)
+            more = await self._search(query, select=select, offset=done + 1)
             keys = {self._identity(r) for r in more.rows}
-            if keys & seen:
+            if keys & (anchor | previous):
                 raise VendorProtocolError(
-                    f"more than {len(rows)} records share the second {second.isoformat()} and "
+                    f"more than {done} records share the second {second.isoformat()} and "
                     "the server ignores Offset: they cannot all be read (raise page_size to at "
                     "least the server's row cap)"
                 )
-            seen |= keys
-            rows.extend(more.rows)
-            if not more.rows or not more.truncated:
-                return SearchResult(first.reply, first.columns, rows, len(rows), False)
+            if not more.rows:
+                return
+            done += len(more.rows)
+            yield _Answer(more, second, done, more.count)
+            if _whole(more, done):
+                return
+            previous = keys
 
     def _identity(self, row: Mapping[str, str] | BadRow) -> tuple[str, str | None]:
         """What tells a row from the others of its second: its key, or an unreadable row's text
@@ -301,7 +375,8 @@ class RetsConnector:
         committed: dict[str, Any] = dict(cursor or {})
         yielded = False
         try:
-            async for result in self._windows(low, select=None):
+            async for answer in self._windows(low, select=None, resume=start):
+                result = answer.result
                 records: list[RawRecord] = []
                 stamps: list[tuple[datetime, str]] = []
                 for row in result.rows:
@@ -311,6 +386,19 @@ class RetsConnector:
                     records.append(record)
                     if local is not None and record.external_id is not None:
                         stamps.append((local, record.external_id))
+                if answer.second is not None:  # a second paged with Offset: how far in it
+                    second, done, count = answer.second, answer.done, answer.count
+                    position = (
+                        position.paged(second, done, count) if position is not None
+                        else Position(second, frozenset(), done, count)
+                    )  # fmt: skip
+                    committed = position.cursor()
+                elif stamps:
+                    position = (
+                        position.advanced(stamps) if position is not None
+                        else Position(stamps[0][0], frozenset()).advanced(stamps)
+                    )  # fmt: skip
+                    committed = position.cursor()
                 if not records:
                     continue
                 records.sort(key=_order)
@@ -318,12 +406,6 @@ class RetsConnector:
                 if self._settings.media:
                     since = low if start is not None else None
                     media = await self._media_of(self._photos_changed(records, since))
-                if stamps:
-                    position = (
-                        position.advanced(stamps) if position is not None
-                        else Position(stamps[0][0], frozenset()).advanced(stamps)
-                    )  # fmt: skip
-                    committed = position.cursor()
                 yield RawPage(stream, [*records, *media], committed)
                 yielded = True
         except _Unreadable as bad:
@@ -341,14 +423,17 @@ class RetsConnector:
         for name, value in row.items():
             if value == "":
                 data[name] = None  # COMPACT has no null: an empty value is one
-            elif name in datetime_fields and (local := parse_local(value)) is not None:
-                data[name] = instant(local, self._zone).isoformat()
+            elif (
+                name in datetime_fields and (exact := parse_local(value, fraction=True)) is not None
+            ):
+                data[name] = instant(exact, self._zone).isoformat()
             else:
                 data[name] = value
         key = (row.get(self._mapper.key) or "").strip() or None
         stamp = row.get(self._mapper.timestamp) or None
-        local = parse_local(stamp)
-        source_time = instant(local, self._zone) if local is not None else None
+        exact = parse_local(stamp, fraction=True)
+        source_time = instant(exact, self._zone) if exact is not None else None
+        local = exact.replace(microsecond=0) if exact is not None else None  # windows: seconds
         return RawRecord(stream, key, data, source_time, source_version=stamp), local
 
     async def _datetime_field_names(self) -> frozenset[str]:
@@ -366,7 +451,8 @@ class RetsConnector:
         """Every live key of ``stream`` (``Select=`` the key field), one window at a time."""
         key = self._mapper.key
         try:
-            async for result in self._windows(self._settings.history_start, select=key):
+            async for answer in self._windows(self._settings.history_start, select=key):
+                result = answer.result
                 batch = [row[key] for row in result.rows if isinstance(row, dict) and row.get(key)]
                 if len(batch) != len(result.rows):
                     raise VendorProtocolError("RETS key search: a row without a key")
@@ -441,7 +527,7 @@ class RetsConnector:
             params["Location"] = "1"
         response = await self._call("GetObject", params)
         kind = response.headers.get("content-type", "")
-        if "xml" in kind:
+        if is_reply(response.content) or "xml" in kind:
             try:
                 reply = reply_of(response.content)
             except ReplyUnreadable as exc:
@@ -464,24 +550,52 @@ class RetsConnector:
         listings = sorted(changed)
         batch = self._settings.media_batch
         for i in range(0, len(listings), batch):
-            for part in await self._objects(listings[i : i + batch], by_location=True):
-                listing = part.headers.get("content-id", "")
-                object_id = part.headers.get("object-id", "")
-                when = changed.get(listing)
-                key = f"{listing}-{object_id}" if listing and object_id else None
-                data: dict[str, Any] = {
-                    "MediaKey": key, "ResourceRecordKey": listing or None,
-                    "ResourceName": self._settings.resource, "MediaCategory": "Photo",
-                    "Order": int(object_id) if object_id.isdigit() else None,
-                    "MediaObjectID": object_id or None,
-                    "MediaURL": part.headers.get("location"),
-                    "ShortDescription": (part.headers.get("content-description") or "")[:50]
-                    or None,
-                    "MediaModificationTimestamp": when.isoformat() if when else None,
-                }  # fmt: skip
-                stamp = data["MediaModificationTimestamp"]
-                records.append(RawRecord(MEDIA_STREAM, key, data, when, source_version=stamp))
+            records.extend(await self._media_batch(listings[i : i + batch], changed))
         return records
+
+    async def _media_batch(
+        self, listings: Sequence[str], changed: Mapping[str, datetime]
+    ) -> list[RawRecord]:
+        """One GetObject's Media records. An answer that cannot be read never holds the
+        listings back: the batch is asked again a listing at a time, and a listing whose photos
+        still cannot be read gets one Media record with a ``problem`` (quarantined with the
+        answer) instead of its photos."""
+        try:
+            parts = await self._objects(listings, by_location=True)
+        except (_Unreadable, VendorProtocolError) as exc:
+            if len(listings) > 1:
+                found: list[RawRecord] = []
+                for listing in listings:
+                    found.extend(await self._media_batch([listing], changed))
+                return found
+            listing, when = listings[0], changed.get(listings[0])
+            reason = exc.reason if isinstance(exc, _Unreadable) else str(exc)
+            log.warning("the photos of listing %s cannot be read: %s", listing, reason)
+            data: dict[str, Any] = {
+                "ResourceRecordKey": listing, "ResourceName": self._settings.resource,
+                "MediaCategory": "Photo",
+                "answer": exc.raw if isinstance(exc, _Unreadable) else None,
+            }  # fmt: skip
+            problem = f"the photos of {listing}: {reason}"
+            return [RawRecord(MEDIA_STREAM, None, data, when, problem=problem)]
+        return [self._media_record(part, changed) for part in parts]
+
+    def _media_record(self, part: ObjectPart, changed: Mapping[str, datetime]) -> RawRecord:
+        listing = part.headers.get("content-id", "")
+        object_id = part.headers.get("object-id", "")
+        when = changed.get(listing)
+        key = f"{listing}-{object_id}" if listing and object_id else None
+        data: dict[str, Any] = {
+            "MediaKey": key, "ResourceRecordKey": listing or None,
+            "ResourceName": self._settings.resource, "MediaCategory": "Photo",
+            "Order": int(object_id) if object_id.isdigit() else None,
+            "MediaObjectID": object_id or None,
+            "MediaURL": part.headers.get("location"),
+            "ShortDescription": (part.headers.get("content-description") or "")[:50] or None,
+            "MediaModificationTimestamp": when.isoformat() if when else None,
+        }  # fmt: skip
+        stamp = data["MediaModificationTimestamp"]
+        return RawRecord(MEDIA_STREAM, key, data, when, source_version=stamp)
 
     def _photos_changed(
         self, records: Sequence[RawRecord], since: datetime | None

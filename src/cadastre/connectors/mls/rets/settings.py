@@ -41,6 +41,12 @@ class RetsSettings(ConnectorSettings):
         description="an incremental read starts this far before its cursor (records committed "
         "late upstream); records seen before come back as duplicates",
     )  # fmt: skip
+    window_fractions: bool = Field(
+        default=True,
+        description="end each window at the last millisecond of its second (hh:mm:05.999), so "
+        "records a server stamps with fractions of a second fall in a window; false for "
+        "servers that refuse fractions in DMQL (they answer 20206) and keep whole seconds",
+    )
     media: bool = Field(
         default=False,
         description="with each page, GetObject (Location=1) the photos of listings whose "

@@ -6,13 +6,21 @@ answer is complete is a page; one whose answer was capped is split in halves, ea
 until each half fits. Windows never overlap and together cover the whole range, so every record
 arrives exactly once.
 
-RETS DateTime values are the server's local wall-clock time without an offset, to the second:
-windows and the cursor are kept in that form (what DMQL compares), and turned into instants only
-for the records handed on. The cursor is the last timestamp committed and the keys seen at it: the
-next read starts at that second (inclusive, so records written later in the same second are not
-lost) and skips those keys; when that second is in the hour the wall clock repeats as daylight
-time ends, it starts an hour earlier (``repeated``), since what was written on the second pass
-reads earlier than the cursor.
+RETS DateTime values are the server's local wall-clock time without an offset: windows and the
+cursor are kept in that form (what DMQL compares), to the second, and turned into instants only
+for the records handed on. A server may keep fractions of a second (RETS 1.8 DateTime allows
+them): a window's upper bound is then the last millisecond of its second (``hh:mm:05.999``), so a
+record stamped ``hh:mm:05.5`` falls in the window ending at 05 and not between it and the next,
+which starts at 06.
+
+The cursor is the last second committed and what of it was read: the keys seen at it (at most one
+answer's worth: a second that fits one answer) or, for a second paged with ``Offset`` because it
+holds more, how many of its rows were read and how many it held (``offset``, ``count``). The next
+read starts at that second (inclusive, so records written later in the same second are not lost)
+and skips those keys, or goes on from that offset (the whole second again if its count changed
+meanwhile, so a record that left or joined it cannot shift one past us). When that second is in
+the hour the wall clock repeats as daylight time ends, it starts an hour earlier (``repeated``),
+since what was written on the second pass reads earlier than the cursor.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ if TYPE_CHECKING:
 SECOND = timedelta(seconds=1)
 CURSOR_TIME = "ModificationTimestamp"
 CURSOR_KEYS = "keys"
+CURSOR_OFFSET = "offset"  # rows of the cursor's second read so far, in the server's order
+CURSOR_COUNT = "count"  # rows the server said that second held
+LAST_MILLISECOND = ".999"
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -37,8 +48,9 @@ def rets_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def parse_local(text: Any) -> datetime | None:
-    """A RETS DateTime (or Date) as a naive local datetime to the second; None if unreadable."""
+def parse_local(text: Any, *, fraction: bool = False) -> datetime | None:
+    """A RETS DateTime (or Date) as a naive local datetime, to the second (what windows and the
+    cursor use) or with its fraction of a second; None if unreadable."""
     if not isinstance(text, str) or not 10 <= len(text) <= 32:
         return None
     try:
@@ -47,7 +59,7 @@ def parse_local(text: Any) -> datetime | None:
         return None
     if parsed.tzinfo is not None:  # a server that sends offsets after all: use its wall time
         parsed = parsed.replace(tzinfo=None)
-    return parsed.replace(microsecond=0)
+    return parsed if fraction else parsed.replace(microsecond=0)
 
 
 def instant(local: datetime, zone: ZoneInfo) -> datetime:
@@ -72,11 +84,16 @@ def condition(field: str, values: str) -> str:
     return f"({field}={values})"
 
 
-def window_query(field: str, low: datetime, high: datetime | None) -> str:
-    """``(F=low+)`` or ``(F=low-high)``: both bounds inclusive, as DMQL2 ranges are."""
+def window_query(
+    field: str, low: datetime, high: datetime | None, *, fractions: bool = True
+) -> str:
+    """``(F=low+)`` or ``(F=low-high)``: both bounds inclusive, as DMQL2 ranges are. With
+    ``fractions`` the upper bound is the last millisecond of ``high``'s second, so the window
+    covers that whole second on a server that keeps fractions of one."""
     if high is None:
         return condition(field, f"{rets_time(low)}+")
-    return condition(field, f"{rets_time(low)}-{rets_time(high)}")
+    upper = rets_time(high) + (LAST_MILLISECOND if fractions else "")
+    return condition(field, f"{rets_time(low)}-{upper}")
 
 
 def any_of(field: str, values: Iterable[str], *, lookup: bool = False) -> str:
@@ -97,10 +114,13 @@ def split(low: datetime, high: datetime) -> tuple[tuple[datetime, datetime], ...
 
 @dataclass(frozen=True)
 class Position:
-    """The last timestamp committed (local) and the keys already seen at it."""
+    """The last second committed (local) and what of it was read: the keys seen at it, or (a
+    second paged with Offset) how many of its rows were read and how many it held."""
 
     time: datetime
     keys: frozenset[str]
+    offset: int | None = None
+    count: int | None = None
 
     @classmethod
     def of(cls, cursor: Any) -> Position | None:
@@ -110,10 +130,16 @@ class Position:
         keys = cursor.get(CURSOR_KEYS, [])
         if time is None or not isinstance(keys, list):
             return None
-        return cls(time, frozenset(k for k in keys if isinstance(k, str)))
+        offset, count = cursor.get(CURSOR_OFFSET), cursor.get(CURSOR_COUNT)
+        if not (_natural(offset) and (count is None or _natural(count))):
+            offset = count = None  # not an offset cursor (or a damaged one): the keys alone
+        return cls(time, frozenset(k for k in keys if isinstance(k, str)), offset, count)
 
     def cursor(self) -> dict[str, Any]:
-        return {CURSOR_TIME: rets_time(self.time), CURSOR_KEYS: sorted(self.keys)}
+        found: dict[str, Any] = {CURSOR_TIME: rets_time(self.time), CURSOR_KEYS: sorted(self.keys)}
+        if self.offset is not None:
+            found |= {CURSOR_OFFSET: self.offset, CURSOR_COUNT: self.count}
+        return found
 
     def seen(self, time: datetime | None, key: str | None) -> bool:
         return time == self.time and key in self.keys
@@ -126,6 +152,19 @@ class Position:
         if latest < self.time:
             return self
         keys = {k for t, k in stamps if t == latest}
-        return Position(
-            latest, frozenset(keys | self.keys) if latest == self.time else frozenset(keys)
-        )
+        if latest == self.time:
+            if self.offset is not None:
+                return self  # rows of a paged second: the offset says how far, not the keys
+            return Position(latest, frozenset(keys | self.keys))
+        return Position(latest, frozenset(keys))
+
+    def paged(self, second: datetime, offset: int, count: int | None) -> Position:
+        """This position after ``offset`` rows of ``second`` (which holds ``count``), read with
+        Offset; never backwards."""
+        if second < self.time:
+            return self
+        return Position(second, frozenset(), offset, count)
+
+
+def _natural(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
