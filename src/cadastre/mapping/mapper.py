@@ -205,7 +205,9 @@ class RecordMapper:
         if offered is not None:
             wanted &= offered
             dropped = {name for name, target in self._targets.items() if target is None}
-            wanted |= {n for n in offered if n.startswith(self._prefixes) and n not in dropped}
+            # local ones: by prefix, or every field left over when unknown fields are kept
+            wanted |= {n for n in offered if (n.startswith(self._prefixes) or self._keep_unknown)
+                       and n not in dropped}  # fmt: skip
         return sorted(wanted)
 
     def map(

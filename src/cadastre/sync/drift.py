@@ -88,9 +88,10 @@ def take_snapshot(
 def diff(previous: SchemaSnapshot, current: SchemaSnapshot) -> SchemaDrift:
     was, now = previous.declared, current.declared
     known = set(was) | set(previous.seen_fields)
-    added = {
-        name: now.get(name, "") for name in sorted((set(now) | set(current.seen_fields)) - known)
-    }
+    # Nothing declared before (the vendor's metadata had not answered yet): its first
+    # declarations are a baseline, not a list of added fields.
+    candidates = set(current.seen_fields) | (set(now) if was else set())
+    added = {name: now.get(name, "") for name in sorted(candidates - known)}
     removed = {name: was[name] for name in sorted(set(was) - set(now))}
     retyped = {name: (was[name], now[name]) for name in sorted(set(was) & set(now))
                if was[name] != now[name]}  # fmt: skip

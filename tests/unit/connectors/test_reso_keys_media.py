@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from cadastre.connectors.mls.reso import CONNECTOR, ResoConnector, ResoSettings
-from cadastre.errors import VendorProtocolError
+from cadastre.errors import VendorError, VendorProtocolError
 from cadastre.gateway import Gateway, VendorPolicy
 from cadastre.mapping import MappingRegistry
 from cadastre.ports import RawPage
@@ -65,17 +65,19 @@ class Script:
         self.property: list[bytes] = []
         self.media: list[bytes] = []
         self.total: int | None = None
+        self.metadata = METADATA
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.seen.append((self.clock.monotonic(), request))
         path = request.url.path
         if path.endswith("/$metadata"):
-            return httpx.Response(200, content=METADATA)
+            return httpx.Response(200, content=self.metadata)
         if path.endswith("/Media"):
             return httpx.Response(200, content=self.media.pop(0))
         if request.url.params.get("$top") == "0":
             return httpx.Response(200, content=body([], count=self.total))
-        return httpx.Response(200, content=self.property.pop(0))
+        page = self.property.pop(0)
+        return httpx.Response(503) if page == b"503" else httpx.Response(200, content=page)
 
     def requests(self, resource: str) -> list[httpx.Request]:
         return [r for _, r in self.seen if r.url.path.endswith(f"/{resource}")]
@@ -235,3 +237,81 @@ async def test_an_ordinary_incremental_read_is_not_paced(
     assert c.mass_updates == {}
     times = [t for t, r in script.seen if r.url.path.endswith("/Property")]
     assert times[-1] - times[0] < 5.0
+
+
+async def test_a_mass_update_read_again_after_a_failure_stays_paced_and_reported(
+    tmp_path: Path,
+) -> None:
+    # The runner reads again from the last committed page after a 5xx. What is left of the bump
+    # (4 of 10) is under the share on its own, but it is the same bump: still paced, still
+    # reported, with the count the bump began with.
+    c, script = build(tmp_path, mass_update_records=4, mass_update_share=0.5,
+                      mass_update_page_seconds=5.0, page_size=3)  # fmt: skip
+    script.total = 10
+    links = [f"{BASE}/Property?$skiptoken={i}" for i in range(3)]
+    # the second page is a 503 (the script has no answer left for it)
+    script.property = [body([listing(1), listing(2), listing(3)], links[0], count=7), b"503"]
+    pages: list[RawPage] = []
+
+    async def until_it_fails() -> None:
+        async for page in c.read("Property", CURSOR):
+            pages.append(page)  # noqa: PERF401 - the pages read before the failure are kept
+
+    with pytest.raises(VendorError, match="503"):
+        await until_it_fails()
+    assert c.mass_updates["Property"].changed == 7
+    resumed = dict(pages[-1].cursor)
+    script.property = [body([listing(4), listing(5)], links[1], count=4),
+                       body([listing(6), listing(7)], links[2]), body([])]  # fmt: skip
+    script.seen.clear()
+    again = [p async for p in c.read("Property", resumed)]
+    assert sum(len(p.records) for p in again) == 4
+    update = c.mass_updates["Property"]
+    assert (update.changed, update.total) == (7, 10)
+    times = [t for t, r in script.seen if r.url.path.endswith("/Property")]
+    assert [b - a for a, b in itertools.pairwise(times)] == [5.0, 5.0]
+
+
+async def test_photos_changed_on_the_cursors_own_timestamp_are_asked_for(tmp_path: Path) -> None:
+    # The last sync stopped at (09:00, K000); K001 shares that timestamp, comes after it, and its
+    # photos changed at that instant: it was never read, so neither were its photos.
+    c, script = build(tmp_path, media="resource", overlap_seconds=0)
+    script.property = [body([listing(1, stamp=T0, photos=T0)]), body([])]
+    script.media = [body([photo("K001", 1)])]
+    pages = await read(c, CURSOR)
+    assert script.requests("Property")[0].url.params["$filter"] == (
+        "ModificationTimestamp gt 2026-11-01T09:00:00.000000Z or "
+        "(ModificationTimestamp eq 2026-11-01T09:00:00.000000Z and ListingKey gt 'K000')"
+    )
+    assert [r.external_id for p in pages for r in p.records if r.stream == "Media"] == ["K001-1"]
+
+
+async def test_select_keeps_the_unknown_fields_a_mapping_keeps_local(tmp_path: Path) -> None:
+    # `unknown_fields: local` keeps every field it does not map: $select must ask for them.
+    c, script = build(tmp_path, "unknown_fields: local\nfields: {ListPrice: null}\n")
+    extra = b'<Property Name="XyzLotView" Type="Edm.String"/>\n</EntityType>'
+    script.metadata = METADATA.replace(b"</EntityType>", extra, 1)
+    script.property = [body([])]
+    await read(c)
+    selected = script.requests("Property")[0].url.params["$select"].split(",")
+    assert "XyzLotView" in selected
+    assert "ListPrice" not in selected  # the file drops it
+
+
+async def test_a_key_list_never_ends_early_on_a_page_without_keys(tmp_path: Path) -> None:
+    # Half a key list would look like deletions. Media: a page whose items carry no key is
+    # walked past (its next link is followed); an empty page that still links on is refused.
+    c, script = build(tmp_path, media="resource")
+    script.media = [body([{"MediaKey": None}], f"{BASE}/Media?$skiptoken=1"),
+                    body([photo("K001", 1)])]  # fmt: skip
+    assert [list(p) async for p in c.keys("Media")] == [["K001-1"]]
+    script.media = [body([photo("K001", 1)], f"{BASE}/Media?$skiptoken=1"),
+                    body([], f"{BASE}/Media?$skiptoken=2")]  # fmt: skip
+    with pytest.raises(VendorProtocolError, match="empty page"):
+        _ = [p async for p in c.keys("Media")]
+    # The main resource is walked from the last key: a full page without one cannot be passed.
+    c, script = build(tmp_path, keys_page_size=2)
+    script.property = [body([{"ListingKey": "A1"}, {"ListingKey": "B2"}]),
+                       body([{"ListingKey": None}, {"ListingKey": " "}])]  # fmt: skip
+    with pytest.raises(VendorProtocolError, match="without a key"):
+        _ = [p async for p in c.keys("Property")]

@@ -10,9 +10,9 @@ the quarantine, the cursor where it was) and the read ends there: without that p
 next link to follow. An item that is not a record is passed on with a ``problem``, never dropped.
 
 Media come with the listings of each page (``media: expand`` nests them, ``media: resource`` asks
-the Media resource for them), only for listings whose ``PhotosChangeTimestamp`` moved past the
-read's start, so one page carries Property and Media records. An incremental read that holds most
-of the MLS at once (a mass timestamp bump) is paced; see ``MassUpdate``.
+the Media resource for them), only for listings whose ``PhotosChangeTimestamp`` is at or after
+the read's start, so one page carries Property and Media records. An incremental read that holds
+most of the MLS at once (a mass timestamp bump) is paced; see ``MassUpdate``.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ class ResoConnector:
         self._next_request: float | None = None
         # The last read's mass update, by stream (empty when the read was an ordinary one).
         self.mass_updates: dict[str, MassUpdate] = {}
+        self._unfinished: set[str] = set()  # streams whose last read stopped short (an error)
 
     def streams(self) -> Sequence[str]:
         return [self._settings.resource]
@@ -148,22 +149,47 @@ class ResoConnector:
             items, next_link, _ = fetched
             page = [str(k) for item in items if isinstance(item, dict)
                     if (k := item.get(key)) is not None and str(k).strip()]  # fmt: skip
-            if not page:
-                return
-            yield page
+            if page:
+                yield page
+            # A list must not end early (the keys after it would look deleted): items without
+            # a key are passed over, never taken for the end.
             if not main:
+                if not items and next_link is not None:
+                    raise VendorProtocolError(f"keys of {stream}: an empty page links on")
                 url, query = next_link, None
-            elif len(items) < top and next_link is None:
+            elif not items or (len(items) < top and next_link is None):
                 return
+            elif not page:  # keyset paging goes on from the last key, and this page has none
+                raise VendorProtocolError(f"keys of {stream}: a page of items without a key")
             else:  # the server's order: `gt` filters by its collation
                 query = {**params, "$filter": f"{key} gt {odata_string(page[-1])}"}
 
     # ------------------------------------------------------------------------------- read
 
     async def read(self, stream: str, cursor: Mapping[str, Any] | None) -> AsyncIterator[RawPage]:
+        resumed = (  # an incremental read again, of a stream whose last read stopped short
+            Position.of(cursor) is not None
+            and stream in self._unfinished
+            and stream in self.mass_updates
+        )
+        if resumed:
+            # The runner reads again from its last committed page after a failure: the mass
+            # update that read was replicating goes on, paced, and is reported as it began
+            # (what is left of it may be under the share on its own).
+            self._pace = self.mass_updates[stream].page_seconds
+        else:
+            self.mass_updates.pop(stream, None)
+            self._pace = 0.0
+        self._next_request = None
+        self._unfinished.add(stream)
+        async for page in self._read(stream, cursor, check=not resumed):
+            yield page
+        self._unfinished.discard(stream)  # read to its end: the next read is a new one
+
+    async def _read(
+        self, stream: str, cursor: Mapping[str, Any] | None, *, check: bool
+    ) -> AsyncIterator[RawPage]:
         settings, mapper = self._settings, self._mapper
-        self.mass_updates.pop(stream, None)
-        self._pace, self._next_request = 0.0, None
         start = Position.of(cursor)
         position = start
         expand = settings.media == "expand" and stream == settings.resource
@@ -201,7 +227,7 @@ class ResoConnector:
             items, next_link, count = fetched
             if expected is None:
                 expected = count
-                if start is not None and count is not None:
+                if check and start is not None and count is not None:
                     await self._check_mass_update(stream, count)
             records: list[RawRecord] = []
             nested: list[RawRecord] = []
@@ -380,7 +406,9 @@ def _photos_moved(data: Mapping[str, Any], after: datetime | None) -> bool:
     if after is None:  # a full read takes every listing's media
         return True
     moved = parse_time(data.get(PHOTOS_TIME))
-    return moved is None or moved > after  # a listing that does not say is asked for
+    # A listing that does not say is asked for. On the read's start itself counts as moved: a
+    # listing sharing the cursor's timestamp, after its key, was not read (nor its photos).
+    return moved is None or moved >= after
 
 
 def _origin(url: str) -> tuple[str, str]:
