@@ -71,7 +71,7 @@ from cadastre.vault import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     import httpx
     from pydantic import BaseModel
@@ -114,11 +114,17 @@ class Hub:
     # Gateways that reach a credential's token endpoint outside any sync (tests, rotation,
     # consent), by (tenant, credential, connection@version or "" for none).
     _endpoints: dict[tuple[str, str, str], Gateway] = field(default_factory=dict)
+    # Sources a run is using, by id, and how many runs: an edited connection's old source is
+    # retired, and closed only when the last run using it ends (closing it at once would pull
+    # the gateway from under a sync or reconciliation in progress).
+    _using: dict[int, int] = field(default_factory=dict)
+    _retired: dict[int, OpenSource] = field(default_factory=dict)
 
     async def close(self) -> None:
-        for source in self._sources.values():
+        for source in [*self._sources.values(), *self._retired.values()]:
             await source.connector.aclose()
         self._sources.clear()
+        self._retired.clear()
         for gateway in self._endpoints.values():
             await gateway.aclose()
         self._endpoints.clear()
@@ -161,9 +167,26 @@ class Hub:
         opened = OpenSource(connector, mappers, gateway)
         if not one_off:
             for stale in [k for k in self._sources if k[:2] == (tenant, name)]:
-                await self._sources.pop(stale).connector.aclose()
+                old = self._sources.pop(stale)
+                if id(old) in self._using:
+                    self._retired[id(old)] = old
+                else:
+                    await old.connector.aclose()
             self._sources[key] = opened
         return opened
+
+    @contextlib.asynccontextmanager
+    async def _use(self, source: OpenSource) -> AsyncIterator[OpenSource]:
+        """Hold ``source`` for one run (see ``_retired``)."""
+        self._using[id(source)] = self._using.get(id(source), 0) + 1
+        try:
+            yield source
+        finally:
+            left = self._using.pop(id(source)) - 1
+            if left:
+                self._using[id(source)] = left
+            elif (retired := self._retired.pop(id(source), None)) is not None:
+                await retired.connector.aclose()
 
     def _gateway(
         self, tenant: str, connection: Connection, settings: BaseModel, auth: VaultAuth | None,
@@ -352,7 +375,9 @@ class Hub:
                     f"connection {name!r} is syncing already (another worker, the schedule or "
                     "another command); run it again when that ends"
                 ) from None
-            source = await self.open_source(tenant, name, transport=transport)
+            source = await held.enter_async_context(
+                self._use(await self.open_source(tenant, name, transport=transport))
+            )
             try:
                 report = await self.runner.run(
                     tenant=tenant, connection=name, connector=source.connector,
@@ -377,12 +402,12 @@ class Hub:
         """Re-map the connection's quarantined records with its current mapping files and apply
         them (``cadastre quarantine replay``). No vendor call is made; a connector that can say
         how it reads an item (``raw_record(stream, item, mapper)``) is asked to."""
-        source = await self.open_source(tenant, name)
-        return await QuarantineReplay(self.engine, self.store).run(
-            tenant=tenant, connection=name, system=source.connector.system,
-            mappers=source.mappers, code=code, ids=ids, progress=progress,
-            rebuild=getattr(source.connector, "raw_record", None),
-        )  # fmt: skip
+        async with self._use(await self.open_source(tenant, name)) as source:
+            return await QuarantineReplay(self.engine, self.store).run(
+                tenant=tenant, connection=name, system=source.connector.system,
+                mappers=source.mappers, code=code, ids=ids, progress=progress,
+                rebuild=getattr(source.connector, "raw_record", None),
+            )  # fmt: skip
 
     async def _after_sync(
         self, tenant: str, name: str, source: OpenSource, report: SyncReport
@@ -411,22 +436,29 @@ class Hub:
         those gone upstream (``cadastre reconcile``); see ``sync.reconcile``."""
         source = await self.open_source(tenant, name, transport=transport)
         try:
-            connector = source.connector
-            stream = stream or connector.streams()[0]
-            mapper = source.mappers.get(stream)
-            keys = getattr(connector, "keys", None)
-            if mapper is None or not callable(keys):
-                raise ConfigurationError(
-                    f"connection {name!r} cannot list the keys of {stream!r} for reconciliation"
-                )
-            reconciler = KeyReconciler(self.engine, self.store, self.clock, guard=guard)
-            return await reconciler.run(
-                tenant=tenant, connection=name, system=connector.system, stream=stream,
-                entity=mapper.entity, keys=keys(stream), force=force,
-            )  # fmt: skip
+            async with self._use(source):
+                return await self._reconcile(tenant, name, source, stream, force, guard)
         finally:
             if transport is not None:
                 await source.connector.aclose()
+
+    async def _reconcile(
+        self, tenant: str, name: str, source: OpenSource, stream: str | None, force: bool,
+        guard: ReconcileGuard | None,
+    ) -> ReconcileReport:  # fmt: skip
+        connector = source.connector
+        stream = stream or connector.streams()[0]
+        mapper = source.mappers.get(stream)
+        keys = getattr(connector, "keys", None)
+        if mapper is None or not callable(keys):
+            raise ConfigurationError(
+                f"connection {name!r} cannot list the keys of {stream!r} for reconciliation"
+            )
+        reconciler = KeyReconciler(self.engine, self.store, self.clock, guard=guard)
+        return await reconciler.run(
+            tenant=tenant, connection=name, system=connector.system, stream=stream,
+            entity=mapper.entity, keys=keys(stream), force=force,
+        )  # fmt: skip
 
 
 async def bootstrap(

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     schedule_syncs: bool = Field(
         default=True, description="`cadastre serve` runs the scheduled syncs and reconciliations"
     )
+    schedule_parallel: int = Field(
+        default=4, ge=1, le=256,
+        description="scheduled jobs `cadastre serve` runs at once; a paced mass update holds one "
+        "for its whole run, so leave room for the other connections",
+    )  # fmt: skip
     sync_max_seconds: float | None = Field(
         default=6 * 3600.0, gt=0, description="a sync run is stopped past this; unset: never"
     )

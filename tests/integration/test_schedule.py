@@ -140,3 +140,25 @@ async def test_a_connection_syncs_once_at_a_time_and_the_schedule_skips_a_busy_o
             assert await held(hub, "quick-mls") == 0
         report = await hub.sync(TENANT, "quick-mls")  # free again
         assert report.tally.created == 40
+
+
+async def test_a_connection_edited_during_a_run_keeps_that_runs_source_open(
+    hub: Hub, clock: FakeClock, tmp_path: Path
+) -> None:
+    sim = ResoSimulator(records=30, seed=33, clock=clock, rate_limit=None)
+    async with serve(sim.app) as running:
+        await connect(hub, "quick-mls", running.url, "quick")
+        first = await hub.open_source(TENANT, "quick-mls")
+        async with hub._use(first):  # a sync or reconciliation is running with it
+            # ... when the mapping file is edited: the next run gets a new source
+            mapping = tmp_path / "mappings" / "quick.yaml"
+            mapping.write_text(mapping.read_text().replace("version: 1", "version: 2"))
+            second = await hub.open_source(TENANT, "quick-mls")
+            assert second is not first
+            # the running one can still call its vendor
+            assert await first.gateway.get_json(f"{running.url}/odata/Property", params={
+                "$top": "1"}) is not None  # fmt: skip
+        with pytest.raises(RuntimeError, match="closed"):  # closed once its run ended
+            await first.gateway.get_json(f"{running.url}/odata/Property")
+        report = await hub.sync(TENANT, "quick-mls")
+        assert report.tally.created == 30

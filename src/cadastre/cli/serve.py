@@ -151,7 +151,10 @@ async def _serve(hub: Hub, host: str, port: int, schedule: bool | None = None) -
         every = hub.settings.vault_rotation_check_seconds
         background = [asyncio.create_task(rotate_keys(hub, every))] if every else []
         if hub.settings.schedule_syncs if schedule is None else schedule:
-            scheduler = SyncScheduler(hub.clock, hub.scheduled_jobs, hub.run_job, hub.locks)
+            scheduler = SyncScheduler(
+                hub.clock, hub.scheduled_jobs, hub.run_job, hub.locks,
+                parallel=hub.settings.schedule_parallel,
+            )  # fmt: skip
             background.append(asyncio.create_task(scheduler.run_forever()))
         try:
             await running.wait()
