@@ -6,59 +6,40 @@ what vanished upstream."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from cadastre.bootstrap import Hub, bootstrap
-from cadastre.config import Settings
-from cadastre.directory import ConnectionSpec
+from cadastre.bootstrap import Hub
 from cadastre.errors import SyncInProgress
 from cadastre.simulators import ResoSimulator, serve
 from cadastre.sync.scheduler import Job, SyncScheduler
 from cadastre.testing import FakeClock
+from tests.integration.mls_hub import TENANT, connect_reso, fake_clock, open_hub
 
-TENANT = "acme"
-NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-LOOPBACK = ("127.0.0.0/8", "::1")
+PREFIX = "version: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
+MAPPINGS = {
+    "quick": f"mapping: quick\n{PREFIX}refresh: {{every_minutes: 5, overlap_minutes: 1}}\n",
+    "plain": f"mapping: plain\n{PREFIX}",
+}
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock(NOW, autojump=True)
+    return fake_clock()
 
 
 @pytest.fixture
 async def hub(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Hub]:
-    mappings = tmp_path / "mappings"
-    mappings.mkdir()
-    (mappings / "quick.yaml").write_text(
-        "mapping: quick\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
-        "refresh: {every_minutes: 5, overlap_minutes: 1}\n"
-    )
-    (mappings / "plain.yaml").write_text(
-        "mapping: plain\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
-    )
-    settings = Settings(
-        data_dir=tmp_path, mappings_dir=mappings, gateway_allow_hosts=LOOPBACK,
-        sync_every_seconds=1800, reconcile_every_seconds=3600,
-    )  # fmt: skip
-    hub = await bootstrap(settings, clock=clock, configure_logs=False)
-    await hub.tenants.create(TENANT, "Acme")
-    await hub.vault.add(TENANT, "mls-client", "oauth2_client_credentials",
-                        {"client_id": "demo-client", "client_secret": "demo-secret"})  # fmt: skip
-    yield hub
-    await hub.close()
+    async with open_hub(
+        tmp_path, clock, mappings=MAPPINGS, sync_every_seconds=1800, reconcile_every_seconds=3600
+    ) as hub:
+        yield hub
 
 
 async def connect(hub: Hub, name: str, url: str, mapping: str) -> None:
-    await hub.connections.put(TENANT, ConnectionSpec(
-        name=name, system="mls", connector="mls/reso", credential="mls-client",
-        config={"base_url": f"{url}/odata", "token_url": f"{url}/oauth/token",
-                "mapping": mapping, "page_size": 100, "gateway": {"allow_hosts": list(LOOPBACK)}},
-    ))  # fmt: skip
+    await connect_reso(hub, name, url, mapping=mapping, page_size=100)
 
 
 async def held(hub: Hub, connection: str) -> int:
