@@ -23,7 +23,8 @@ def reconcile(
         "--max-share",
         min=0.0,
         max=1.0,
-        help="delete nothing when more than this share of the held records is gone at once",
+        help="delete nothing when more than this share of the held records (and more than 10) "
+        "is gone at once; more than half is always refused without --force",
     ),
     force: bool = typer.Option(
         False, "--force", help="delete past the guard (after checking the vendor's feed)"

@@ -11,6 +11,10 @@ field or value, and absence from a handful of records says nothing. So "removed"
 come from declarations only; "added" is a field newly declared or newly seen; a "new value" is a
 value of a field whose values were seen before (a field's first values are its baseline). When
 the vendor does not answer for its metadata, the previous declarations stand.
+
+The values kept are capped (``VALUES_CAP`` per field): a field that passes the cap (free text in a
+lookup field) is recorded as open-ended instead, reported once as such (``open_ended``), and its
+values are no longer kept nor reported, so the snapshot does not grow without bound.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ if TYPE_CHECKING:
     from cadastre.ports import Clock, Store, StreamSchema, UnitOfWork
 
 DRIFT_EVENT = "cadastre.schema.drifted.v1"
+VALUES_CAP = 1000  # values kept per field; past it the field is open-ended
+# What an open-ended field's values are stored as (no vendor value starts with a control character).
+OPEN_ENDED = "\x1fopen-ended"
 
 
 @dataclass(frozen=True)
@@ -42,9 +49,12 @@ class SchemaDrift:
     removed: dict[str, str] = field(default_factory=dict)  # field -> its last declared type
     retyped: dict[str, tuple[str, str]] = field(default_factory=dict)  # field -> (was, is)
     new_values: dict[str, list[str]] = field(default_factory=dict)  # field -> values, sorted
+    open_ended: list[str] = field(default_factory=list)  # fields newly past the values cap
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.retyped or self.new_values)
+        return bool(
+            self.added or self.removed or self.retyped or self.new_values or self.open_ended
+        )
 
     def as_data(self) -> dict[str, Any]:
         return {
@@ -52,6 +62,7 @@ class SchemaDrift:
             "removed": self.removed,
             "retyped": {k: {"was": was, "is": is_} for k, (was, is_) in self.retyped.items()},
             "new_values": self.new_values,
+            "open_ended": self.open_ended,
         }
 
 
@@ -64,9 +75,11 @@ def take_snapshot(
     seen_values: Mapping[str, Iterable[str]],
     previous: SchemaSnapshot | None,
     now: datetime,
+    cap: int = VALUES_CAP,
 ) -> SchemaSnapshot:
     """This sync's snapshot: declarations as the vendor states them now (the previous ones when
-    it did not say), and everything seen so far."""
+    it did not say), and everything seen so far (at most ``cap`` values a field; a field past it
+    is kept as open-ended)."""
     fields = (
         dict(declared.fields)
         if declared is not None
@@ -78,7 +91,14 @@ def take_snapshot(
         k: set(v) for k, v in (previous.seen_values if previous else {}).items()
     }
     for name, found in seen_values.items():
-        values.setdefault(name, set()).update(str(v) for v in found)
+        kept = values.setdefault(name, set())
+        if OPEN_ENDED in kept:
+            continue
+        for value in found:
+            kept.add(str(value))
+            if len(kept) > cap:
+                values[name] = {OPEN_ENDED}
+                break
     return SchemaSnapshot(
         connection=connection, stream=stream, declared=fields, seen_fields=sorted(seen),
         seen_values={k: sorted(v) for k, v in sorted(values.items())}, taken_at=now,
@@ -96,14 +116,23 @@ def diff(previous: SchemaSnapshot, current: SchemaSnapshot) -> SchemaDrift:
     retyped = {name: (was[name], now[name]) for name in sorted(set(was) & set(now))
                if was[name] != now[name]}  # fmt: skip
     new_values: dict[str, list[str]] = {}
+    open_ended: list[str] = []
     for name, values in current.seen_values.items():
         before = previous.seen_values.get(name)
+        if _open_ended(values):
+            if not _open_ended(before):
+                open_ended.append(name)  # said once; its values are not listed again
+            continue
         if not before:
             continue  # the field's first values are its baseline
         fresh = sorted(set(values) - set(before))
         if fresh:
             new_values[name] = fresh
-    return SchemaDrift(added, removed, retyped, new_values)
+    return SchemaDrift(added, removed, retyped, new_values, sorted(open_ended))
+
+
+def _open_ended(values: Iterable[str] | None) -> bool:
+    return values is not None and OPEN_ENDED in values
 
 
 async def record_drift(
@@ -117,13 +146,14 @@ async def record_drift(
     seen_fields: Iterable[str],
     seen_values: Mapping[str, Iterable[str]],
     now: datetime,
+    cap: int = VALUES_CAP,
 ) -> SchemaDrift | None:
     """Take this sync's snapshot, compare it with the stored one, write the drift event when
     anything changed, and store the new snapshot; the caller commits. None on the first one."""
     previous = await uow.schemas.get(connection, stream)
     current = take_snapshot(
         connection, stream, declared=declared, seen_fields=seen_fields,
-        seen_values=seen_values, previous=previous, now=now,
+        seen_values=seen_values, previous=previous, now=now, cap=cap,
     )  # fmt: skip
     await uow.schemas.put(current)
     if previous is None:

@@ -7,9 +7,10 @@ whose key is no longer upstream gets a DELETE change, applied through the engine
 (tombstone, provenance, audit, and the ``cadastre.<entity>.deleted.v1`` event in the outbox).
 
 A vendor glitch looks exactly like mass deletion: an empty key list, or one that lost a large
-share of the records at once. Then nothing is deleted; an alert (``cadastre.alert.raised.v1``)
-asks a person to look, and the report says why. A key list cut short by an error raises before
-anything is compared.
+share of the records at once (more than ``max_share`` and more than ``floor`` of them, or more
+than half of them whatever the floor). Then nothing is deleted; an alert
+(``cadastre.alert.raised.v1``) asks a person to look, and the report says why. A key list cut
+short by an error raises before anything is compared.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ ALERT_EVENT = "cadastre.alert.raised.v1"
 @dataclass(frozen=True)
 class ReconcileGuard:
     """When a shrinking key list is trusted. More than ``max_share`` of the held records gone at
-    once (and more than ``floor`` of them: a small feed losing three listings is not a glitch),
-    or an empty list while records are held, deletes nothing."""
+    once (and more than ``floor`` of them: a large feed losing a few listings is not a glitch),
+    more than half of them whatever the floor (a small feed: 10 of 11 is within a floor of 10,
+    but is no ordinary day), or an empty list while records are held, deletes nothing."""
 
     max_share: float = 0.1
     floor: int = 10
@@ -47,11 +49,13 @@ class ReconcileGuard:
     def refuses(self, held: int, upstream: int, missing: int) -> str | None:
         if held and not upstream:
             return f"the vendor listed no keys while {held} records are held"
+        if not missing:
+            return None
+        gone = f"{missing} of {held} held records ({missing / held:.0%}) are gone at once"
+        if 2 * missing > held:  # in integers: exactly half is still deleted
+            return f"{gone}, more than half of what is held"
         if missing > self.floor and missing > self.max_share * held:
-            return (
-                f"{missing} of {held} held records ({missing / held:.0%}) are gone at once, "
-                f"more than the {self.max_share:.0%} a reconciliation deletes"
-            )
+            return f"{gone}, more than the {self.max_share:.0%} a reconciliation deletes"
         return None
 
 

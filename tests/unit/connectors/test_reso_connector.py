@@ -194,3 +194,52 @@ async def test_without_usable_metadata_nothing_is_selected(
     (got,) = await pages(c)
     assert "$select" not in seen[-1].url.params
     assert got.records[0].external_id == "K001"
+
+
+@pytest.mark.parametrize("link", ["Property?$skiptoken=abc", "/odata/Property?$skiptoken=abc",
+                                  "?$skiptoken=abc"])  # fmt: skip
+async def test_a_relative_next_link_is_resolved_against_the_request(
+    tmp_path: Path, link: str
+) -> None:
+    answers = iter([page([record(1)], link), page([record(2)])])
+    c, seen = connector(lambda r: next(answers), tmp_path)
+    got = await pages(c)
+    assert [r.external_id for p in got for r in p.records] == ["K001", "K002"]
+    assert str(seen[2].url).startswith(f"{BASE}/Property?")
+    assert seen[2].url.params["$skiptoken"] == "abc"
+
+
+async def test_a_relative_next_link_to_another_host_is_still_refused(tmp_path: Path) -> None:
+    c, seen = connector(lambda r: page([record(1)], "//evil.example/odata/Property"), tmp_path)
+    with pytest.raises(VendorProtocolError, match="leaves the service"):
+        await pages(c)
+    assert all(r.url.host == "mls.example" for r in seen)
+
+
+@pytest.mark.parametrize("paging", ["next_link", "keyset"])
+async def test_an_empty_page_that_links_on_is_followed(tmp_path: Path, paging: str) -> None:
+    # A vendor that filters after paging: the page is empty, but the read is not over.
+    answers = iter([page([], f"{BASE}/Property?$skiptoken=1"),
+                    page([], f"{BASE}/Property?$skiptoken=2"), page([record(1)])])  # fmt: skip
+    c, _ = connector(lambda r: next(answers), tmp_path, paging=paging)
+    got = await pages(c)
+    assert [r.external_id for p in got for r in p.records] == ["K001"]
+    assert all(p.problem is None for p in got)
+    assert got[-1].cursor["ListingKey"] == "K001"
+
+
+async def test_empty_pages_that_link_on_forever_end_the_read_as_unreadable(
+    tmp_path: Path,
+) -> None:
+    # Served at the same place every read, they would stall the stream silently.
+    c, seen = connector(lambda r: page([], f"{BASE}/Property?$skiptoken=same"), tmp_path,
+                        empty_pages=4)  # fmt: skip
+    cursor = {"ModificationTimestamp": "2026-11-01T09:00:00.000000Z", "ListingKey": "K9"}
+    got = await pages(c, cursor)
+    assert len(seen) == 1 + 4  # $metadata, then four empty pages
+    assert [p.problem for p in got[:-1]] == [None] * 4  # each empty page, then the problem
+    bad = got[-1]
+    assert bad.problem is not None
+    assert "4 empty pages in a row" in bad.problem
+    assert bad.records == []
+    assert bad.cursor == cursor

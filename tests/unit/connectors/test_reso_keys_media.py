@@ -4,8 +4,11 @@ mass-update pacing, against scripted OData answers (httpx.MockTransport through 
 from __future__ import annotations
 
 import itertools
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -16,6 +19,7 @@ from cadastre.errors import VendorError, VendorProtocolError
 from cadastre.gateway import Gateway, VendorPolicy
 from cadastre.mapping import MappingRegistry
 from cadastre.ports import RawPage
+from cadastre.simulators.reso.media import query_media
 from cadastre.testing import FakeClock
 
 BASE = "https://mls.example/odata"
@@ -65,6 +69,8 @@ class Script:
         self.property: list[bytes] = []
         self.media: list[bytes] = []
         self.total: int | None = None
+        self.total_status = 200  # what the `$top=0` total is answered with
+        self.media_server: Callable[[httpx.Request], httpx.Response] | None = None
         self.metadata = METADATA
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -73,8 +79,12 @@ class Script:
         if path.endswith("/$metadata"):
             return httpx.Response(200, content=self.metadata)
         if path.endswith("/Media"):
+            if self.media_server is not None:
+                return self.media_server(request)
             return httpx.Response(200, content=self.media.pop(0))
         if request.url.params.get("$top") == "0":
+            if self.total_status != 200:
+                return httpx.Response(self.total_status, content=b'{"error": "$top=0"}')
             return httpx.Response(200, content=body([], count=self.total))
         page = self.property.pop(0)
         return httpx.Response(503) if page == b"503" else httpx.Response(200, content=page)
@@ -315,3 +325,74 @@ async def test_a_key_list_never_ends_early_on_a_page_without_keys(tmp_path: Path
                        body([{"ListingKey": None}, {"ListingKey": " "}])]  # fmt: skip
     with pytest.raises(VendorProtocolError, match="without a key"):
         _ = [p async for p in c.keys("Property")]
+
+
+class OffsetMedia:
+    """A Media resource ordered by (MediaModificationTimestamp, MediaKey) whose nextLink is
+    offset-based (``$skip``), as on many servers; ``$filter`` is the simulator's own."""
+
+    def __init__(self, items: list[dict[str, Any]], top: int) -> None:
+        self.items = items
+        self.top = top
+        self.served = 0
+        self.between: Callable[[], None] | None = None  # run after the first page is served
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.served == 1 and self.between is not None:
+            self.between()
+        self.served += 1
+        options = dict(request.url.params)
+        skip = int(options.pop("$skip", "0"))
+        top = min(int(options.pop("$top", str(self.top))), self.top)
+        ordered = sorted(self.items, key=lambda m: (m["MediaModificationTimestamp"],
+                                                    m["MediaKey"]))  # fmt: skip
+        matching = query_media(ordered, options, default_top=10**6, max_top=10**6).value
+        link = None
+        if len(matching) > skip + top:
+            link = f"{BASE}/Media?" + urlencode({**options, "$top": top, "$skip": skip + top})
+        return httpx.Response(200, content=body(matching[skip : skip + top], link))
+
+
+async def test_media_keys_are_keyset_paged_so_a_photo_changed_meanwhile_is_never_skipped(
+    tmp_path: Path,
+) -> None:
+    # Five photos, two a page. Once the first page is served, M-A changes (it moves to the end):
+    # an offset-based nextLink ($skip=2) would now skip M-C, and reconciliation would tombstone it.
+    c, script = build(tmp_path, keys_page_size=2)
+    items = [{**photo("K001", 0), "MediaKey": f"M-{k}"} for k in "ABCDE"]
+    server = OffsetMedia(items, top=2)
+
+    def change() -> None:
+        items[0]["MediaModificationTimestamp"] = "2026-11-01T11:00:00.000Z"
+
+    server.between = change
+    script.media_server = server
+    listed = [key for page in [p async for p in c.keys("Media")] for key in page]
+    assert set(listed) == {"M-A", "M-B", "M-C", "M-D", "M-E"}  # M-A seen twice at worst
+    requests = script.requests("Media")
+    assert all("$skip" not in r.url.params for r in requests)
+    assert requests[0].url.params["$orderby"] == "MediaModificationTimestamp,MediaKey"
+    assert requests[1].url.params["$filter"] == (
+        "MediaModificationTimestamp gt 2026-11-01T09:00:00.000000Z or "
+        "(MediaModificationTimestamp eq 2026-11-01T09:00:00.000000Z and MediaKey gt 'M-B')"
+    )
+
+
+async def test_a_refused_total_only_turns_mass_update_detection_off_for_the_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A vendor that answers `$top=0` with a 4xx: the read goes on, unpaced, and says so once.
+    c, script = build(tmp_path, mass_update_records=2, page_size=2, mass_update_page_seconds=5.0)
+    script.total_status = 400
+    for _ in range(2):
+        script.property = [body([listing(1), listing(2)], f"{BASE}/Property?$skiptoken=1",
+                                count=3), body([listing(3)])]  # fmt: skip
+        with caplog.at_level(logging.DEBUG, logger="cadastre.connectors.mls.reso.connector"):
+            pages = await read(c, CURSOR)
+        assert sum(len(p.records) for p in pages) == 3
+        assert all(p.problem is None for p in pages)
+        assert c.mass_updates == {}
+    warned = [r for r in caplog.records if "was refused" in r.message]
+    assert [r.levelno for r in warned] == [logging.WARNING, logging.DEBUG]  # logged once
+    times = [t for t, r in script.seen if r.url.path.endswith("/Property")]
+    assert times[-1] - times[0] < 5.0  # not paced

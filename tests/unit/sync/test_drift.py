@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from cadastre.ports import StreamSchema
-from cadastre.sync.drift import DRIFT_EVENT, SchemaDrift, record_drift
+from cadastre.sync.drift import DRIFT_EVENT, VALUES_CAP, SchemaDrift, record_drift
 from cadastre.testing import FakeClock, FakeStore
 
 from .conftest import TENANT, Reader
@@ -20,12 +20,13 @@ async def observe(
     declared: Mapping[str, str] | None,
     seen: Iterable[str] = (),
     values: Mapping[str, Iterable[str]] | None = None,
+    cap: int = VALUES_CAP,
 ) -> SchemaDrift | None:
     async with store.unit_of_work(TENANT) as uow:
         drift = await record_drift(
             uow, tenant=TENANT, system="mls", connection="mls-1", stream="Property",
             declared=StreamSchema(dict(declared)) if declared is not None else None,
-            seen_fields=seen, seen_values=values or {}, now=clock.now(),
+            seen_fields=seen, seen_values=values or {}, now=clock.now(), cap=cap,
         )  # fmt: skip
         await uow.commit()
     return drift
@@ -110,3 +111,38 @@ async def test_declarations_first_heard_after_a_silent_first_sync_are_a_baseline
     later = await observe(store, clock, {**DECLARED, "NWM_Pool": "Edm.Boolean"})
     assert later is not None
     assert later.added == {"NWM_Pool": "Edm.Boolean"}
+
+
+async def test_a_field_past_the_values_cap_is_open_ended_said_once_and_no_longer_grows(
+    store: FakeStore, clock: FakeClock, read: Reader
+) -> None:
+    # Free text in a lookup field: every sync brings new "values".
+    await observe(store, clock, DECLARED, [], {"Remarks": ["r0"], "StandardStatus": ["Active"]})
+    under = await observe(store, clock, DECLARED, [], {"Remarks": ["r1", "r2"]}, cap=3)
+    assert under == SchemaDrift(new_values={"Remarks": ["r1", "r2"]})
+    values = {"Remarks": ["r3", "r4"], "StandardStatus": ["Pending"]}
+    past = await observe(store, clock, DECLARED, [], values, cap=3)
+    assert past == SchemaDrift(new_values={"StandardStatus": ["Pending"]}, open_ended=["Remarks"])
+    (_, event) = await drift_events(read)
+    assert event["open_ended"] == ["Remarks"]
+    for n in range(3):  # said once: later values are neither kept nor reported
+        assert not await observe(store, clock, DECLARED, [], {"Remarks": [f"x{n}", f"y{n}"]},
+                                 cap=3)  # fmt: skip
+    async with store.unit_of_work(TENANT) as uow:
+        snapshot = await uow.schemas.get("mls-1", "Property")
+    assert snapshot is not None
+    assert len(snapshot.seen_values["Remarks"]) == 1  # the open-ended mark, not the values
+    assert snapshot.seen_values["StandardStatus"] == ["Active", "Pending"]
+    # Other fields still drift as before.
+    drift = await observe(store, clock, DECLARED, [], {"StandardStatus": ["Sold"]}, cap=3)
+    assert drift == SchemaDrift(new_values={"StandardStatus": ["Sold"]})
+
+
+async def test_the_default_cap_keeps_a_thousand_values_a_field(
+    store: FakeStore, clock: FakeClock, read: Reader
+) -> None:
+    await observe(store, clock, DECLARED, [], {"Remarks": [f"r{n:04d}" for n in range(1000)]})
+    assert not await observe(store, clock, DECLARED, [], {"Remarks": ["r0000"]})
+    drift = await observe(store, clock, DECLARED, [], {"Remarks": ["one more"]})
+    assert drift == SchemaDrift(open_ended=["Remarks"])
+    assert not await observe(store, clock, DECLARED, [], {"Remarks": ["and another"]})

@@ -142,3 +142,52 @@ async def test_a_record_stored_while_the_keys_were_listed_is_left_for_the_next_r
     )  # fmt: skip
     assert (report.held, report.missing, report.deleted) == (41, 0, 0)
     assert not (await read.record("Listing", await read.resolve("mls", "L000"))).deleted
+
+
+async def test_a_small_feed_never_loses_more_than_half_in_one_run(
+    engine: SyncEngine, store: FakeStore, clock: FakeClock, read: Reader
+) -> None:
+    # 11 held, 1 listed: 10 missing is within the floor of 10, but it is 91% of the feed.
+    await engine.apply_batch([make_change("mls", {"ListPrice": i}, ext=key, t=i)
+                              for i, key in enumerate(KEYS[:11])])  # fmt: skip
+    clock.advance(3600)
+    report = await reconcile(engine, store, clock, KEYS[:1])
+    assert report.refused == (
+        "10 of 11 held records (91%) are gone at once, more than half of what is held"
+    )
+    assert (report.held, report.missing, report.deleted) == (11, 10, 0)
+    assert not [e for e in await read.events() if e.type.endswith("deleted.v1")]
+    forced = await reconcile(engine, store, clock, KEYS[:1], force=True)
+    assert forced.deleted == 10
+
+
+@pytest.mark.parametrize(
+    ("held", "missing", "refused"),
+    [
+        (11, 10, True),  # within the floor, over half
+        (11, 6, True),  # 6 > 5.5
+        (11, 5, False),  # 5 < 5.5, within the floor
+        (10, 5, False),  # exactly half is trusted
+        (10, 6, True),
+        (2, 1, False),
+        (2, 2, True),  # and the list is not empty: still over half
+        (1, 1, True),
+        (100, 10, False),  # the floor: 10 is not more than 10
+        (100, 11, True),  # more than the floor and than 10%
+        (200, 20, False),  # 10% exactly
+        (200, 21, True),
+        (0, 0, False),
+        (40, 0, False),
+    ],
+)
+def test_the_guards_arithmetic_at_its_boundaries(held: int, missing: int, refused: bool) -> None:
+    upstream = max(held - missing, 1) if held else 0
+    assert (ReconcileGuard().refuses(held, upstream, missing) is not None) == refused
+
+
+def test_a_share_above_half_still_never_deletes_more_than_half() -> None:
+    guard = ReconcileGuard(max_share=0.9, floor=0)
+    assert guard.refuses(100, 50, 50) is None
+    refused = guard.refuses(100, 49, 51)
+    assert refused is not None
+    assert "more than half" in refused

@@ -3,7 +3,8 @@
 Each read learns the resource's fields from ``$metadata`` (so ``$select`` asks only for fields the
 server has now and the mapping uses), then pages with ``$orderby=ModificationTimestamp,ListingKey``
 through ``@odata.nextLink`` (or, with ``paging: keyset``, by building each next query from the last
-key). Transient failures (5xx, timeouts) raise and the runner reads again from the last committed
+key); an empty page that still links on is followed, at most ``empty_pages`` in a row.
+Transient failures (5xx, timeouts) raise and the runner reads again from the last committed
 page. A page that cannot be read (not JSON, an HTML error page, not an OData collection) is asked
 for again ``page_attempts`` times, then handed on as an unreadable ``RawPage`` (its body kept for
 the quarantine, the cursor where it was) and the read ends there: without that page there is no
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 
@@ -37,7 +38,7 @@ from cadastre.connectors.mls.reso.streams import (
     parse_time,
 )
 from cadastre.connectors.sdk import MassUpdate
-from cadastre.errors import VendorError, VendorProtocolError
+from cadastre.errors import VendorError, VendorProtocolError, VendorRejected
 from cadastre.ports import RawPage, RawRecord
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class ResoConnector:
         # The last read's mass update, by stream (empty when the read was an ordinary one).
         self.mass_updates: dict[str, MassUpdate] = {}
         self._unfinished: set[str] = set()  # streams whose last read stopped short (an error)
+        self._total_refused = False  # the vendor refused a `$top=0` total (logged once)
 
     def streams(self) -> Sequence[str]:
         return [self._settings.resource]
@@ -127,9 +129,13 @@ class ResoConnector:
     # -------------------------------------------------------------------------------- keys
 
     async def keys(self, stream: str) -> AsyncIterator[Sequence[str]]:
-        """Every key the MLS serves now, a page at a time. The main resource is walked in key
-        order by keyset paging on the key alone, so records changing meanwhile neither shift nor
-        repeat keys; Media (whose order servers fix by timestamp) through ``@odata.nextLink``.
+        """Every key the MLS serves now, a page at a time, by keyset paging (never through
+        ``@odata.nextLink``, which many servers make offset-based: an item changed during the
+        listing moves to the end and shifts the rest, so one key would be skipped and look
+        deleted). The main resource is walked in key order on the key alone, so records changing
+        meanwhile neither shift nor repeat keys; Media (whose order servers fix by timestamp) on
+        (MediaModificationTimestamp, MediaKey), so a photo changed meanwhile is seen twice at
+        worst, never skipped.
 
         MLS Grid style feeds (``MlgCanView``) list hidden records too: they are still upstream,
         and replication's ``deletion`` rule tombstones them; a key that vanishes altogether is the
@@ -138,10 +144,13 @@ class ResoConnector:
         main = stream == settings.resource
         key = self._mapper.key if main else MEDIA_KEY
         top = settings.keys_page_size or settings.page_size
-        params = {"$select": key, "$top": str(top), **({"$orderby": key} if main else {})}
-        url: str | None = f"{settings.base_url}/{stream}"
+        order = key if main else f"{MEDIA_TIME},{MEDIA_KEY}"
+        select = key if main else f"{MEDIA_KEY},{MEDIA_TIME}"
+        params = {"$select": select, "$top": str(top), "$orderby": order}
+        base = f"{settings.base_url}/{stream}"
+        url: str = base
         query: dict[str, str] | None = params
-        while url is not None:
+        while True:
             fetched = await self._fetch(url, query)
             if isinstance(fetched, _Unreadable):
                 # Half a key list would look like mass deletions: refuse the whole of it.
@@ -153,16 +162,25 @@ class ResoConnector:
                 yield page
             # A list must not end early (the keys after it would look deleted): items without
             # a key are passed over, never taken for the end.
-            if not main:
-                if not items and next_link is not None:
-                    raise VendorProtocolError(f"keys of {stream}: an empty page links on")
-                url, query = next_link, None
-            elif not items or (len(items) < top and next_link is None):
+            if not items:
+                if main or next_link is None:
+                    return
+                raise VendorProtocolError(f"keys of {stream}: an empty page links on")
+            if len(items) < top and next_link is None:
                 return
-            elif not page:  # keyset paging goes on from the last key, and this page has none
-                raise VendorProtocolError(f"keys of {stream}: a page of items without a key")
-            else:  # the server's order: `gt` filters by its collation
-                query = {**params, "$filter": f"{key} gt {odata_string(page[-1])}"}
+            if main:
+                if not page:  # keyset paging goes on from the last key, and this page has none
+                    raise VendorProtocolError(f"keys of {stream}: a page of items without a key")
+                # the server's order: `gt` filters by its collation
+                url, query = base, {**params, "$filter": f"{key} gt {odata_string(page[-1])}"}
+                continue
+            last = _last_position(items, MEDIA_TIME, MEDIA_KEY)
+            if last is not None:
+                url, query = base, {**params, "$filter": last.after(MEDIA_TIME, MEDIA_KEY)}
+            elif next_link is not None:  # nothing to go on from: the server's link, this once
+                url, query = next_link, None
+            else:
+                raise VendorProtocolError(f"keys of {stream}: a page of items without a position")
 
     # ------------------------------------------------------------------------------- read
 
@@ -218,6 +236,7 @@ class ResoConnector:
         url: str | None = f"{settings.base_url}/{stream}"
         query: dict[str, str] | None = params
         expected: int | None = None
+        empty = 0  # empty pages in a row that still link on
         while url is not None:
             fetched = await self._fetch(url, query)
             held = position.cursor() if position is not None else dict(cursor or {})
@@ -260,7 +279,21 @@ class ResoConnector:
             cursor_value = position.cursor() if position is not None else dict(cursor or {})
             yield RawPage(stream, [*records, *nested], cursor_value, expected)
             if not items:
-                return
+                if next_link is None:
+                    return
+                # A vendor that filters after paging serves empty pages that link on: follow
+                # them, but a run of them (served at the same place every read) would stall the
+                # stream silently, so it ends the read as an unreadable page the runner reports.
+                empty += 1
+                if empty >= settings.empty_pages:
+                    problem = (f"{urlsplit(next_link).path}: {empty} empty pages in a row "
+                               "still link on")  # fmt: skip
+                    yield RawPage(stream, [], cursor_value, expected, problem=problem,
+                                  raw=next_link)  # fmt: skip
+                    return
+                url, query = next_link, None
+                continue
+            empty = 0
             if settings.paging == "keyset":
                 if next_link is None or last is None:
                     return
@@ -285,7 +318,16 @@ class ResoConnector:
         settings = self._settings
         if changed < settings.mass_update_records:
             return
-        total = await self._total(stream)
+        try:
+            total = await self._total(stream)
+        except VendorRejected as exc:
+            # A vendor that refuses `$top=0` (4xx): no total, so no mass-update detection for
+            # this read; the read itself goes on. Said once per connector, not every sync.
+            level = logging.DEBUG if self._total_refused else logging.WARNING
+            self._total_refused = True
+            log.log(level, "%s: the total ($top=0&$count=true) was refused (%s); mass-update "
+                    "detection is off for this read", stream, exc)  # fmt: skip
+            return
         if total is not None and changed < settings.mass_update_share * total:
             return
         update = MassUpdate(stream, changed, total, settings.mass_update_page_seconds)
@@ -349,7 +391,7 @@ class ResoConnector:
                 problem = f"the answer is not JSON ({len(content)} bytes, {kind})"
             else:
                 try:
-                    return self._collection(body)
+                    return self._collection(body, str(response.url))
                 except _NotACollection as exc:
                     problem = str(exc)
             where = urlsplit(url).path
@@ -369,15 +411,18 @@ class ResoConnector:
             now = self._clock.monotonic()
         self._next_request = now + self._pace
 
-    def _collection(self, body: Any) -> _Collection:
+    def _collection(self, body: Any, request_url: str) -> _Collection:
         if not isinstance(body, dict) or not isinstance(body.get("value"), list):
             raise _NotACollection("the answer is not an OData collection")
         next_link = body.get("@odata.nextLink")
-        if next_link is not None and (
-            not isinstance(next_link, str) or _origin(next_link) != self._origin
-        ):
-            # Following a link to another host would hand it our token.
-            raise VendorProtocolError("@odata.nextLink leaves the service")
+        if next_link is not None:
+            if not isinstance(next_link, str):
+                raise VendorProtocolError("@odata.nextLink is not a URL")
+            # A relative link (OData allows one) is relative to the request's URL.
+            next_link = urljoin(request_url, next_link)
+            if _origin(next_link) != self._origin:
+                # Following a link to another host would hand it our token.
+                raise VendorProtocolError("@odata.nextLink leaves the service")
         count = body.get("@odata.count")
         return body["value"], next_link, count if isinstance(count, int) else None
 
@@ -409,6 +454,19 @@ def _photos_moved(data: Mapping[str, Any], after: datetime | None) -> bool:
     # A listing that does not say is asked for. On the read's start itself counts as moved: a
     # listing sharing the cursor's timestamp, after its key, was not read (nor its photos).
     return moved is None or moved >= after
+
+
+def _last_position(items: Sequence[Any], time_field: str, key_field: str) -> Position | None:
+    """The (timestamp, key) of a page's last item that has both: where keyset paging goes on."""
+    for item in reversed(items):
+        if not isinstance(item, dict):
+            continue
+        stamp, key = parse_time(item.get(time_field)), item.get(key_field)
+        if isinstance(key, int) and not isinstance(key, bool):
+            key = str(key)
+        if stamp is not None and isinstance(key, str) and key.strip():
+            return Position(stamp, key)
+    return None
 
 
 def _origin(url: str) -> tuple[str, str]:

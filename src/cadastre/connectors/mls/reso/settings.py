@@ -63,6 +63,11 @@ class ResoSettings(ConnectorSettings):
         description="reads of a page that cannot be read (not JSON, not an OData collection) "
         "before it is handed on as unreadable, to be quarantined",
     )  # fmt: skip
+    empty_pages: int = Field(
+        default=10, ge=1, le=1000,
+        description="empty pages in a row that still carry an @odata.nextLink (a vendor that "
+        "filters after paging) followed before the read ends as an unreadable page",
+    )  # fmt: skip
     mass_update_records: int = Field(
         default=1000, ge=1,
         description="an incremental read of at least this many records, and of at least "
