@@ -4,78 +4,43 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from tests.integration.cli_env import add_reso, cli, set_up_austin, simulator
 
-CADASTRE = Path(sys.executable).with_name("cadastre")
 RECORDS = 250
-
-
-def simulator(*args: str) -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cadastre.simulators", "reso", "--port", "0",
-         "--records", str(RECORDS), "--no-rate-limit", *args],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    assert line.startswith("ready "), line
-    yield line.split(" ", 1)[1]
-    process.terminate()
-    process.communicate(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def mls() -> Iterator[str]:
     # every record with a defect at 10 %: some of them an unknown StandardStatus
-    yield from simulator("--bad-record-rate", "0.1")
+    yield from reso("--bad-record-rate", "0.1")
 
 
 @pytest.fixture(scope="module")
 def grid() -> Iterator[str]:
-    yield from simulator("--dialect", "mlsgrid")
+    yield from reso("--dialect", "mlsgrid")
+
+
+def reso(*args: str) -> Iterator[str]:
+    return simulator("reso", "--port", "0", "--records", str(RECORDS), "--no-rate-limit", *args)
 
 
 @pytest.fixture
 def run(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CADASTRE_")}
-    env |= {"COLUMNS": "200", "CADASTRE_LOG_LEVEL": "WARNING",
-            "CADASTRE_AUSTIN__CLIENT_ID": "demo-client",
-            "CADASTRE_AUSTIN__CLIENT_SECRET": "demo-secret",
-            "CADASTRE_GATEWAY_ALLOW_HOSTS": '["127.0.0.0/8", "::1"]'}  # fmt: skip
-    (tmp_path / "mappings").mkdir()
+    invoke = cli(tmp_path, columns=200, stderr=False)
     # no local_prefixes: the simulator's ACT_ fields are unmapped
-    (tmp_path / "mappings" / "austin.yaml").write_text(
-        "mapping: austin\nversion: 1\nextends: mls/reso\n"
-    )
-
-    def invoke(*args: str, code: int = 0) -> str:
-        done = subprocess.run(
-            [str(CADASTRE), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-            timeout=120, check=False,
-        )  # fmt: skip
-        assert done.returncode == code, done.stdout + done.stderr
-        return done.stdout if code == 0 else done.stdout + done.stderr
-
-    invoke("tenants", "create", "acme", "--name", "Acme")
-    invoke("credentials", "add", "austin", "-t", "acme", "--scheme", "oauth2_client_credentials",
-           "--from-env", "CADASTRE_AUSTIN")  # fmt: skip
+    set_up_austin(tmp_path, invoke, {"austin": "mapping: austin\nversion: 1\nextends: mls/reso\n"})
     return invoke
 
 
 def add(run, url: str, name: str = "austin", mapping: str = "austin") -> None:
-    settings = {"base_url": f"{url}/odata", "token_url": f"{url}/oauth/token", "mapping": mapping,
-                "page_size": 100, "gateway": {"allow_hosts": ["127.0.0.0/8", "::1"]}}  # fmt: skip
-    run("connections", "add", name, "-t", "acme", "--system", "mls", "--connector", "mls/reso",
-        "--credential", "austin", "--config", json.dumps(settings))  # fmt: skip
+    add_reso(run, url, name, mapping=mapping, page_size=100)
 
 
 def stored(tmp_path: Path) -> int:
@@ -155,7 +120,7 @@ def test_file_check_and_list(run, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def bridge() -> Iterator[str]:
-    yield from simulator("--dialect", "bridge")
+    yield from reso("--dialect", "bridge")
 
 
 FIFTH = """

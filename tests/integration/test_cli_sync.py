@@ -3,66 +3,32 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-CADASTRE = Path(sys.executable).with_name("cadastre")
+from tests.integration.cli_env import add_reso, cli, set_up_austin, simulator
+
+AUSTIN = "mapping: austin\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
 
 
 @pytest.fixture(scope="module")
 def mls() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cadastre.simulators", "reso", "--port", "0", "--records", "250",
-         "--bad-record-rate", "0.02", "--no-rate-limit"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    assert line.startswith("ready "), line
-    yield line.split(" ", 1)[1]
-    process.terminate()
-    process.communicate(timeout=10)
+    yield from simulator(
+        "reso", "--port", "0", "--records", "250", "--bad-record-rate", "0.02", "--no-rate-limit"
+    )
 
 
 @pytest.fixture
 def run(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CADASTRE_")}
-    env |= {"COLUMNS": "120", "CADASTRE_LOG_LEVEL": "WARNING",
-            "CADASTRE_AUSTIN__CLIENT_ID": "demo-client",
-            "CADASTRE_AUSTIN__CLIENT_SECRET": "demo-secret",
-            "CADASTRE_GATEWAY_ALLOW_HOSTS": '["127.0.0.0/8", "::1"]'}  # fmt: skip
-    (tmp_path / "mappings").mkdir()
-    (tmp_path / "mappings" / "austin.yaml").write_text(
-        "mapping: austin\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
-    )
-
-    def invoke(*args: str, code: int = 0, **extra: str) -> str:
-        done = subprocess.run(
-            [str(CADASTRE), *args], cwd=tmp_path, env=env | extra, capture_output=True,
-            text=True, timeout=120, check=False,
-        )  # fmt: skip
-        out = done.stdout + done.stderr
-        assert done.returncode == code, out
-        return out
-
-    invoke("tenants", "create", "acme", "--name", "Acme")
-    # part 1's environment variables, moved into the vault
-    invoke("credentials", "add", "austin", "-t", "acme", "--scheme", "oauth2_client_credentials",
-           "--from-env", "CADASTRE_AUSTIN")  # fmt: skip
+    invoke = cli(tmp_path)
+    set_up_austin(tmp_path, invoke, {"austin": AUSTIN})
     return invoke
 
 
 def add(run, url: str, name: str = "austin", credential: str = "austin", **config):
-    settings = {"base_url": f"{url}/odata", "token_url": f"{url}/oauth/token", "mapping": "austin",
-                "page_size": 100, "gateway": {"allow_hosts": ["127.0.0.0/8", "::1"]},
-                **config}  # fmt: skip
-    run("connections", "add", name, "-t", "acme", "--system", "mls", "--connector", "mls/reso",
-        "--credential", credential, "--config", json.dumps(settings))  # fmt: skip
+    add_reso(run, url, name, credential, **{"mapping": "austin", "page_size": 100, **config})
 
 
 def test_sync_pulls_the_feed_and_reports_what_it_did(run, mls: str) -> None:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +16,8 @@ from cadastre.cli.quarantine import _list, _replay
 from cadastre.store import open_store
 from cadastre.sync import ReplaySummary
 from cadastre.testing import FakeClock, FakeStore, FakeUnitOfWork
+from tests.integration.cli_env import add_reso, cli, set_up_austin, simulator
 
-CADASTRE = Path(sys.executable).with_name("cadastre")
 MAPPING = "mapping: austin\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
 FIXED = (
     MAPPING.replace("version: 1", "version: 2") + "enums: {StandardStatus: {Sold-ish: Closed}}\n"
@@ -29,46 +26,16 @@ FIXED = (
 
 @pytest.fixture(scope="module")
 def mls() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cadastre.simulators", "reso", "--port", "0", "--records", "400",
-         "--bad-record-rate", "0.05", "--no-rate-limit"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    assert line.startswith("ready "), line
-    yield line.split(" ", 1)[1]
-    process.terminate()
-    process.communicate(timeout=10)
+    yield from simulator(
+        "reso", "--port", "0", "--records", "400", "--bad-record-rate", "0.05", "--no-rate-limit"
+    )
 
 
 @pytest.fixture
 def run(tmp_path: Path, mls: str):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CADASTRE_")}
-    env |= {"COLUMNS": "160", "CADASTRE_LOG_LEVEL": "WARNING",
-            "CADASTRE_AUSTIN__CLIENT_ID": "demo-client",
-            "CADASTRE_AUSTIN__CLIENT_SECRET": "demo-secret",
-            "CADASTRE_GATEWAY_ALLOW_HOSTS": '["127.0.0.0/8", "::1"]'}  # fmt: skip
-    (tmp_path / "mappings").mkdir()
-    (tmp_path / "mappings" / "austin.yaml").write_text(MAPPING)
-
-    def invoke(*args: str, code: int = 0) -> str:
-        done = subprocess.run(
-            [str(CADASTRE), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-            timeout=120, check=False,
-        )  # fmt: skip
-        out = done.stdout + done.stderr
-        assert done.returncode == code, out
-        return out
-
-    invoke("tenants", "create", "acme", "--name", "Acme")
-    invoke("credentials", "add", "austin", "-t", "acme", "--scheme", "oauth2_client_credentials",
-           "--from-env", "CADASTRE_AUSTIN")  # fmt: skip
-    settings = {"base_url": f"{mls}/odata", "token_url": f"{mls}/oauth/token",
-                "mapping": "austin", "page_size": 100,
-                "gateway": {"allow_hosts": ["127.0.0.0/8", "::1"]}}  # fmt: skip
-    invoke("connections", "add", "austin", "-t", "acme", "--system", "mls", "--connector",
-           "mls/reso", "--credential", "austin", "--config", json.dumps(settings))  # fmt: skip
+    invoke = cli(tmp_path, columns=160)
+    set_up_austin(tmp_path, invoke, {"austin": MAPPING})
+    add_reso(invoke, mls, mapping="austin", page_size=100)
     return invoke
 
 
