@@ -6,53 +6,34 @@ syncing keeps working across the change."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from cadastre.bootstrap import Hub, bootstrap
-from cadastre.config import Settings
-from cadastre.directory import ConnectionSpec
+from cadastre.bootstrap import Hub
 from cadastre.simulators import ResoSimulator, serve
 from cadastre.sync.drift import DRIFT_EVENT
 from cadastre.testing import FakeClock
+from tests.integration.mls_hub import TENANT, connect_reso, fake_clock, open_hub
 
-TENANT, MLS = "acme", "test-mls"
-NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-LOOPBACK = ("127.0.0.0/8", "::1")
+MLS = "test-mls"
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock(NOW, autojump=True)
+    return fake_clock()
 
 
 @pytest.fixture
 async def hub(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Hub]:
-    mappings = tmp_path / "mappings"
-    mappings.mkdir()
-    (mappings / "test-mls.yaml").write_text(
-        "mapping: test-mls\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
-    )
-    settings = Settings(data_dir=tmp_path, mappings_dir=mappings, gateway_allow_hosts=LOOPBACK)
-    hub = await bootstrap(settings, clock=clock, configure_logs=False)
-    await hub.tenants.create(TENANT, "Acme")
-    await hub.vault.add(TENANT, "mls-client", "oauth2_client_credentials",
-                        {"client_id": "demo-client", "client_secret": "demo-secret"})  # fmt: skip
-    yield hub
-    await hub.close()
+    async with open_hub(tmp_path, clock) as hub:
+        yield hub
 
 
 async def point(hub: Hub, url: str) -> None:
-    await hub.connections.put(TENANT, ConnectionSpec(
-        name=MLS, system="mls", connector="mls/reso", credential="mls-client",
-        config={"base_url": f"{url}/odata", "token_url": f"{url}/oauth/token",
-                "mapping": "test-mls", "gateway": {"allow_hosts": list(LOOPBACK)},
-                "page_size": 100},
-    ))  # fmt: skip
+    await connect_reso(hub, MLS, url, page_size=100)
 
 
 async def drift_events(hub: Hub) -> list[dict[str, Any]]:

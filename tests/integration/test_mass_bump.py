@@ -15,24 +15,19 @@ import contextvars
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from cadastre.bootstrap import Hub, bootstrap
-from cadastre.config import Settings
-from cadastre.directory import ConnectionSpec
+from cadastre.bootstrap import Hub
 from cadastre.simulators import ResoSimulator, serve
 from cadastre.sync import SyncReport
 from cadastre.sync.pacing import MASS_UPDATE_EVENT
 from cadastre.testing import FakeClock
+from tests.integration.mls_hub import LOOPBACK, NOW, RESO_LOGIN, TENANT, connect_reso, open_hub
 
-TENANT = "acme"
-NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-LOOPBACK = ("127.0.0.0/8", "::1")
 WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="")
 PAGE_SECONDS = 3.0
 
@@ -57,32 +52,27 @@ def clock() -> WaitsByConnection:
 
 @pytest.fixture
 async def hub(tmp_path: Path, clock: WaitsByConnection) -> AsyncIterator[Hub]:
-    mappings = tmp_path / "mappings"
-    mappings.mkdir()
-    (mappings / "test-mls.yaml").write_text(
-        "mapping: test-mls\nversion: 1\nextends: mls/reso\nlocal_prefixes: [ACT_]\n"
-    )
-    settings = Settings(data_dir=tmp_path, mappings_dir=mappings, gateway_allow_hosts=LOOPBACK)
-    hub = await bootstrap(settings, clock=clock, configure_logs=False)
-    await hub.tenants.create(TENANT, "Acme")
-    login = {"client_id": "demo-client", "client_secret": "demo-secret"}
-    for name in ("bumped-mls", "other-mls"):  # a credential is one account at one vendor
-        await hub.vault.add(TENANT, name, "oauth2_client_credentials", login)
-    yield hub
-    await hub.close()
+    # a credential is one account at one vendor: one each
+    logins = dict.fromkeys(("bumped-mls", "other-mls"), RESO_LOGIN)
+    async with open_hub(tmp_path, clock, credentials=logins) as hub:
+        yield hub
 
 
 async def connect(hub: Hub, name: str, url: str) -> None:
     # Both connections spend one vendor's quota: 4 requests a second between them.
     gateway = {"allow_hosts": list(LOOPBACK), "vendor": "reso-sim", "quota": "reso-sim-quota",
                "rate_limit": {"requests": 4, "per": 1}}  # fmt: skip
-    await hub.connections.put(TENANT, ConnectionSpec(
-        name=name, system="mls", connector="mls/reso", credential=name,
-        config={"base_url": f"{url}/odata", "token_url": f"{url}/oauth/token",
-                "mapping": "test-mls", "gateway": gateway, "page_size": 50,
-                "overlap_seconds": 0, "mass_update_records": 100,
-                "mass_update_page_seconds": PAGE_SECONDS},
-    ))  # fmt: skip
+    await connect_reso(
+        hub,
+        name,
+        url,
+        credential=name,
+        gateway=gateway,
+        page_size=50,
+        overlap_seconds=0,
+        mass_update_records=100,
+        mass_update_page_seconds=PAGE_SECONDS,
+    )
 
 
 async def sync_as(hub: Hub, name: str) -> SyncReport:

@@ -5,54 +5,37 @@ Media key reconciliation tombstones the photos an agent took away."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from cadastre.bootstrap import Hub, bootstrap
-from cadastre.config import Settings
-from cadastre.directory import ConnectionSpec
+from cadastre.bootstrap import Hub
 from cadastre.simulators import ResoSimulator, serve
 from cadastre.sync.reconcile import ReconcileGuard
 from cadastre.testing import FakeClock
+from tests.integration.mls_hub import TENANT, connect_reso, fake_clock, open_hub
 
-TENANT, MLS = "acme", "test-mls"
-NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-LOOPBACK = ("127.0.0.0/8", "::1")
-PROJECT_MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+MLS = "test-mls"
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock(NOW, autojump=True)
+    return fake_clock()
 
 
 @pytest.fixture
 async def hub(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Hub]:
-    mappings = tmp_path / "mappings"
-    mappings.mkdir()
-    for name in ("mlsgrid", "trestle"):
-        shutil.copy(PROJECT_MAPPINGS / f"{name}.yaml", mappings / f"{name}.yaml")
-    settings = Settings(data_dir=tmp_path, mappings_dir=mappings, gateway_allow_hosts=LOOPBACK)
-    hub = await bootstrap(settings, clock=clock, configure_logs=False)
-    await hub.tenants.create(TENANT, "Acme")
-    await hub.vault.add(TENANT, "mls-client", "oauth2_client_credentials",
-                        {"client_id": "demo-client", "client_secret": "demo-secret"})  # fmt: skip
-    yield hub
-    await hub.close()
+    async with open_hub(
+        tmp_path, clock, mappings={}, project_mappings=["mlsgrid", "trestle"]
+    ) as hub:
+        yield hub
 
 
 async def connect(hub: Hub, url: str, mapping: str, **config: Any) -> None:
-    await hub.connections.put(TENANT, ConnectionSpec(
-        name=MLS, system="mls", connector="mls/reso", credential="mls-client",
-        config={"base_url": f"{url}/odata", "token_url": f"{url}/oauth/token",
-                "mapping": mapping, "gateway": {"allow_hosts": list(LOOPBACK)}, **config},
-    ))  # fmt: skip
+    await connect_reso(hub, MLS, url, mapping=mapping, **config)
 
 
 async def stored_media(hub: Hub) -> dict[str, dict[str, Any]]:
