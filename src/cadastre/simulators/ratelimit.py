@@ -31,6 +31,7 @@ from typing import Literal, get_args
 RateLimitHeaders = Literal["x-ratelimit", "ietf"]
 RATE_LIMIT_HEADERS: tuple[str, ...] = get_args(RateLimitHeaders)
 _HEADER_PREFIX = {"x-ratelimit": "X-RateLimit", "ietf": "RateLimit"}
+_EDGE = 1e-9  # seconds: float rounding at a window's edge, not time a client could gain
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,11 @@ class _Window:
         return math.floor(now / self.limit.per)
 
     def _forget(self, now: float) -> None:
-        horizon = now - self.limit.per
-        while self._admitted and self._admitted[0] <= horizon:
+        # A slot frees at admitted + per. Compared as a sum, with a nanosecond's slack: a client
+        # that waits out the window to its edge on the same clock computes that instant with
+        # float rounding (now - per is 76.19999999999999 for 136.2 - 60), and is not early.
+        per, edge = self.limit.per, now + _EDGE
+        while self._admitted and self._admitted[0] + per <= edge:
             self._admitted.popleft()
 
 

@@ -239,3 +239,14 @@ async def test_expanded_pages_carry_the_expansion_into_the_next_link(clock: Fake
         rows = await pages(client, "/odata/Property", **{"$expand": "Media", "$top": "10"})
     assert len(rows) == 25
     assert all(len(row["Media"]) == row["PhotosCount"] for row in rows)
+
+
+def test_mlsgrid_deletes_by_count_pick_only_listings_still_shown(clock: FakeClock) -> None:
+    sim = make("mlsgrid", clock)  # 60 listings
+    first = sim.delete(count=40)
+    second = sim.delete(count=20)  # exactly those left: none is deleted twice
+    assert not set(first) & set(second)
+    assert sum(record["MlgCanView"] for record in sim.records.values()) == 0
+    assert len(set(sim.deleted)) == len(sim.deleted) == 60
+    with pytest.raises(ValueError, match="between 0 and 0"):
+        sim.delete(count=1)

@@ -134,3 +134,17 @@ async def test_no_rate_limit_means_none_whatever_the_dialect(clock: FakeClock) -
         client.headers.update(await bearer(client))
         responses = [await client.get("/odata/Property") for _ in range(10)]
     assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in responses)
+
+
+@pytest.mark.parametrize(("first", "seen", "per"), [(76.2, 76.3, 60.0), (7.7, 7.9, 1.0)])
+def test_a_request_at_the_windows_edge_is_admitted_despite_float_rounding(
+    first: float, seen: float, per: float
+) -> None:
+    # A client admitted at `first` waits out the window from `seen` on the same clock; its
+    # arrival is the edge, even where `arrival - per` rounds below `first`.
+    limiter = RateLimiter(RateLimit(1, per))
+    assert limiter.admit(first).admitted
+    arrival = seen + ((first + per) - seen)
+    assert arrival - per < first  # the rounding this test is about
+    assert limiter.admit(arrival).admitted
+    assert not limiter.admit(arrival).admitted  # and the window is full again

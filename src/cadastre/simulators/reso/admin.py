@@ -66,6 +66,9 @@ def _endpoint(
 
 
 def _touch(sim: ResoSimulator, body: dict[str, Any]) -> dict[str, Any]:
+    create = body.get("create") or 0
+    if isinstance(create, bool) or not isinstance(create, int) or create < 0:
+        raise ValueError("create is a whole number >= 0")  # checked before anything moves
     touched: list[str] = []
     if body.get("keys") is not None or body.get("count") is not None:
         touched = sim.touch(
@@ -74,7 +77,7 @@ def _touch(sim: ResoSimulator, body: dict[str, Any]) -> dict[str, Any]:
             changes=body.get("changes"),
             at=body.get("at"),
         )
-    created = sim.create(int(body.get("create") or 0), at=body.get("at"))
+    created = sim.create(create, at=body.get("at"))
     return {"touched": touched + created, "created": created}
 
 

@@ -23,6 +23,8 @@ does: dialect data (``dialect.py``), drift (``drift.py``), Media records and the
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote
 
@@ -56,8 +58,7 @@ from cadastre.simulators.reso.schema import KEY_FIELD, STRING, TIMESTAMP_FIELD, 
 from cadastre.simulators.reso.writes import IdempotencyKeys, ResoStats, record_from_body
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-    from datetime import datetime
+    from collections.abc import Iterable
 
     from starlette.requests import Request
 
@@ -219,8 +220,12 @@ class ResoSimulator(Simulator):
         """Listings withdrawn from the feed: with ``deletion.style`` vanish they are gone (only
         a key reconciliation notices); with flag they stay, the flag false and the timestamp
         now (MLS Grid's ``MlgCanView``)."""
-        chosen = self._choose(keys, count, self._delete_rng)
         flag = self.dialect.deletion.field
+        # A count picks among the listings still in the feed: one already flagged is not news.
+        shown = None if flag is None else [
+            key for key, row in self._index.rows.items() if row.data.get(flag) is not False
+        ]  # fmt: skip
+        chosen = self._choose(keys, count, self._delete_rng, among=shown)
         when = self._instant(None)
         for key in chosen:
             if flag is None:
@@ -281,7 +286,11 @@ class ResoSimulator(Simulator):
         return [row.data for row in self._index.rows.values()]
 
     def _choose(
-        self, keys: Iterable[str] | None, count: int | None, rng: random.Random
+        self,
+        keys: Iterable[str] | None,
+        count: int | None,
+        rng: random.Random,
+        among: list[str] | None = None,
     ) -> list[str]:
         if (keys is None) == (count is None):
             raise ValueError("give keys or count")
@@ -293,13 +302,14 @@ class ResoSimulator(Simulator):
             if unknown:
                 raise ValueError(f"unknown ListingKey: {unknown[:5]}")
             return chosen
+        population = list(self._index.rows) if among is None else among
         if (
             isinstance(count, bool)
             or not isinstance(count, int)
-            or not 0 <= count <= len(self._index)
+            or not 0 <= count <= len(population)
         ):
-            raise ValueError(f"count is between 0 and {len(self._index)}")
-        return rng.sample(list(self._index.rows), count)
+            raise ValueError(f"count is between 0 and {len(population)}")
+        return rng.sample(population, count)
 
     def _instant(self, at: datetime | str | None) -> datetime:
         if at is None:
@@ -309,11 +319,13 @@ class ResoSimulator(Simulator):
                 return truncate_to_millis(parse_datetime(at))
             except QueryError as exc:
                 raise ValueError(str(exc)) from None
-        if at.tzinfo is None:
-            raise ValueError("at must be timezone-aware")
+        if not isinstance(at, datetime) or at.tzinfo is None:
+            raise ValueError("at is a timezone-aware timestamp")
         return truncate_to_millis(at)
 
     def _checked_changes(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(changes, Mapping):
+            raise ValueError("changes is an object of field names and values")
         checked = {}
         for name, value in changes.items():
             if name not in self.fields:

@@ -44,11 +44,11 @@ class LiveSchema:
     def add_field(
         self, rows: Iterable[dict[str, Any]], name: str, edm: str, value: Any = None
     ) -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"{name!r} is not a field name")
         if name in self.fields:
             raise ValueError(f"{name} exists already")
         _check_type(edm)
-        if not name.isidentifier():
-            raise ValueError(f"{name!r} is not a field name")
         value = convert(value, edm)
 
         def add(data: dict[str, Any]) -> None:

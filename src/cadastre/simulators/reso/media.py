@@ -85,9 +85,9 @@ def query_media(
     if options.get("$orderby", "").replace(" asc", "").replace(" ", "") not in MEDIA_ORDERS:
         raise QueryError(f"Media is ordered by {MEDIA_TIMESTAMP},{MEDIA_KEY} only")
     top_text = options.get("$top", str(default_top)).strip()
-    if not top_text.isdigit():
+    if not (top_text.isascii() and top_text.isdigit()):
         raise QueryError("$top is a non-negative integer")
-    top = min(int(top_text), max_top)
+    top = min(int(top_text), max_top) if len(top_text) <= 18 else max_top
     select = None
     if "$select" in options:
         select = [name.strip() for name in options["$select"].split(",")]

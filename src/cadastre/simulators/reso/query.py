@@ -35,7 +35,16 @@ from cadastre.simulators.reso.odata_filter import (
     wire_datetime,
 )
 from cadastre.simulators.reso.records import Row, to_micros
-from cadastre.simulators.reso.schema import DATE, DATETIMEOFFSET, KEY_FIELD, TIMESTAMP_FIELD
+from cadastre.simulators.reso.schema import (
+    BOOLEAN,
+    DATE,
+    DATETIMEOFFSET,
+    DECIMAL,
+    DOUBLE,
+    INT32,
+    KEY_FIELD,
+    TIMESTAMP_FIELD,
+)
 from cadastre.simulators.reso.schema import FieldSpec as Spec
 
 if TYPE_CHECKING:
@@ -152,9 +161,9 @@ def _non_negative(options: Mapping[str, str], name: str, default: int) -> int:
     if name not in options:
         return default
     text = options[name].strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit(), but int("²") fails
         raise QueryError(f"{name} is a non-negative integer")
-    return int(text)
+    return int(text) if len(text) <= 18 else 10**18  # int() refuses over 4,300 digits
 
 
 def _parse_select(text: str, fields: Mapping[str, Spec]) -> tuple[str, ...]:
@@ -210,15 +219,26 @@ def _decode_token(
     typed: list[Any] = []
     for (name, _), value in zip(order, values, strict=True):
         edm = fields[name].edm
+        if not _token_typed(name, edm, value):  # a forged token would fail compares: 500
+            raise QueryError("$skiptoken is not one this server issued")
         if value is None or edm not in (DATETIMEOFFSET, DATE):
             typed.append(value)
-        elif not isinstance(value, str):
-            raise QueryError("$skiptoken is not one this server issued")
         elif edm == DATETIMEOFFSET:
             typed.append(parse_datetime(value))
         else:
             typed.append(wire_date(value))
     return tuple(typed)
+
+
+def _token_typed(name: str, edm: str, value: Any) -> bool:
+    """Whether ``value`` is what ``encode_token`` writes for a field of type ``edm``."""
+    if value is None:
+        return name not in (KEY_FIELD, TIMESTAMP_FIELD)  # never null: the index is built on them
+    if edm == BOOLEAN:
+        return isinstance(value, bool)
+    if edm in (INT32, DECIMAL, DOUBLE):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
 
 
 # ------------------------------------------------------------------------------------- running
