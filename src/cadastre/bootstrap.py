@@ -166,13 +166,15 @@ class Hub:
             raise
         opened = OpenSource(connector, mappers, gateway)
         if not one_off:
-            for stale in [k for k in self._sources if k[:2] == (tenant, name)]:
-                old = self._sources.pop(stale)
+            stale = [self._sources.pop(k) for k in list(self._sources) if k[:2] == (tenant, name)]
+            # Kept before closing the stale ones: a run asking meanwhile (while a close awaits)
+            # finds this source rather than opening another that nothing would ever close.
+            self._sources[key] = opened
+            for old in stale:
                 if id(old) in self._using:
                     self._retired[id(old)] = old
                 else:
                     await old.connector.aclose()
-            self._sources[key] = opened
         return opened
 
     @contextlib.asynccontextmanager

@@ -5,6 +5,7 @@ what vanished upstream."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -143,3 +144,29 @@ async def test_a_connection_edited_during_a_run_keeps_that_runs_source_open(
             await first.gateway.get_json(f"{running.url}/odata/Property")
         report = await hub.sync(TENANT, "quick-mls")
         assert report.tally.created == 30
+
+
+async def test_runs_opening_an_edited_connection_at_once_share_one_new_source(
+    hub: Hub, clock: FakeClock, tmp_path: Path
+) -> None:
+    # A sync and a reconciliation start in one tick just after an edit: while the first closes
+    # the old source, the second must find the new one, not open a third that nothing closes.
+    await connect(hub, "quick-mls", "http://127.0.0.1:9", "quick")
+    first = await hub.open_source(TENANT, "quick-mls")
+    mapping = tmp_path / "mappings" / "quick.yaml"
+    mapping.write_text(mapping.read_text().replace("version: 1", "version: 2"))
+    closing, gate = asyncio.Event(), asyncio.Event()
+    close = first.connector.aclose
+
+    async def slow_close() -> None:
+        closing.set()
+        await gate.wait()
+        await close()
+
+    first.connector.aclose = slow_close  # type: ignore[method-assign]
+    one = asyncio.create_task(hub.open_source(TENANT, "quick-mls"))
+    await asyncio.wait_for(closing.wait(), 10)  # the first run is closing the old source
+    other = await hub.open_source(TENANT, "quick-mls")
+    gate.set()
+    assert await one is other
+    assert list(hub._sources.values()) == [other]
