@@ -6,6 +6,7 @@ only in ``Settings``; nothing below this module knows which one it got.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ from cadastre.errors import (
     CredentialError,
     LockTimeout,
     SyncInProgress,
+    SyncTimedOut,
 )
 from cadastre.gateway import (
     AddressAllowList,
@@ -435,14 +437,33 @@ class Hub:
         guard: ReconcileGuard | None = None, transport: httpx.AsyncBaseTransport | None = None,
     ) -> ReconcileReport:  # fmt: skip
         """Compare the vendor's keys with the records held for the connection and tombstone
-        those gone upstream (``cadastre reconcile``); see ``sync.reconcile``."""
-        source = await self.open_source(tenant, name, transport=transport)
-        try:
-            async with self._use(source):
-                return await self._reconcile(tenant, name, source, stream, force, guard)
-        finally:
-            if transport is not None:
-                await source.connector.aclose()
+        those gone upstream (``cadastre reconcile``); see ``sync.reconcile``. One run per
+        connection at a time (``SyncInProgress`` otherwise), stopped past
+        ``CADASTRE_SYNC_MAX_SECONDS`` of wall-clock time (``SyncTimedOut``)."""
+        limit = self.settings.sync_max_seconds
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                await held.enter_async_context(
+                    self.locks.hold(f"reconcile:{tenant}:{name}", wait=0.0,
+                                    lease=limit or 6 * 3600.0)
+                )  # fmt: skip
+            except LockTimeout:
+                raise SyncInProgress(
+                    f"connection {name!r} is being reconciled already (another worker, the "
+                    "schedule or another command); run it again when that ends"
+                ) from None
+            source = await self.open_source(tenant, name, transport=transport)
+            try:
+                async with self._use(source), asyncio.timeout(limit):
+                    return await self._reconcile(tenant, name, source, stream, force, guard)
+            except TimeoutError:
+                raise SyncTimedOut(
+                    f"reconciliation of connection {name!r} ran past {limit:g} s; stopped"
+                ) from None
+            finally:
+                if transport is not None:
+                    await source.connector.aclose()
+        raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
 
     async def _reconcile(
         self, tenant: str, name: str, source: OpenSource, stream: str | None, force: bool,

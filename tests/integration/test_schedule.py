@@ -80,7 +80,7 @@ async def test_scheduled_syncs_and_reconciliation_keep_the_store_in_step(
     async with serve(sim.app) as running, httpx.AsyncClient(base_url=running.url) as admin:
         await connect(hub, "quick-mls", running.url, "quick")
         await connect(hub, "plain-mls", running.url, "plain")
-        scheduler = SyncScheduler(clock, hub.scheduled_jobs, hub.run_job, hub.locks, tick=60)
+        scheduler = SyncScheduler(clock, hub.scheduled_jobs, hub.run_job, None, tick=60)
 
         async def minutes(n: int) -> None:
             for _ in range(n):
@@ -116,12 +116,16 @@ async def test_a_connection_syncs_once_at_a_time_and_the_schedule_skips_a_busy_o
         async with hub.locks.hold("sync:acme:quick-mls", wait=0, lease=60):
             with pytest.raises(SyncInProgress, match="syncing already"):
                 await hub.sync(TENANT, "quick-mls")
-            scheduler = SyncScheduler(clock, hub.scheduled_jobs, hub.run_job, hub.locks)
+            scheduler = SyncScheduler(clock, hub.scheduled_jobs, hub.run_job, None)
             await scheduler.tick()
             await scheduler.idle()
             assert await held(hub, "quick-mls") == 0
         report = await hub.sync(TENANT, "quick-mls")  # free again
         assert report.tally.created == 40
+        async with hub.locks.hold("reconcile:acme:quick-mls", wait=0, lease=60):
+            with pytest.raises(SyncInProgress, match="reconciled already"):
+                await hub.reconcile(TENANT, "quick-mls")
+        assert (await hub.reconcile(TENANT, "quick-mls")).deleted == 0
 
 
 async def test_a_connection_edited_during_a_run_keeps_that_runs_source_open(

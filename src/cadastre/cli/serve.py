@@ -151,8 +151,9 @@ async def _serve(hub: Hub, host: str, port: int, schedule: bool | None = None) -
         every = hub.settings.vault_rotation_check_seconds
         background = [asyncio.create_task(rotate_keys(hub, every))] if every else []
         if hub.settings.schedule_syncs if schedule is None else schedule:
+            # no scheduler lock: Hub.sync and Hub.reconcile lock each run themselves
             scheduler = SyncScheduler(
-                hub.clock, hub.scheduled_jobs, hub.run_job, hub.locks,
+                hub.clock, hub.scheduled_jobs, hub.run_job, None,
                 parallel=hub.settings.schedule_parallel,
             )  # fmt: skip
             background.append(asyncio.create_task(scheduler.run_forever()))

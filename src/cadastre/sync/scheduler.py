@@ -7,6 +7,9 @@ once, and never two runs of one job at once. A job that fails is logged and trie
 next due time; it never stops the others. Across workers, a job runs under a named lock taken
 without waiting: a worker that finds it held skips the job (another worker is running it) and
 looks again at the next due time, so two workers never sync one connection at the same time.
+The lock is the scheduler's when it is handed a ``LockBackend``; without one the jobs lock
+themselves (``Hub.sync`` and ``Hub.reconcile`` do, raising ``LockTimeout``), so a run holds one
+lock, not two (a PostgreSQL advisory lock holds a pooled connection for the whole run).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class SyncScheduler:
         clock: Clock,
         jobs: Callable[[], Awaitable[Sequence[Job]]],
         run: Callable[[Job], Awaitable[object]],
-        locks: LockBackend,
+        locks: LockBackend | None,
         *,
         tick: float = 15.0,
         parallel: int = 4,
@@ -111,8 +114,11 @@ class SyncScheduler:
     async def _one(self, job: Job) -> None:
         async with self._slots:
             try:
-                async with self._locks.hold(job.key, wait=0.0, lease=self._lease):
+                if self._locks is None:
                     await self._run(job)
+                else:
+                    async with self._locks.hold(job.key, wait=0.0, lease=self._lease):
+                        await self._run(job)
             except LockTimeout:
                 _log.info("%s of %r (tenant %r) runs on another worker; skipped",
                           job.kind, job.connection, job.tenant)  # fmt: skip

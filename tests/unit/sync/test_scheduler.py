@@ -134,3 +134,28 @@ async def test_connections_that_come_and_go_are_followed() -> None:
     await run_for(scheduler, clock, 15, 15)
     assert [t - start for t in times(recorder, OTHER)] == [15]
     assert [t - start for t in times(recorder, SYNC)] == [0, 60]
+
+
+async def test_without_a_lock_backend_a_job_that_finds_itself_locked_is_skipped() -> None:
+    clock = FakeClock()
+    recorder = Recorder(clock)
+    locks = MemoryLockBackend()
+
+    async def self_locking(job: Job) -> None:  # what Hub.sync and Hub.reconcile do
+        async with locks.hold(job.key, wait=0, lease=60):
+            await recorder(job)
+
+    async def listed() -> list[Job]:
+        return [SYNC, OTHER]
+
+    scheduler = SyncScheduler(clock, listed, self_locking, None, tick=15)
+    async with locks.hold(SYNC.key, wait=0, lease=60):  # another worker's run
+        await scheduler.tick()
+        await scheduler.idle()
+    assert times(recorder, SYNC) == []
+    assert len(times(recorder, OTHER)) == 1
+    assert scheduler.runs[SYNC.key] == 1  # tried, skipped, due again at its next time
+    clock.advance(60)
+    await scheduler.tick()
+    await scheduler.idle()
+    assert len(times(recorder, SYNC)) == 1
