@@ -28,9 +28,9 @@ from typing import Any
 import orjson
 
 from cadastre.connectors.mls.reso import CONNECTOR
-from cadastre.connectors.mls.reso.streams import parse_time
 from cadastre.contract import Change, validate_fields
 from cadastre.mapping import MappingRegistry
+from cadastre.mapping.records import parse_time
 from cadastre.ports import RawRecord
 from cadastre.simulators import ResoSimulator
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from cadastre.contract import Change
 from cadastre.errors import NotFound
+from cadastre.mapping.records import raw_record as read_item
 from cadastre.ports import QuarantinedRecord, RawRecord
 from cadastre.sync.engine import BACKWARDS, QuarantineDraft
 from cadastre.sync.runner import DUPLICATE_IN_PAGE, MALFORMED_PAGE
@@ -328,29 +329,8 @@ def parse_page(body: Any) -> tuple[list[Any], str | None]:
 
 
 def raw_record(stream: str, payload: Mapping[str, Any], mapper: RecordMapper) -> RawRecord:
-    """A stored payload read again as a connector reads an item: key and time from the fields
-    the mapping names (an integer key as text; a time only with its zone)."""
-    key = payload.get(mapper.key)
-    if isinstance(key, int) and not isinstance(key, bool):
-        key = str(key)
-    stamp = payload.get(mapper.timestamp)
-    return RawRecord(
-        stream=stream,
-        external_id=key if isinstance(key, str) and key.strip() else None,
-        data=payload,
-        source_time=_parse_time(stamp),
-        source_version=stamp if isinstance(stamp, str) else None,
-    )
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not 10 <= len(value) <= 40:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
+    """A stored payload read again as a connector reads an item (see ``mapping.records``)."""
+    return read_item(stream, payload, mapper.key, mapper.timestamp)
 
 
 def _mapper_for(

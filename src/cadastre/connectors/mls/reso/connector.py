@@ -35,10 +35,10 @@ from cadastre.connectors.mls.reso.streams import (
     any_of,
     first_filter,
     odata_string,
-    parse_time,
 )
 from cadastre.connectors.sdk import MassUpdate
 from cadastre.errors import VendorError, VendorProtocolError, VendorRejected
+from cadastre.mapping.records import parse_time, raw_record
 from cadastre.ports import RawPage, RawRecord
 
 if TYPE_CHECKING:
@@ -427,20 +427,7 @@ class ResoConnector:
         return body["value"], next_link, count if isinstance(count, int) else None
 
     def _record(self, stream: str, item: Any, key_field: str, time_field: str) -> RawRecord:
-        if not isinstance(item, dict):
-            return RawRecord(stream, None, {"value": item}, None,
-                             problem=f"not a record: a JSON {type(item).__name__}")  # fmt: skip
-        key = item.get(key_field)
-        if isinstance(key, int) and not isinstance(key, bool):
-            key = str(key)
-        stamp = item.get(time_field)
-        return RawRecord(
-            stream=stream,
-            external_id=key if isinstance(key, str) and key.strip() else None,
-            data=item,
-            source_time=parse_time(stamp),
-            source_version=stamp if isinstance(stamp, str) else None,
-        )
+        return raw_record(stream, item, key_field, time_field)
 
 
 class _NotACollection(Exception):

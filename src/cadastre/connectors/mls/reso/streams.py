@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cadastre.mapping.records import parse_time
+
 CURSOR_TIME = "ModificationTimestamp"
 CURSOR_KEY = "ListingKey"
 # RESO Media: its own key and timestamp, the key of the record it belongs to, and the listing field
@@ -31,16 +33,6 @@ def odata_time(value: datetime) -> str:
 
 def odata_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not 10 <= len(value) <= 40:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 @dataclass(frozen=True, order=True)
