@@ -7,9 +7,9 @@ source scripts/venv.sh
 ensure_venv dev
 
 # The services the suite talks to over real connections (the embedded default needs none).
-bash scripts/services.sh postgres redis
+bash scripts/services.sh postgres redis nats
 # They are up now: a test that cannot reach one fails instead of skipping (tests/conftest.py).
-export CADASTRE_TEST_SERVICES=postgres,redis
+export CADASTRE_TEST_SERVICES=postgres,redis,nats
 
 echo "==> ruff";          .venv/bin/ruff check src tests tools bench
 echo "==> ruff format";   .venv/bin/ruff format --check src tests tools bench

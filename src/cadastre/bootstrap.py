@@ -122,6 +122,23 @@ class Hub:
     _using: dict[int, int] = field(default_factory=dict)
     _retired: dict[int, OpenSource] = field(default_factory=dict)
 
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The hub's background work, for as long as the block runs: bus consumers (webhooks
+        out), the outbox relay, the webhook normaliser, the delivery sender. ``cadastre serve``
+        holds it open; so do tests that need events to flow."""
+        async with contextlib.AsyncExitStack() as stack:
+            # In order: consumers subscribe before the relay starts publishing.
+            for worker in self._workers():
+                await stack.enter_async_context(worker)
+            yield
+
+    def _workers(self) -> list[contextlib.AbstractAsyncContextManager[Any]]:
+        workers: list[contextlib.AbstractAsyncContextManager[Any]] = []
+        # issue 7 parts add theirs here, each one line: webhooks-out dispatcher (a bus
+        # consumer), then the outbox relay, the webhook normaliser, the delivery sender.
+        return workers
+
     async def close(self) -> None:
         for source in [*self._sources.values(), *self._retired.values()]:
             await source.connector.aclose()

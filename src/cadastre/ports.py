@@ -10,7 +10,7 @@ This module is longer than most (~300 lines) because each port is kept beside th
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -859,3 +859,52 @@ class LockBackend(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+# ------------------------------------------------------------------------------ event bus
+
+
+@dataclass(frozen=True)
+class BusMessage:
+    """One event as a durable consumer receives it."""
+
+    event: EventEnvelope
+    subject: str  # "cadastre.<tenant>.<entity>.<verb>" (contract.events.bus_subject)
+    delivery: int  # 1 the first time; 2, 3, ... when the bus delivers it again
+
+
+class BusSubscription(Protocol):
+    async def stop(self) -> None:
+        """Stop receiving; what was not acknowledged is delivered again later (to this durable
+        consumer, in whatever process subscribes to it next)."""
+        ...
+
+
+class EventBus(Protocol):
+    """Where the outbox relay hands committed events, and where subscribers (webhooks out,
+    write-back, detectors) take them. At-least-once: consumers de-duplicate by event id.
+
+    Per-entity order: a consumer sees the events of one record in the order they were published,
+    a redelivery included (a batch that fails is delivered again before anything after it).
+    """
+
+    async def publish(self, events: Sequence[EventEnvelope]) -> None:
+        """Hand ``events`` over in order; returns once the bus holds every one durably (a
+        JetStream acknowledgement; in process, once every durable consumer has taken it).
+        Publishing an event id again is harmless."""
+        ...
+
+    async def subscribe(
+        self,
+        consumer: str,
+        handler: Callable[[Sequence[BusMessage]], Awaitable[None]],
+        *,
+        subjects: Sequence[str] = ("cadastre.>",),
+        batch: int = 100,
+    ) -> BusSubscription:
+        """A durable consumer named ``consumer`` (it resumes where it stopped): ``handler`` gets
+        up to ``batch`` messages at a time, one batch at a time, in publish order. Returning
+        acknowledges the batch; raising has it delivered again, after a backoff, first."""
+        ...
+
+    async def close(self) -> None: ...

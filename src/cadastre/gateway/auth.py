@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, assert_never, runtime_checkable
 
 import httpx
 
@@ -139,6 +139,13 @@ def authenticator_for(
             return Password(auth)
         case Scheme.SESSION:
             return SessionCookie(auth, endpoint)
+        case Scheme.WEBHOOK_SECRET:
+            raise ConfigurationError(
+                f"credential {auth.credential!r} is a webhook signing secret; a connection "
+                "names it under webhook.credential, not as the credential it calls its vendor with"
+            )
+        case _ as unreachable:
+            assert_never(unreachable)
 
 
 class BearerToken:

@@ -266,4 +266,10 @@ credential_reads = Table(
     Index("ix_credential_reads_credential", "tenant", "credential", "position"),
 )  # fmt: skip
 
+# ---------------------------------------------------------------- events: bus (migration 0005)
+
+# ---------------------------------------------------------------- events: webhooks in (0006)
+
+# ---------------------------------------------------------------- events: webhooks out (0007)
+
 TABLE_NAMES = tuple(sorted(metadata.tables))

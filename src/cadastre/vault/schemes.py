@@ -25,6 +25,7 @@ class Scheme(StrEnum):
     BASIC = "basic"
     DIGEST = "digest"
     SESSION = "session"
+    WEBHOOK_SECRET = "webhook_secret"  # noqa: S105 - a scheme name: signs or checks webhooks
 
 
 class SchemeMeta(BaseModel):
@@ -73,6 +74,13 @@ class PasswordMeta(SchemeMeta):
     pass
 
 
+class WebhookSecretMeta(SchemeMeta):
+    # During a rotation the previous secret still verifies (inbound) or also signs (outbound)
+    # until then, so senders and receivers can switch over without a refused delivery.
+    previous_valid_until: str | None = None  # ISO 8601
+    rotated_at: str | None = None  # ISO 8601, set by the hub
+
+
 class SessionMeta(SchemeMeta):
     login_url: str
     login_format: Literal["form", "json"] = "form"
@@ -103,6 +111,7 @@ SCHEMES: dict[Scheme, SchemeSpec] = {
         SchemeSpec(Scheme.BASIC, ("username", "password"), (), PasswordMeta),
         SchemeSpec(Scheme.DIGEST, ("username", "password"), (), PasswordMeta),
         SchemeSpec(Scheme.SESSION, ("username", "password"), (), SessionMeta),
+        SchemeSpec(Scheme.WEBHOOK_SECRET, ("secret",), ("previous_secret",), WebhookSecretMeta),
     )
 }  # fmt: skip
 
