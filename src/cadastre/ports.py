@@ -755,6 +755,16 @@ class ListsKeys(Protocol):
     def keys(self, stream: str) -> AsyncIterator[Sequence[str]]: ...
 
 
+class ReceivesWebhooks(Protocol):
+    """A connector whose vendor pushes changes: it reads a webhook that the hub has verified and
+    stored into raw records (fetching them through its gateway when the vendor sends only keys).
+    The sync engine does the rest, as for a polled page."""
+
+    async def webhook_records(
+        self, body: bytes, headers: Mapping[str, str]
+    ) -> Sequence[RawRecord]: ...
+
+
 # ------------------------------------------------------------------------------ rate limits
 
 

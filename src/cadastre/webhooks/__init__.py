@@ -1,0 +1,1 @@
+"""Webhooks: verified vendor webhooks in (a durable inbox), signed deliveries out."""
