@@ -134,7 +134,8 @@ def serve(
         "CADASTRE_SCHEDULE_SYNCS, on)",
     ),
 ) -> None:
-    """Serve the HTTP API (docs at /docs) until Ctrl-C, syncing connections on schedule."""
+    """Serve the HTTP API (docs at /docs) until Ctrl-C: webhooks in and out, the outbox relay,
+    and each connection's scheduled syncs."""
     run(lambda hub: _serve(hub, host, port, schedule))
     console.print("stopped")
 
@@ -143,7 +144,12 @@ async def _serve(hub: Hub, host: str, port: int, schedule: bool | None = None) -
     # Imported here: FastAPI costs every other command a fifth of a second at start-up.
     from cadastre.api import create_app
 
-    async with serve_app(create_app(hub), host, port, handle_signals=True) as running:
+    # The background workers (outbox relay, bus consumers, webhook normaliser, deliveries) run
+    # while the API serves; they stop after it, so an accepted webhook is not left unread.
+    async with (
+        hub.running(),
+        serve_app(create_app(hub), host, port, handle_signals=True) as running,
+    ):
         console.print(
             f"Cadastre API at {running.url} (docs at {running.url}/docs); Ctrl-C stops",
             soft_wrap=True,
