@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from cadastre.bus import OutboxRelay, open_bus
 from cadastre.clock import SystemClock
 from cadastre.config import Settings
 from cadastre.connectors import AuthSpec, available, connector_spec
@@ -42,6 +44,7 @@ from cadastre.ownership import OwnershipRegistry, load_registry
 from cadastre.ports import (
     Clock,
     ConnectionStatus,
+    EventBus,
     LockBackend,
     RateLimitBackend,
     SourceConnector,
@@ -71,6 +74,8 @@ from cadastre.vault import (
     TokenManager,
     Vault,
 )
+from cadastre.webhooks.inbox import WebhookReceiver
+from cadastre.webhooks.outbound import WebhooksOut
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
@@ -109,6 +114,10 @@ class Hub:
     mappings: MappingRegistry
     runner: SyncRunner
     controls: GatewayControls
+    bus: EventBus  # in-process or NATS JetStream (CADASTRE_BUS)
+    relay: OutboxRelay  # outbox -> bus; a worker of running()
+    webhooks: WebhooksOut  # subscriptions, deliveries; dispatcher and sender are workers
+    webhooks_in: WebhookReceiver  # POST /webhooks/...: verified, stored; the normaliser a worker
     # Open connectors by (tenant, connection, its version, its mapping, how its credential is
     # put on requests): their gateways keep pooled connections across syncs; an edited
     # connection, mapping file or credential (scheme, header, login URL...) gets a new one.
@@ -137,6 +146,10 @@ class Hub:
         workers: list[contextlib.AbstractAsyncContextManager[Any]] = []
         # issue 7 parts add theirs here, each one line: webhooks-out dispatcher (a bus
         # consumer), then the outbox relay, the webhook normaliser, the delivery sender.
+        workers.append(self.webhooks.dispatcher(self.bus))
+        workers.append(self.relay)
+        workers.append(self.webhooks_in.normaliser(self))
+        workers.append(self.webhooks.sender())
         return workers
 
     async def close(self) -> None:
@@ -147,7 +160,9 @@ class Hub:
         for gateway in self._endpoints.values():
             await gateway.aclose()
         self._endpoints.clear()
+        await self.webhooks_in.aclose()  # refusal counts not yet written
         await self.controls.aclose()
+        await self.bus.close()
         await self.locks.aclose()
         await self.store.close()
 
@@ -323,8 +338,9 @@ class Hub:
 
     async def scheduled_jobs(self) -> list[Job]:
         """Every active connection's scheduled jobs: its sync at its MLS's refresh cadence (the
-        mapping file's ``refresh.every_minutes``, else ``CADASTRE_SYNC_EVERY_SECONDS``) and, for
-        connectors that can list their keys, its key reconciliation."""
+        mapping file's ``refresh.every_minutes``, else ``CADASTRE_SYNC_EVERY_SECONDS``; for a
+        webhook-driven connection ``CADASTRE_WEBHOOK_POLL_SECONDS``, the slow poll that catches
+        missed webhooks) and, for connectors that can list their keys, its key reconciliation."""
         jobs: list[Job] = []
         reconcile_every = self.settings.reconcile_every_seconds
         for tenant in await self.tenants.all():
@@ -332,14 +348,18 @@ class Hub:
                 if connection.status is not ConnectionStatus.ACTIVE:
                     continue
                 every = self.settings.sync_every_seconds
+                pushed = False
                 try:
                     spec = connector_spec(connection.connector)
                     settings = spec.settings(connection.name, connection.config)
+                    pushed = spec.ingestion(settings) == "webhook"
                     refresh = self.mappings.resolve(spec.mapping_name(settings)).refresh
                 except CadastreError as exc:  # its sync will say so; schedule it anyway
                     _log.warning("connection %r (tenant %r): %s", connection.name, tenant.id, exc)
                     refresh = None
-                if refresh is not None:
+                if pushed:
+                    every = self.settings.webhook_poll_seconds
+                elif refresh is not None:
                     every = refresh.every_minutes * 60
                 jobs.append(Job(tenant.id, connection.name, "sync", every))
                 if reconcile_every:
@@ -543,6 +563,11 @@ async def bootstrap(
     )  # fmt: skip
     controls = GatewayControls(clock, backend=rate_limit_backend(settings, clock, metrics),
                                metrics=metrics)  # fmt: skip
+    bus = open_bus(settings, clock)
+    relay = OutboxRelay(
+        store, bus, locks, clock, batch=settings.relay_batch, poll=settings.relay_poll_seconds,
+        keep=timedelta(days=settings.consumed_keep_days), metrics=metrics,
+    )  # fmt: skip
     families = {name: spec.family_mapping for name, spec in available().items()}
     for spec in available().values():
         families.update(spec.family_mappings)
@@ -562,6 +587,12 @@ async def bootstrap(
         mappings=MappingRegistry(settings.mappings_dir, families),
         runner=runner,
         controls=controls,
+        bus=bus,
+        relay=relay,
+        webhooks=WebhooksOut(store, vault, clock, settings, metrics=metrics),
+        webhooks_in=WebhookReceiver(
+            store, vault, clock, public_url=settings.public_url, metrics=metrics
+        ),
     )
 
 

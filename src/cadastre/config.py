@@ -38,6 +38,23 @@ class Settings(BaseSettings):
     bus: Literal["memory", "nats"] = "memory"
     # SecretStr like database_url: these URLs may carry a password (redis://:pw@host/0).
     nats_url: SecretStr = SecretStr("nats://127.0.0.1:4222")
+    nats_stream: str = Field(
+        default="CADASTRE", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the JetStream stream of events (subjects cadastre.>), created if missing",
+    )  # fmt: skip
+    relay_poll_seconds: float = Field(
+        default=0.5, gt=0, le=60,
+        description="how often the outbox relay looks for events other processes committed "
+        "(commits in its own process wake it at once)",
+    )  # fmt: skip
+    relay_batch: int = Field(
+        default=500, ge=1, le=10_000, description="outbox events the relay publishes at a time"
+    )
+    consumed_keep_days: float = Field(
+        default=7.0, ge=7,
+        description="how long bus consumers' de-duplication marks are kept (at least a week: "
+        "longer than any redelivery)",
+    )  # fmt: skip
     redis_url: SecretStr | None = Field(
         default=None,
         description="distributed mode: rate-limit buckets shared by every worker; unset: in memory",
@@ -91,6 +108,12 @@ class Settings(BaseSettings):
         description="`cadastre serve` syncs each connection this often, unless its mapping file "
         "declares the MLS's refresh cadence (refresh.every_minutes)",
     )  # fmt: skip
+    webhook_poll_seconds: float = Field(
+        default=21_600.0, gt=0,
+        description="`cadastre serve` syncs a webhook-driven connection (ingestion: webhook) "
+        "this often, whatever its MLS's refresh cadence: the slow reconciliation poll that "
+        "catches webhooks that never arrived",
+    )  # fmt: skip
     reconcile_every_seconds: float | None = Field(
         default=86_400.0, gt=0,
         description="`cadastre serve` reconciles each connection's keys (deletions upstream) "
@@ -107,6 +130,18 @@ class Settings(BaseSettings):
     sync_max_seconds: float | None = Field(
         default=6 * 3600.0, gt=0, description="a sync run is stopped past this; unset: never"
     )
+    webhooks_disable_after_days: float = Field(
+        default=5.0, gt=0,
+        description="a subscription whose deliveries all failed for this long (no success in "
+        "between) is disabled, with an alert",
+    )  # fmt: skip
+    webhooks_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="an outbound webhook attempt with no answer by then fails"
+    )
+    webhooks_poll_seconds: float = Field(
+        default=1.0, gt=0,
+        description="how often the delivery sender looks for due retries (new events wake it)",
+    )  # fmt: skip
     log_level: str = "INFO"
     log_json: bool = True
 

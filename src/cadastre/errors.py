@@ -6,14 +6,17 @@ answers "may this be tried again?" wherever the error surfaces.
     │   ├── OwnershipRegistryError (Terminal)      two owners for one field, unknown field
     │   └── MappingError (Terminal)                a mapping file that names unknown fields or values
     ├── ContractError (Terminal)                   a record or change that breaks the canonical contract
-    │   └── SchemaIncompatible (Terminal)          a breaking change between two schema versions
+    │   ├── SchemaIncompatible (Terminal)          a breaking change between two schema versions
+    │   └── UpcastUnavailable (Terminal)           no converter between two majors of an event type
     ├── OwnershipViolation (Terminal)              nothing in a change may be written by its origin
     ├── NotFound (Terminal)                        tenant, connection, key or record that does not exist
     ├── AlreadyExists (Terminal)                   a unique name taken twice
     ├── AuthenticationError (Terminal)             an API key that is unknown, revoked or lacks a scope
+    ├── WebhookRefused (Terminal)                  an inbound webhook not let in: forged, stale, too large
     ├── CredentialError (Terminal)                 a credential reference that cannot be resolved
     │   ├── CredentialNeedsReauth (Terminal)       the vendor refused a refresh; a person must reconnect
     │   └── DecryptionFailed (Terminal)            a sealed secret that does not open (wrong key or row)
+    ├── BusUnavailable (Transient)                 the event bus did not take a publish (broker down)
     ├── LockTimeout (Transient)                    a cross-process lock stayed held past the wait
     │   └── SyncInProgress (Transient)             the connection is syncing already elsewhere
     ├── StoreError                                 the database
@@ -72,6 +75,16 @@ class MappingError(ConfigurationError):
     pass
 
 
+class UpcastUnavailable(ContractError):
+    """An event cannot be read as the major a consumer asked for: no converter chain joins them,
+    or they are different events."""
+
+
+class BusUnavailable(CadastreError, Transient):
+    """The event bus did not confirm a publish (the broker is down or did not answer in time):
+    some of the events may be stored, so the relay publishes the whole batch again."""
+
+
 class OwnershipViolation(CadastreError, Terminal):
     """Raised by ``apply`` only when no field of a change may be written by its origin system.
 
@@ -94,6 +107,18 @@ class AlreadyExists(CadastreError, Terminal):
 
 class AuthenticationError(CadastreError, Terminal):
     pass
+
+
+class WebhookRefused(CadastreError, Terminal):
+    """An inbound webhook request not let in. ``reason`` is a short code (``bad_signature``,
+    ``stale_timestamp``, ``too_large`` ...) counted per connection; ``status`` is what the vendor
+    is answered (401 for anything about the signature, 413, 404, 503 when the fault is ours).
+    Messages name what was wrong, never a secret or a signature."""
+
+    def __init__(self, reason: str, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
 
 
 class CredentialError(CadastreError, Terminal):

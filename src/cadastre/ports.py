@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, Self
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, Self, runtime_checkable
 
 from cadastre.contract.events import EventEnvelope
 
@@ -203,6 +203,10 @@ class OutboxMessage:
     event: EventEnvelope
     position: int  # monotonically increasing per store; the relay publishes in this order
     published_at: datetime | None
+    # 1, 2, 3 ... per tenant in the order the relay published (set with published_at): the change
+    # feed's order. Positions are handed out at insert but can commit out of order (PostgreSQL),
+    # so a reader paging by position could pass one that commits later; feed_seq cannot.
+    feed_seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -468,9 +472,34 @@ class OutboxRepository(Protocol):
         """``add`` for each event, in order (positions increase in list order)."""
         ...
 
-    async def pending(self, limit: int = 100) -> list[OutboxMessage]: ...
+    async def pending(self, limit: int = 100) -> list[OutboxMessage]:
+        """Unpublished events of the tenant, by position."""
+        ...
 
-    async def mark_published(self, event_ids: Sequence[str]) -> None: ...
+    async def mark_published(self, event_ids: Sequence[str]) -> None:
+        """Mark the events published and give each a ``feed_seq``, in the order of
+        ``event_ids`` (the order the bus took them). Already published ones are left alone.
+        Concurrent calls for one tenant queue, so feed_seq commits in increasing order."""
+        ...
+
+    async def feed(self, *, after: int = 0, limit: int = 100) -> list[OutboxMessage]:
+        """Published events of the tenant with ``feed_seq > after``, by feed_seq: the change
+        feed (``GET /v1/changes``)."""
+        ...
+
+
+class ConsumedEvents(Protocol):
+    """What each bus consumer has already acted on, by event id: the consumer's de-duplication.
+    Written in the unit of work of the consumer's effect, so effect and mark commit together."""
+
+    async def first_seen(self, consumer: str, event_ids: Sequence[str]) -> list[str]:
+        """Mark ``event_ids`` seen by ``consumer`` and return those not seen before, in the
+        order given (an id repeated in the list counts once)."""
+        ...
+
+    async def prune(self, *, before: datetime) -> int:
+        """Forget marks made before ``before`` (every consumer of the tenant); how many."""
+        ...
 
 
 class AuditLog(Protocol):
@@ -654,6 +683,10 @@ class UnitOfWork(Protocol):
     connections: ConnectionRepository
     credentials: CredentialRepository
     schemas: SchemaRepository
+    consumed: ConsumedEvents  # bus consumers' de-duplication
+    subscriptions: SubscriptionRepository  # webhooks out
+    deliveries: DeliveryRepository  # webhooks out
+    webhooks_in: WebhookInbox  # verified vendor webhooks, before normalisation
 
     async def commit(self) -> None: ...
 
@@ -686,6 +719,16 @@ class Store(Protocol):
 
     async def find_api_key(self, key_id: str) -> ApiKey | None: ...
 
+    async def pending_outbox_tenants(self) -> list[str]:
+        """Tenants with unpublished outbox events (the relay's round; cross-tenant, like the
+        directory calls)."""
+        ...
+
+    def watch_outbox(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(tenant)`` after each commit in this process that wrote outbox events
+        (so the relay need not wait for its next poll); returns the call that stops it."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -702,6 +745,9 @@ class RawRecord:
     source_time: datetime | None  # e.g. ModificationTimestamp; None when missing or unreadable
     source_version: str | None = None
     problem: str | None = None  # the connector could not read it as a record (quarantined)
+    # The vendor said the record is gone (a webhook's delete event): mapping makes it a DELETE
+    # stamped with ``source_time``, as key reconciliation does; ``data`` holds only its key.
+    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -758,7 +804,11 @@ class ListsKeys(Protocol):
 class ReceivesWebhooks(Protocol):
     """A connector whose vendor pushes changes: it reads a webhook that the hub has verified and
     stored into raw records (fetching them through its gateway when the vendor sends only keys).
-    The sync engine does the rest, as for a polled page."""
+    The sync engine does the rest, as for a polled page.
+
+    A body it cannot read is handed back as records with a ``problem``, or raises ``ValueError``
+    (``json.JSONDecodeError`` is one): either way it is quarantined as ``malformed_webhook``.
+    Anything else it raises (a vendor outage while fetching) has the webhook read again later."""
 
     async def webhook_records(
         self, body: bytes, headers: Mapping[str, str]
@@ -918,3 +968,299 @@ class EventBus(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------------------ webhooks in
+
+
+class InboxStatus(StrEnum):
+    PENDING = "pending"  # stored, not yet normalised (or waiting for a retry: next_attempt_at)
+    PROCESSED = "processed"  # its records went through the sync engine
+    QUARANTINED = "quarantined"  # it could not be read: set aside whole (malformed_webhook)
+    FAILED = "failed"  # the connector failed on it every time it was tried; ``error`` says why
+
+
+@dataclass(frozen=True, repr=False)
+class ReceivedWebhook:
+    """A verified vendor webhook as the inbox stores it before the vendor gets its 2xx.
+    ``message_id`` is the vendor's signed id or a hash of the signed content: a second delivery
+    of one message finds it held. ``headers`` leave signatures out."""
+
+    connection: str
+    message_id: str
+    received_at: datetime
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+
+    def __repr__(self) -> str:
+        return f"ReceivedWebhook({self.connection!r}, {self.message_id!r}, {len(self.body)} bytes)"
+
+
+@dataclass(frozen=True, repr=False)
+class InboxEntry:
+    """One stored webhook and where its normalisation stands."""
+
+    position: int  # increasing per store in insert order: a connection's received order
+    connection: str
+    message_id: str
+    received_at: datetime
+    headers: Mapping[str, str]
+    body: bytes
+    status: InboxStatus
+    attempts: int = 0  # normalisations tried that failed
+    next_attempt_at: datetime | None = None  # a pending entry waits until then (None: now)
+    processed_at: datetime | None = None  # when it left pending
+    error: str = ""
+
+    def __repr__(self) -> str:
+        return (f"InboxEntry({self.position}, {self.connection!r}, {self.message_id!r}, "
+                f"{self.status.value})")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class InboxSettlement:
+    """What the normaliser decided for one entry: PROCESSED, QUARANTINED or FAILED (settled at
+    the unit of work's time), or PENDING again with ``next_attempt_at`` (a retry)."""
+
+    position: int
+    status: InboxStatus
+    attempts: int
+    error: str = ""
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RefusalTally:
+    """Refused webhook requests of one connection, by reason, per minute; ``example`` holds the
+    headers of the last one (signatures left out, no body)."""
+
+    connection: str
+    reason: str  # "bad_signature", "stale_timestamp", "missing_signature", "too_large" ...
+    minute: datetime  # the start of the minute
+    count: int
+    last_at: datetime
+    example: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class StoresWebhooksAtOnce(Protocol):
+    """A store that writes the webhook inbox's batches faster than through a unit of work
+    (SQLite: in one hop to a worker thread). The same effect as ``add_many`` then
+    ``count_refusals`` in one committed unit of work of ``tenant``."""
+
+    async def store_webhooks(
+        self, tenant: str, items: Sequence[ReceivedWebhook], tallies: Sequence[RefusalTally]
+    ) -> list[bool]: ...
+
+
+class WebhookInbox(Protocol):
+    """The durable inbox of verified vendor webhooks (``uow.webhooks_in``) and the tally of the
+    refused ones."""
+
+    async def add_many(self, items: Sequence[ReceivedWebhook]) -> list[bool]:
+        """Store each item unless (connection, message id) is held already; per item, in order,
+        whether it was stored now (False: a replay, or its twin earlier in ``items``)."""
+        ...
+
+    async def get(self, connection: str, message_id: str) -> InboxEntry | None: ...
+
+    async def due(self, connection: str, *, now: datetime, limit: int = 100) -> list[InboxEntry]:
+        """Pending entries of the connection whose ``next_attempt_at`` is unset or not after
+        ``now``, by position (received order)."""
+        ...
+
+    async def due_connections(self, *, now: datetime) -> list[str]:
+        """Connections with ``due`` entries, by name."""
+        ...
+
+    async def settle(self, settlements: Sequence[InboxSettlement]) -> None:
+        """Record each settlement on its entry (``processed_at`` set unless it stays pending)."""
+        ...
+
+    async def entries(
+        self,
+        connection: str | None = None,
+        *,
+        status: InboxStatus | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[InboxEntry]:
+        """Newest first (by position), below position ``before`` when given."""
+        ...
+
+    async def counts(self) -> dict[tuple[str, InboxStatus], int]:
+        """Entries by (connection, status), counted without reading them."""
+        ...
+
+    async def prune(self, *, settled_before: datetime, failed_before: datetime) -> int:
+        """Delete processed and quarantined entries received before ``settled_before`` and failed
+        ones received before ``failed_before``; pending ones stay. How many went."""
+        ...
+
+    async def count_refusals(self, tallies: Sequence[RefusalTally]) -> None:
+        """Add each tally to the one held for its (connection, reason, minute): counts add up,
+        the later ``last_at`` and its example win."""
+        ...
+
+    async def refusals(
+        self, connection: str | None = None, *, since: datetime | None = None, limit: int = 100
+    ) -> list[RefusalTally]:
+        """Tallies newest minute first (then by connection and reason), from ``since`` on."""
+        ...
+
+    async def prune_refusals(self, *, before: datetime) -> int:
+        """Forget the tallies of minutes before ``before``; how many rows went."""
+        ...
+
+
+# ------------------------------------------------------------------------------ webhooks out
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"  # by a person, a 410 Gone or days of failures; status_reason says which
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A platform service's webhook endpoint: which event types it takes, and the vault
+    credential (scheme ``webhook_secret``) whose secret signs what it is sent."""
+
+    id: str
+    url: str
+    event_types: tuple[str, ...]  # "cadastre.listing.updated.v1", or a family "cadastre.listing.*"
+    description: str
+    status: SubscriptionStatus
+    status_reason: str
+    failing_since: datetime | None  # the first failed attempt since the last success
+    credential: str  # a vault credential name, never a secret
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its next attempt (held while its subscription is disabled)
+    DELIVERED = "delivered"
+    DEAD = "dead"  # every attempt of the schedule failed: the dead-letter queue
+    CANCELLED = "cancelled"  # its subscription was removed
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event for one subscription. ``body`` is the exact JSON text sent (and signed) on every
+    attempt; the event id is the ``webhook-id`` header, stable across retries and redeliveries."""
+
+    id: str
+    subscription: str
+    event_id: str
+    event_type: str
+    body: str
+    status: DeliveryStatus
+    attempts: int  # made since it was created or last redelivered by hand
+    redeliveries: int  # times a person sent it again (``cadastre deliveries redeliver``)
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    last_status: int | None = None  # HTTP status of the last attempt (None: no answer)
+    last_error: str = ""
+    delivered_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    delivery: str
+    redelivery: int  # which round of attempts (0 before any redelivery by hand)
+    number: int  # 1, 2, ... within its round
+    at: datetime
+    status: int | None  # None: no answer (timeout, refused address, connection error)
+    error: str
+    seconds: float
+
+
+class SubscriptionRepository(Protocol):
+    async def add(self, subscription: Subscription) -> None:
+        """``AlreadyExists`` when the id is taken."""
+        ...
+
+    async def get(self, id: str) -> Subscription | None: ...
+
+    async def all(self) -> list[Subscription]:
+        """Every subscription of the tenant, oldest first."""
+        ...
+
+    async def delete(self, id: str) -> bool: ...
+
+    async def set_status(
+        self, id: str, status: SubscriptionStatus, reason: str = ""
+    ) -> Subscription | None:
+        """Move to ``status`` if it is not there yet: the subscription as changed, or None when
+        it was there already or does not exist (so a concurrent change is made, and alerted,
+        once). Enabling also clears ``failing_since``."""
+        ...
+
+    async def note_failure(self, id: str, at: datetime) -> datetime | None:
+        """Start the failure clock at ``at`` unless it runs already; when it started (None:
+        no such subscription)."""
+        ...
+
+    async def note_success(self, id: str) -> None:
+        """Stop the failure clock (``failing_since`` back to None)."""
+        ...
+
+
+class DeliveryRepository(Protocol):
+    async def add_many(self, deliveries: Sequence[Delivery]) -> int:
+        """Insert the deliveries whose (subscription, event id) is new; the others are left
+        alone, so an event the bus delivers again adds nothing. How many were inserted."""
+        ...
+
+    async def claim(self, *, holder: str, until: datetime, limit: int = 50) -> list[Delivery]:
+        """Take up to ``limit`` pending deliveries due now (``next_attempt_at`` passed), not
+        claimed by another sender (or whose claim ran out), of active subscriptions: they are
+        marked as ``holder``'s until ``until``, oldest due first. Atomic, so two senders never
+        take one delivery."""
+        ...
+
+    async def finish(
+        self,
+        id: str,
+        *,
+        holder: str,
+        attempt: DeliveryAttempt,
+        status: DeliveryStatus,
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        """Record ``attempt`` and the delivery's new state and release the claim, if ``holder``
+        still holds it; False (nothing written) when the claim was lost."""
+        ...
+
+    async def get(self, id: str) -> Delivery | None: ...
+
+    async def attempts(self, id: str) -> list[DeliveryAttempt]:
+        """Every attempt at the delivery, every round, oldest first."""
+        ...
+
+    async def find(
+        self,
+        *,
+        status: DeliveryStatus | None = None,
+        subscription: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """Deliveries in the order they were created, after the delivery ``after`` (paging)."""
+        ...
+
+    async def redeliver(self, id: str) -> Delivery | None:
+        """Send a dead or delivered delivery again: pending, due now, attempts from zero,
+        ``redeliveries`` + 1. None when it is pending already (a redelivery under way is not
+        doubled), cancelled or unknown."""
+        ...
+
+    async def resume(self, subscription: str) -> int:
+        """Make the subscription's pending deliveries due now (it was enabled again)."""
+        ...
+
+    async def cancel(self, subscription: str) -> int:
+        """Cancel the subscription's pending deliveries (it is being removed)."""
+        ...

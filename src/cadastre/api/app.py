@@ -10,11 +10,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 import cadastre
+from cadastre.api.changes import router as changes_router
 from cadastre.api.connections import router as connections_router
 from cadastre.api.listings import router as listings_router
 from cadastre.api.oauth import router as oauth_router
 from cadastre.api.problems import HANDLERS, CatchAll
 from cadastre.api.reso import router as reso_router
+from cadastre.api.subscriptions import router as subscriptions_router
+from cadastre.api.webhooks_in import mount as mount_webhooks_in
 from cadastre.bootstrap import Hub
 
 DESCRIPTION = """The unified read API of Cadastre.
@@ -35,6 +38,9 @@ def create_app(hub: Hub) -> FastAPI:
             {"name": "credentials", "description": "Vault credentials: status, never secrets"},
             {"name": "oauth", "description": "Where a vendor's consent page returns (no API key)"},
             {"name": "reso", "description": "RESO Web API (OData v4) over the canonical records"},
+            {"name": "subscriptions", "description": "Webhooks out: subscriptions and deliveries"},
+            {"name": "changes", "description": "The change feed: published events, in order"},
+            {"name": "webhooks", "description": "Where vendors send webhooks (signed, no API key)"},
         ],
     )
     app.state.hub = hub
@@ -45,6 +51,9 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(connections_router)
     app.include_router(oauth_router)
     app.include_router(reso_router)
+    app.include_router(subscriptions_router)
+    app.include_router(changes_router)
+    mount_webhooks_in(app)  # ahead of every other route: see its docstring
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -8,6 +8,7 @@ from cadastre.cli import (
     audit,
     connections,
     credentials,
+    deliveries,
     demo,
     keys,
     mappings,
@@ -16,9 +17,11 @@ from cadastre.cli import (
     reconcile,
     schema,
     serve,
+    subscriptions,
     sync,
     tenants,
     vault,
+    webhooks_in,
 )
 
 app = typer.Typer(
@@ -40,6 +43,9 @@ app.add_typer(ownership.app, name="ownership")
 app.add_typer(schema.app, name="schema")
 app.add_typer(mappings.app, name="mappings")
 app.add_typer(quarantine.app, name="quarantine")
+app.add_typer(subscriptions.app, name="subscriptions")
+app.add_typer(deliveries.app, name="deliveries")
+app.add_typer(webhooks_in.app, name="webhooks")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from rich.text import Text
 from cadastre.bootstrap import Hub
 from cadastre.cli.runtime import console, read_text_file, run, write_text_file
 from cadastre.config import describe_validation_error
+from cadastre.connectors import connector_spec
 from cadastre.directory import ConnectionSpec
 from cadastre.errors import ConfigurationError
 
@@ -29,6 +30,12 @@ def add(
         None, help="the vault credential it uses (`cadastre credentials add`)"
     ),
     config: str = typer.Option("{}", help="non-secret settings as a JSON object"),
+    ingestion: str | None = typer.Option(
+        None,
+        help="poll (the default: synced at the MLS's cadence) or webhook (the vendor pushes "
+        "changes; a slow poll every CADASTRE_WEBHOOK_POLL_SECONDS catches missed ones); the "
+        "config's `ingestion` key",
+    ),
 ) -> None:
     """Add a connection."""
     try:
@@ -37,6 +44,12 @@ def add(
         raise typer.BadParameter(f"--config is not JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise typer.BadParameter("--config must be a JSON object")
+    if ingestion is not None:
+        if ingestion not in ("poll", "webhook"):
+            raise typer.BadParameter("--ingestion is poll or webhook")
+        if parsed.get("ingestion", ingestion) != ingestion:
+            raise typer.BadParameter("--ingestion and the config's ingestion differ")
+        parsed["ingestion"] = ingestion
 
     async def work(hub: Hub) -> None:
         try:
@@ -48,6 +61,10 @@ def add(
             raise ConfigurationError(describe_validation_error(exc)) from None
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
+        if parsed.get("ingestion", "poll") != "poll":
+            # Checked now rather than at the first scheduled run: with a connector that cannot
+            # read webhooks, or a misspelt mode, every one of its syncs would fail.
+            connector_spec(connector).settings(name, parsed)
         saved = await hub.connections.add(tenant, spec)
         console.print(
             Text.assemble("added connection ", (saved.name, "bold"), f" (v{saved.version})")

@@ -1,6 +1,12 @@
 """How every command runs: one event loop, one Hub, and errors turned into a clear line and an
 exit code (1 for a refusal or a failed check, 2 for bad input) instead of a traceback.
 
+The event loop is uvloop's where it is installed (``uvicorn[standard]`` brings it everywhere but
+Windows and PyPy), asyncio's own elsewhere: the loop's own work (sockets, callbacks, timers) was
+about a third of a webhook's cost on asyncio's loop, and ``uvicorn.run`` picks uvloop the same
+way, so ``cadastre serve`` runs on what any uvicorn deployment runs on. Every library the hub
+uses on it (aiosqlite, psycopg, redis.asyncio, nats-py, httpx through anyio) supports it.
+
 Both consoles have markup, emoji and highlighting off: tenant names, key labels, connection
 fields, file names and error messages are data, and data is printed as it is (a name like
 ``Acme [/bold] Co`` must neither crash rich nor restyle the output). The CLI's own styling goes
@@ -10,7 +16,7 @@ through ``style=`` or :class:`rich.text.Text`, never inline ``[tags]``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -94,13 +100,28 @@ async def open_hub(overrides: Mapping[str, Any] | None = None) -> AsyncIterator[
         await hub.close()
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's ``new_event_loop`` when uvloop is installed, else None (asyncio's loop)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on the loop ``loop_factory`` picks."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
+
+
 def run(work: Callable[[Hub], Awaitable[T]], *, overrides: Mapping[str, Any] | None = None) -> T:
     async def main() -> T:
         async with open_hub(overrides) as hub:
             return await work(hub)
 
     try:
-        return asyncio.run(main())
+        return run_loop(main())
     except (ConfigurationError, NotFound) as exc:
         fail(str(exc), 2)
     except CadastreError as exc:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from cadastre.config import describe_validation_error
 from cadastre.errors import ConfigurationError
 from cadastre.gateway.settings import GatewaySettings
+from cadastre.webhooks.settings import WebhookSettings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -55,9 +56,19 @@ class MassUpdate:
 
 class ConnectorSettings(BaseModel):
     """What every connection's settings carry besides its connector's own: ``gateway`` (rate
-    limits, breaker, bulkhead, allowed private hosts; see ``cadastre.gateway.settings``)."""
+    limits, breaker, bulkhead, allowed private hosts; see ``cadastre.gateway.settings``),
+    ``ingestion`` and ``webhook`` (``cadastre.webhooks.settings``)."""
 
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    ingestion: Literal["poll", "webhook"] = Field(
+        default="poll",
+        description="poll: synced at the MLS's refresh cadence; webhook: the vendor pushes "
+        "changes, and a slow reconciliation poll (CADASTRE_WEBHOOK_POLL_SECONDS) catches the "
+        "webhooks that never arrived",
+    )
+    # How the hub verifies the vendor's webhooks (POST /webhooks/{tenant}/{connection}); the
+    # receiver reads it, the connector never does.
+    webhook: WebhookSettings | None = None
 
 
 class ConnectorSpec(ABC):
@@ -67,15 +78,38 @@ class ConnectorSpec(ABC):
     family_mapping: ClassVar[Path]  # the package's mapping.yaml: the family's defaults
     # Further family files the package ships, by registry name: {"mls/reso/media": media.yaml}.
     family_mappings: ClassVar[Mapping[str, Path]] = {}
+    # Its connector reads pushed notifications (``ReceivesWebhooks``): `ingestion: webhook` is
+    # refused for one that cannot.
+    receives_webhooks: ClassVar[bool] = False
 
     def settings(self, connection: str, config: Mapping[str, Any]) -> BaseModel:
         try:
-            return self.settings_model.model_validate(dict(config))
+            settings = self.settings_model.model_validate(dict(config))
         except ValidationError as exc:
             problems = describe_validation_error(exc)
             raise ConfigurationError(
                 f"connection {connection!r}: invalid {self.name} settings: {problems}"
             ) from None
+        if getattr(settings, "ingestion", "poll") == "webhook":
+            if not self.receives_webhooks:
+                raise ConfigurationError(
+                    f"connection {connection!r}: ingestion is webhook, but {self.name} cannot "
+                    "read webhooks; use ingestion: poll"
+                )
+            if getattr(settings, "webhook", None) is None:
+                # Without it no webhook gets in, and the connection would quietly be synced
+                # only by the slow poll.
+                raise ConfigurationError(
+                    f"connection {connection!r}: ingestion is webhook, but it has no webhook "
+                    "block saying how to verify them (webhook: {scheme, credential})"
+                )
+        return settings
+
+    def ingestion(self, settings: BaseModel) -> str:
+        """The connection's ``ingestion``, ``poll`` or ``webhook``: the scheduler's cadence
+        follows it."""
+        found = getattr(settings, "ingestion", "poll")
+        return found if found in ("poll", "webhook") else "poll"
 
     @abstractmethod
     def base_url(self, settings: BaseModel) -> str: ...

@@ -1,8 +1,12 @@
 """The versioned event catalogue and the CloudEvents 1.0 envelope every event travels in.
 
 Type names are ``cadastre.<subject>.<past-tense verb>.v<major>``. The major version changes
-only with a breaking change to ``data``; consumers of an older major read newer events through
-an upcaster (the events issue adds them). The catalogue is data, so docs and tests enumerate it.
+only with a breaking change to ``data``; a consumer of one major reads another through the
+converters of ``cadastre.contract.upcast``. The catalogue is data, so docs and tests enumerate it.
+
+On the bus an event travels as CloudEvents structured-mode JSON (``to_json`` / ``from_json``)
+under the subject ``cadastre.<tenant>.<subject>.<verb>`` (``bus_subject``): the major is not in
+the subject, so a consumer of a family sees every version of it and converts what it reads.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SPEC_VERSION = "1.0"
@@ -55,10 +60,17 @@ class EventEnvelope(BaseModel):
 
 def _entity_events(entity: str) -> list[EventType]:
     slug = _slug(entity)
+    v2 = (
+        " Version 2 data: `changed` (values set), `removed` (fields cleared), `origin` (with its "
+        "causation_id), `confidence` ({record, fields}); the hub emits v1, upcasters convert."
+    )
     return [
         EventType(f"cadastre.{slug}.created.v1", f"A {entity} record was created."),
         EventType(f"cadastre.{slug}.updated.v1", f"Fields of a {entity} record changed."),
         EventType(f"cadastre.{slug}.deleted.v1", f"A {entity} record was deleted (tombstoned)."),
+        EventType(f"cadastre.{slug}.created.v2", f"A {entity} record was created.{v2}"),
+        EventType(f"cadastre.{slug}.updated.v2", f"Fields of a {entity} record changed.{v2}"),
+        EventType(f"cadastre.{slug}.deleted.v2", f"A {entity} record was deleted.{v2}"),
     ]
 
 
@@ -97,9 +109,44 @@ CATALOGUE: dict[str, EventType] = {
 }
 
 
-def entity_event_type(entity: str, verb: str) -> str:
+def entity_event_type(entity: str, verb: str, major: int = 1) -> str:
     """``entity_event_type("OpenHouse", "updated") == "cadastre.open_house.updated.v1"``."""
-    name = f"cadastre.{_slug(entity)}.{verb}.v1"
+    name = f"cadastre.{_slug(entity)}.{verb}.v{major}"
     if name not in CATALOGUE:
         raise KeyError(name)
     return name
+
+
+def family(event_type: str) -> str:
+    """An event type without its major: ``cadastre.listing.updated.v2`` -> ``cadastre.listing.
+    updated``. Two types of one family differ only in their major."""
+    return event_type.rsplit(".v", 1)[0]
+
+
+def bus_subject(event: EventEnvelope) -> str:
+    """``cadastre.<tenant>.<subject>.<verb>``: ``cadastre.acme.listing.updated`` for a
+    ``cadastre.listing.updated.v1`` of tenant acme. Tenant ids are lower-case letters, digits and
+    dashes, type names lower-case words, so every token is a safe NATS subject token."""
+    return f"cadastre.{event.tenant}.{family(event.type).removeprefix('cadastre.')}"
+
+
+def structured(event: EventEnvelope) -> dict[str, Any]:
+    """The event as a CloudEvents structured-mode JSON object. Optional attributes without a
+    value are left out: the spec has no null attribute (SDKs refuse ``"subject": null``)."""
+    body = event.model_dump(mode="json", exclude={"data"}, exclude_none=True)
+    body["data"] = event.data
+    return body
+
+
+def to_json(event: EventEnvelope) -> bytes:
+    """The event as CloudEvents structured-mode JSON bytes (``application/cloudevents+json``)."""
+    return orjson.dumps(structured(event))
+
+
+def from_json(body: bytes | str) -> EventEnvelope:
+    """An event from CloudEvents structured-mode JSON; ``pydantic.ValidationError`` when it is
+    not one of ours (an unknown type included), ``ValueError`` when it is not JSON."""
+    return EventEnvelope.model_validate(orjson.loads(body))
+
+
+CLOUDEVENTS_JSON = "application/cloudevents+json"

@@ -77,7 +77,10 @@ def _check(value: Any, where: str) -> None:
         for key, item in value.items():
             inner = f"{where}.{key}"
             name = str(key)
-            if _SECRET_KEY.search(name) and not _SETTING_KEY.search(name):
+            # "credential: NAME" names a vault credential, as a connection's own credential
+            # does (webhook.credential): a reference, not a secret
+            reference = name == "credential" and _is_reference(item)
+            if _SECRET_KEY.search(name) and not _SETTING_KEY.search(name) and not reference:
                 raise _refusal(inner, "names a secret")
             _check(item, inner)
     elif isinstance(value, list | tuple):
@@ -88,6 +91,10 @@ def _check(value: Any, where: str) -> None:
             raise _refusal(where, "is a URL with a password in it")
         if _AUTH_VALUE.fullmatch(value):
             raise _refusal(where, "looks like an Authorization credential")
+
+
+def _is_reference(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(CREDENTIAL_NAME, value) is not None
 
 
 def _refusal(where: str, why: str) -> ConfigurationError:

@@ -294,7 +294,9 @@ class SessionCookie:
 class GatewayTokenEndpoint:
     """The ``TokenEndpoint`` port over a gateway's lower layers (rate limit, metering, the guarded
     HTTP transport): token requests pay the vendor's rate limit, obey the address rules and are
-    metered, but are never retried - a refresh token must not be sent twice."""
+    metered, but are never retried - a refresh token must not be sent twice. Outbound webhook
+    deliveries take the same path (``content``: the exact bytes they signed), since their retry
+    schedule is the delivery's own, kept in the store."""
 
     def __init__(
         self, chain: httpx.AsyncBaseTransport, clock: Clock, *, timeout: float,
@@ -315,7 +317,11 @@ class GatewayTokenEndpoint:
         form: Mapping[str, str] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        max_body: int | None = None,
     ) -> EndpointReply:
+        """``max_body``: keep at most that many bytes of the answer and drop the connection
+        past them (an endpoint a tenant named must not fill our memory)."""
         target = httpx.URL(url)
         # userinfo and query left out: they are the usual places a secret hides in a URL
         where = f"{method} {target.scheme}://{target.host}{target.path}"
@@ -326,9 +332,9 @@ class GatewayTokenEndpoint:
             extensions[DEADLINE] = self._clock.monotonic() + self._total
         request = httpx.Request(
             method, target, data=dict(form) if form is not None else None, json=json,
-            headers=dict(headers or {}), extensions=extensions,
+            content=content, headers=dict(headers or {}), extensions=extensions,
         )  # fmt: skip
-        answer = await self._exchange(request)
+        answer = await self._exchange(request, max_body)
         del request  # it carried the secrets
         # Raised here, outside any except block, so no chained httpx error keeps a reference to
         # the request and the secret in it.
@@ -336,7 +342,9 @@ class GatewayTokenEndpoint:
             raise answer
         return answer
 
-    async def _exchange(self, request: httpx.Request) -> EndpointReply | VendorError:
+    async def _exchange(
+        self, request: httpx.Request, max_body: int | None = None
+    ) -> EndpointReply | VendorError:
         where = f"{request.method} {request.url.scheme}://{request.url.host}{request.url.path}"
         try:
             response = await self._chain.handle_async_request(request)
@@ -347,7 +355,7 @@ class GatewayTokenEndpoint:
         except VendorUnavailable as refused:  # a rate limit or breaker: nothing left this host
             return RequestNotSent(str(refused), refused.retry_after)
         try:
-            await response.aread()
+            body = await response.aread() if max_body is None else await _head(response, max_body)
         except httpx.HTTPError as error:
             return VendorUnavailable(f"{where}: the answer broke off ({type(error).__name__})")
         finally:
@@ -355,13 +363,26 @@ class GatewayTokenEndpoint:
         return EndpointReply(
             response.status_code,
             {k.lower(): v for k, v in response.headers.items()},
-            response.content,
+            body,
             _cookies(response.headers.get_list("set-cookie")),
             parse_retry_after(response.headers.get("Retry-After"), self._clock.now()),
         )
 
     async def aclose(self) -> None:
         await self._chain.aclose()
+
+
+async def _head(response: httpx.Response, limit: int) -> bytes:
+    if response.is_stream_consumed:  # built from bytes in memory (a test's transport): read
+        return response.content[:limit]
+    # Raw bytes: a compressed answer is not inflated, so it cannot grow past the limit here.
+    kept, size = [], 0
+    async for chunk in response.aiter_raw():
+        kept.append(chunk[: max(0, limit - size)])
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(kept)
 
 
 def _cookies(headers: list[str]) -> dict[str, str]:

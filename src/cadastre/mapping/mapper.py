@@ -241,11 +241,12 @@ class RecordMapper:
         if raw.problem is not None:
             return Rejection("unreadable", raw.problem)
         data = raw.data
-        shape = frozenset(data)
-        if shape in self._shapes or len(self._shapes) < _MAX_SHAPES:
-            self._shapes[shape] += 1
-        else:
-            self._fields.update(shape)
+        if not raw.deleted:  # a deletion carries its key alone: not a shape the vendor serves
+            shape = frozenset(data)
+            if shape in self._shapes or len(self._shapes) < _MAX_SHAPES:
+                self._shapes[shape] += 1
+            else:
+                self._fields.update(shape)
         if raw.external_id is None:
             return Rejection("missing_key", f"missing key: {self.key} is absent or empty")
         if raw.source_time is None:
@@ -258,7 +259,9 @@ class RecordMapper:
             source_time=raw.source_time,
         )
         rule = self._deletion
-        if rule is not None and rule.field in data and _equal(data[rule.field], rule.equals):
+        if raw.deleted or (
+            rule is not None and rule.field in data and _equal(data[rule.field], rule.equals)
+        ):
             return Change(
                 tenant=tenant, entity=self.entity, operation=Operation.DELETE, origin=origin
             )

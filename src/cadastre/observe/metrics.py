@@ -66,8 +66,22 @@ SPECS: tuple[MetricSpec, ...] = (
     # events
     MetricSpec("cadastre_outbox_backlog", "gauge",
                "Outbox events not yet published to the bus.", ("tenant",)),
+    MetricSpec("cadastre_events_published_total", "counter",
+               "Outbox events the relay published to the bus.", ("tenant",)),
     MetricSpec("cadastre_delivery_backlog", "gauge",
                "Outbound webhook deliveries waiting.", ("tenant",)),
+    MetricSpec("cadastre_webhook_attempts_total", "counter",
+               "Outbound webhook attempts, by what they left the delivery (delivered, dead) or "
+               "why they will be retried (failed, rate_limited, gone).", ("tenant", "outcome")),
+    MetricSpec("cadastre_webhooks_received_total", "counter",
+               "Verified vendor webhooks durably stored (outcome stored) or found held already "
+               "(outcome duplicate).", ("connection", "outcome")),
+    MetricSpec("cadastre_webhooks_refused_total", "counter",
+               "Vendor webhook requests refused, by reason (connection empty when unknown).",
+               ("connection", "reason")),
+    MetricSpec("cadastre_webhooks_normalised_total", "counter",
+               "Stored webhooks normalised, by outcome (processed, quarantined, retry, failed).",
+               ("connection", "outcome")),
     # auth
     MetricSpec("cadastre_token_expiry_seconds", "gauge",
                "Seconds until a vendor access token expires.", ("connection",)),

@@ -30,13 +30,16 @@ from cadastre.errors import (
 from cadastre.ports import ApiKey, Tenant
 from cadastre.store import tables as t
 from cadastre.store.repositories.directory import SqlConnections, SqlKeys, key_from_row
-from cadastre.store.repositories.ledger import SqlApplied, SqlAudit, SqlOutbox, SqlQuarantine
+from cadastre.store.repositories.ledger import SqlApplied, SqlAudit, SqlQuarantine
 from cadastre.store.repositories.links import SqlCursors, SqlProvenance, SqlSchemas, SqlXref
+from cadastre.store.repositories.outbox import SqlConsumed, SqlOutbox, pending_tenants
 from cadastre.store.repositories.records import SqlRecords
 from cadastre.store.repositories.vault import SqlCredentials
+from cadastre.store.repositories.webhooks import SqlDeliveries, SqlSubscriptions
+from cadastre.store.repositories.webhooks_in import SqlWebhooksIn
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
     from datetime import datetime
     from types import TracebackType
 
@@ -48,14 +51,18 @@ if TYPE_CHECKING:
         AuditLog,
         Clock,
         ConnectionRepository,
+        ConsumedEvents,
         CredentialRepository,
         CursorRepository,
+        DeliveryRepository,
         KeyRepository,
         OutboxRepository,
         ProvenanceRepository,
         QuarantineRepository,
         RecordRepository,
         SchemaRepository,
+        SubscriptionRepository,
+        WebhookInbox,
         XrefRepository,
     )
 
@@ -74,6 +81,7 @@ class SqlAlchemyStore:
         self.engine = engine
         self.clock: Clock = clock or SystemClock()
         self._sync_url = sync_url
+        self._outbox_listeners: list[Callable[[str], None]] = []
 
     # -- adapter hooks -----------------------------------------------------------------
 
@@ -132,6 +140,18 @@ class SqlAlchemyStore:
             query = select(t.api_keys).where(t.api_keys.c.key_id == key_id)
             row = (await conn.execute(query)).first()
         return None if row is None else key_from_row(row)
+
+    async def pending_outbox_tenants(self) -> list[str]:
+        async with self._directory(read_only=True) as conn:
+            return await pending_tenants(conn)
+
+    def watch_outbox(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        self._outbox_listeners.append(listener)
+        return lambda: self._outbox_listeners.remove(listener)
+
+    def outbox_committed(self, tenant: str) -> None:
+        for listener in list(self._outbox_listeners):
+            listener(tenant)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -222,9 +242,19 @@ class SqlAlchemyUnitOfWork:
         self.connections: ConnectionRepository = SqlConnections(self)
         self.credentials: CredentialRepository = SqlCredentials(self)
         self.schemas: SchemaRepository = SqlSchemas(self)
+        self.consumed: ConsumedEvents = SqlConsumed(self)
+        self._after_commit: dict[tuple[Callable[[str], None], str], None] = {}
+        self.subscriptions: SubscriptionRepository = SqlSubscriptions(self)
+        self.deliveries: DeliveryRepository = SqlDeliveries(self)
+        self.webhooks_in: WebhookInbox = SqlWebhooksIn(self)
 
     def now(self) -> datetime:
         return self.store.clock.now()
+
+    def after_commit(self, call: Callable[[str], None], argument: str) -> None:
+        """Run ``call(argument)`` once this unit of work commits (once, however often asked);
+        a rollback forgets it."""
+        self._after_commit[(call, argument)] = None
 
     @property
     def connection(self) -> AsyncConnection:
@@ -254,6 +284,7 @@ class SqlAlchemyUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         conn, self._conn = self.connection, None
+        self._after_commit.clear()
         try:
             with self.store.translate():
                 if conn.in_transaction():
@@ -267,7 +298,11 @@ class SqlAlchemyUnitOfWork:
     async def commit(self) -> None:
         with self.store.translate():
             await self.connection.commit()
+        calls, self._after_commit = self._after_commit, {}
+        for call, argument in calls:
+            call(argument)
 
     async def rollback(self) -> None:
+        self._after_commit.clear()
         with self.store.translate():
             await self.connection.rollback()

@@ -268,8 +268,131 @@ credential_reads = Table(
 
 # ---------------------------------------------------------------- events: bus (migration 0005)
 
+# The change feed's order: the relay numbers each tenant's events as it publishes them
+# (``OutboxRepository.mark_published``). Declared here, not in ``outbox`` above, to keep issue 7's
+# additions in one place; the column lands last, as migration 0005 adds it.
+outbox.append_column(Column("feed_seq", BigInteger, nullable=True))
+Index("ix_outbox_feed", outbox.c.tenant, outbox.c.feed_seq, unique=True)
+# The relay's round asks which tenants have unpublished events; a partial index holds only those,
+# so the question stays cheap however long the published history grows.
+Index(
+    "ix_outbox_unpublished", outbox.c.tenant, outbox.c.position,
+    sqlite_where=outbox.c.published_at.is_(None),
+    postgresql_where=outbox.c.published_at.is_(None),
+)  # fmt: skip
+
+# A bus consumer's de-duplication marks: (consumer, event id) it has acted on, committed with its
+# effect; pruned after CADASTRE_CONSUMED_KEEP_DAYS.
+consumed_events = Table(
+    "consumed_events", metadata,
+    _tenant(),
+    Column("consumer", String(100), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("seen_at", UtcDateTime(), nullable=False),
+    Index("ix_consumed_events_seen", "tenant", "seen_at"),
+)  # fmt: skip
+
 # ---------------------------------------------------------------- events: webhooks in (0006)
 
+# Verified vendor webhooks, stored (and committed) before the vendor gets its 2xx; the normaliser
+# reads them in ``position`` order per connection. A message id is stored once per connection:
+# a replay finds it held (``ON CONFLICT DO NOTHING`` on the unique index).
+webhooks_in = Table(
+    "webhooks_in", metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("connection", String(64), nullable=False),
+    Column("message_id", String(200), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("headers", Json, nullable=False),  # lower-case name -> value, signatures left out
+    Column("body", LargeBinary, nullable=False),  # the bytes the signature covered
+    Column("status", String(16), nullable=False),  # pending, processed, quarantined, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime(), nullable=True),
+    Column("processed_at", UtcDateTime(), nullable=True),
+    Column("error", Text, nullable=False, default=""),
+    Index("ix_webhooks_in_message", "tenant", "connection", "message_id", unique=True),
+    Index("ix_webhooks_in_received", "tenant", "received_at"),  # pruning
+)  # fmt: skip
+# Pending rows only: what the normaliser looks for stays cheap however long the history grows.
+Index(
+    "ix_webhooks_in_due", webhooks_in.c.tenant, webhooks_in.c.connection, webhooks_in.c.position,
+    sqlite_where=webhooks_in.c.status == "pending",
+    postgresql_where=webhooks_in.c.status == "pending",
+)  # fmt: skip
+
+# Refused webhook requests, counted per (connection, reason, minute); ``example`` holds the last
+# one's headers (no signature, no body). Bounded by time: pruned with the inbox.
+webhook_refusals = Table(
+    "webhook_refusals", metadata,
+    _tenant(),
+    Column("connection", String(64), primary_key=True),
+    Column("reason", String(32), primary_key=True),
+    Column("minute", UtcDateTime(), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("last_at", UtcDateTime(), nullable=False),
+    Column("example", Json, nullable=False),
+)  # fmt: skip
+
 # ---------------------------------------------------------------- events: webhooks out (0007)
+
+# A platform service's endpoint; its signing secret is the vault credential ``credential``.
+webhook_subscriptions = Table(
+    "webhook_subscriptions", metadata,
+    _tenant(),
+    Column("id", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("event_types", Json, nullable=False),  # a list of types and families
+    Column("description", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False),
+    Column("status_reason", Text, nullable=False, default=""),
+    Column("failing_since", UtcDateTime(), nullable=True),
+    Column("credential", String(64), nullable=False),  # a reference, never a secret
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)  # fmt: skip
+
+# One event for one subscription; one row per (subscription, event id), which is what makes an
+# event the bus delivers twice a single delivery. ``claim``/``claimed_until``: the sender that
+# holds it (so two senders never send one attempt); ``body`` is the exact JSON text signed.
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("tenant", String(64), nullable=False),
+    Column("subscription", String(32), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("redeliveries", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime(), nullable=True),
+    Column("claim", String(32), nullable=True),
+    Column("claimed_until", UtcDateTime(), nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("delivered_at", UtcDateTime(), nullable=True),
+    Index("uq_webhook_deliveries_event", "tenant", "subscription", "event_id", unique=True),
+    Index("ix_webhook_deliveries_due", "tenant", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_subscription", "tenant", "subscription", "position"),
+)  # fmt: skip
+
+# Every attempt at a delivery: what the endpoint answered, or why nothing was answered.
+webhook_attempts = Table(
+    "webhook_attempts", metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("delivery", String(32), nullable=False),
+    Column("redelivery", Integer, nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("error", Text, nullable=False, default=""),
+    Column("seconds", Float, nullable=False),
+    Index("ix_webhook_attempts_delivery", "tenant", "delivery", "position"),
+)  # fmt: skip
 
 TABLE_NAMES = tuple(sorted(metadata.tables))

@@ -31,15 +31,19 @@ from cadastre.ports import (
     Connection,
     ConnectionVersion,
     CredentialRead,
+    DeliveryAttempt,
     ExternalRef,
     FieldProvenance,
+    InboxEntry,
     OutboxMessage,
     QuarantinedRecord,
     RecordWrite,
+    RefusalTally,
     SchemaSnapshot,
     SealedSecret,
     StoredCredential,
     StoredRecord,
+    Subscription,
     SyncCursor,
     Tenant,
 )
@@ -47,9 +51,12 @@ from cadastre.store.audit import GENESIS_HASH, seal, verify_chain
 from cadastre.store.canonical import canonical_copy, json_copy
 from cadastre.store.repositories.records import NUMBER_PATTERN, TIME_PATTERN
 from cadastre.store.repositories.vault import check_secrets
+from cadastre.testing.fake_events import FakeConsumed
+from cadastre.testing.fake_webhooks import DeliveryRow, FakeDeliveries, FakeSubscriptions
+from cadastre.testing.fake_webhooks_in import FakeWebhooksIn
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
     from types import TracebackType
 
     from cadastre.contract.events import EventEnvelope
@@ -58,8 +65,10 @@ if TYPE_CHECKING:
         AuditDraft,
         AuditLog,
         ConnectionRepository,
+        ConsumedEvents,
         CredentialRepository,
         CursorRepository,
+        DeliveryRepository,
         FieldFilter,
         KeyRepository,
         OutboxRepository,
@@ -68,6 +77,8 @@ if TYPE_CHECKING:
         QuarantineRepository,
         RecordRepository,
         SchemaRepository,
+        SubscriptionRepository,
+        WebhookInbox,
         XrefRepository,
     )
 
@@ -86,6 +97,9 @@ class _State:
     outbox: dict[int, tuple[str, OutboxMessage]] = field(default_factory=dict)
     outbox_ids: dict[str, int] = field(default_factory=dict)  # event id -> position
     next_position: int = 1
+    feed_heads: dict[str, int] = field(default_factory=dict)  # tenant -> its last feed_seq
+    # bus consumers' de-duplication (cadastre.testing.fake_events): (tenant, consumer, event id)
+    consumed: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
     audit: dict[str, list[AuditEntry]] = field(default_factory=dict)
     applied: dict[tuple[str, str], ApplyResult] = field(default_factory=dict)
     connections: dict[tuple[str, str], Connection] = field(default_factory=dict)
@@ -93,6 +107,17 @@ class _State:
     credentials: dict[tuple[str, str], StoredCredential] = field(default_factory=dict)
     credential_reads: dict[tuple[str, str], list[CredentialRead]] = field(default_factory=dict)
     schemas: dict[tuple[str, str, str], SchemaSnapshot] = field(default_factory=dict)
+    # webhooks out (cadastre.testing.fake_webhooks)
+    subscriptions: dict[tuple[str, str], Subscription] = field(default_factory=dict)
+    deliveries: dict[str, DeliveryRow] = field(default_factory=dict)  # delivery id -> row
+    delivery_keys: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    delivery_attempts: dict[str, tuple[DeliveryAttempt, ...]] = field(default_factory=dict)
+    next_delivery_position: int = 1
+    # webhooks in (cadastre.testing.fake_webhooks_in)
+    inbox: dict[int, tuple[str, InboxEntry]] = field(default_factory=dict)  # position -> row
+    inbox_keys: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    next_inbox_position: int = 1
+    refusals: dict[tuple[str, str, str, datetime], RefusalTally] = field(default_factory=dict)
 
     def copy(self) -> _State:
         # A shallow copy of each table is enough because nothing below is changed in place:
@@ -111,6 +136,7 @@ class FakeStore:
         self._state = _State()
         self._lock = asyncio.Lock()
         self._holder: asyncio.Task[Any] | None = None
+        self._outbox_listeners: list[Callable[[str], None]] = []
 
     def unit_of_work(self, tenant: str, *, read_only: bool = False) -> FakeUnitOfWork:
         # The fake runs one unit of work at a time either way; read_only is a hint to real stores.
@@ -132,6 +158,13 @@ class FakeStore:
 
     async def find_api_key(self, key_id: str) -> ApiKey | None:
         return self._state.keys.get(key_id)
+
+    async def pending_outbox_tenants(self) -> list[str]:
+        return sorted({t for t, m in self._state.outbox.values() if m.published_at is None})
+
+    def watch_outbox(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        self._outbox_listeners.append(listener)
+        return lambda: self._outbox_listeners.remove(listener)
 
     async def close(self) -> None:
         return None
@@ -182,6 +215,11 @@ class FakeUnitOfWork:
         self.connections: ConnectionRepository = _Connections(self)
         self.credentials: CredentialRepository = _Credentials(self)
         self.schemas: SchemaRepository = _Schemas(self)
+        self.consumed: ConsumedEvents = FakeConsumed(self)
+        self.wrote_outbox = False  # the relay hears of this unit of work's commit
+        self.subscriptions: SubscriptionRepository = FakeSubscriptions(self)
+        self.deliveries: DeliveryRepository = FakeDeliveries(self)
+        self.webhooks_in: WebhookInbox = FakeWebhooksIn(self)
 
     @property
     def state(self) -> _State:
@@ -206,10 +244,15 @@ class FakeUnitOfWork:
     async def commit(self) -> None:
         self._store._state = self.state
         self._state = self._store._state.copy()
+        if self.wrote_outbox:
+            self.wrote_outbox = False
+            for listener in list(self._store._outbox_listeners):
+                listener(self.tenant)
 
     async def rollback(self) -> None:
         self.state  # noqa: B018 - raises when not open
         self._state = self._store._state.copy()
+        self.wrote_outbox = False
 
 
 class _Repo:
@@ -514,6 +557,7 @@ class _Outbox(_Repo):
         self._s.outbox[message.position] = (self._t, message)
         self._s.outbox_ids[event.id] = message.position
         self._s.next_position += 1
+        self._uow.wrote_outbox = True
         return message
 
     async def add_many(self, events: Sequence[EventEnvelope]) -> list[OutboxMessage]:
@@ -527,10 +571,24 @@ class _Outbox(_Repo):
         return waiting[:limit]
 
     async def mark_published(self, event_ids: Sequence[str]) -> None:
-        wanted, now = set(event_ids), self._now()
-        for position, (tenant, message) in list(self._s.outbox.items()):
-            if tenant == self._t and message.event.id in wanted and message.published_at is None:
-                self._s.outbox[position] = (tenant, replace(message, published_at=now))
+        now, seq = self._now(), self._s.feed_heads.get(self._t, 0)
+        for event_id in dict.fromkeys(event_ids):  # in the order given, once each
+            position = self._s.outbox_ids.get(event_id)
+            if position is None:
+                continue
+            tenant, message = self._s.outbox[position]
+            if tenant == self._t and message.published_at is None:
+                seq += 1
+                published = replace(message, published_at=now, feed_seq=seq)
+                self._s.outbox[position] = (tenant, published)
+        self._s.feed_heads[self._t] = seq
+
+    async def feed(self, *, after: int = 0, limit: int = 100) -> list[OutboxMessage]:
+        found = [
+            m for t, m in self._s.outbox.values()
+            if t == self._t and m.feed_seq is not None and m.feed_seq > after
+        ]  # fmt: skip
+        return sorted(found, key=lambda m: m.feed_seq or 0)[:limit]
 
 
 class _Audit(_Repo):

@@ -52,7 +52,10 @@ from cadastre.store.audit import GENESIS_HASH, audit_entry_hash
 from cadastre.store.canonical import content_hash
 from cadastre.testing.clock import EPOCH, FakeClock
 from cadastre.testing.store_bulk_suite import BulkStoreSuite
+from cadastre.testing.store_events_suite import EventStoreSuite
 from cadastre.testing.store_mls_suite import MlsStoreSuite
+from cadastre.testing.store_webhooks_in_suite import WebhooksInStoreSuite
+from cadastre.testing.store_webhooks_suite import WebhooksStoreSuite
 
 if TYPE_CHECKING:
     from cadastre.ports import Store
@@ -115,7 +118,9 @@ def result(tenant: str = A, key: str = "idem-1") -> ApplyResult:
     )  # fmt: skip
 
 
-class StoreSuite(BulkStoreSuite, MlsStoreSuite):
+class StoreSuite(
+    BulkStoreSuite, MlsStoreSuite, WebhooksStoreSuite, EventStoreSuite, WebhooksInStoreSuite
+):
     """The rules of every port method; the bulk methods' tests come from ``BulkStoreSuite``."""
 
     @pytest.fixture

@@ -16,8 +16,8 @@ from tests.unit.api.conftest import World, assert_problem
 def test_the_public_surface_is_create_app() -> None:
     assert cadastre.api.__all__ == ["create_app"]
     public = {name for name in vars(cadastre.api) if not name.startswith("_")}
-    modules = {"app", "auth", "connections", "cursor", "listings", "oauth", "payloads",
-               "problems", "reso"}  # fmt: skip
+    modules = {"app", "auth", "changes", "connections", "cursor", "listings", "oauth",
+               "payloads", "problems", "reso", "subscriptions", "webhooks_in"}  # fmt: skip
     assert public - modules == {"create_app"}
 
 

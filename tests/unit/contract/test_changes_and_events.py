@@ -57,7 +57,8 @@ def test_a_delete_needs_no_fields_and_source_time_needs_a_timezone() -> None:
 def test_catalogue_is_versioned_past_tense_and_covers_every_entity() -> None:
     for name, event_type in CATALOGUE.items():
         assert TYPE_PATTERN.match(name), name
-        assert event_type.major == 1
+        # entity change events have a v2 (read through upcasters); everything else is at v1
+        assert event_type.major == 1 or name.replace(".v2", ".v1") in CATALOGUE, name
     for entity in ENTITIES:
         for verb in ("created", "updated", "deleted"):
             assert entity_event_type(entity, verb) in CATALOGUE

@@ -9,17 +9,23 @@ JSON in and out, no auth, never rate limited or faulted; a bad body is 400 and c
 - ``GET|POST /admin/dialect``: what the MLS speaks now; a POST changes it while it runs:
   ``{"add_field": {"name", "type", "value"?}}``, ``{"remove_field": name}``,
   ``{"retype_field": {"name", "type"}}``, ``{"add_enum_value": {"field", "value", "count"}}``.
+- ``GET|POST|DELETE /admin/webhooks``: the webhook subscription (``WebhookSettings`` fields as
+  JSON: ``url``, ``secret``, ``drop_rate``, ``batch`` ...); GET shows it (never the secret) and
+  the counters; DELETE unsubscribes. ``POST /admin/webhooks/release`` ``{"order"?}`` sends the
+  notifications held while ``hold`` is set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import BaseRoute, Route
 
 from cadastre.simulators.base import json_response, read_json
 from cadastre.simulators.faults import odata_error
+from cadastre.simulators.reso.webhooks import WebhookSettings
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -41,6 +47,12 @@ def admin_routes(sim: ResoSimulator) -> list[BaseRoute]:
         Route("/admin/delete", _endpoint(sim, _delete, {"keys", "count"}), methods=["POST"]),
         Route("/admin/media", _endpoint(sim, _media, {"key", "photos"}), methods=["POST"]),
         Route("/admin/dialect", _dialect_endpoint(sim), methods=["GET", "POST"]),
+        Route("/admin/webhooks", _webhooks_endpoint(sim), methods=["GET", "POST", "DELETE"]),
+        Route(
+            "/admin/webhooks/release",
+            _endpoint(sim, _release, {"order"}),
+            methods=["POST"],
+        ),
     ]
 
 
@@ -98,6 +110,39 @@ def _media(sim: ResoSimulator, body: dict[str, Any]) -> dict[str, Any]:
     if photos is not None and not isinstance(photos, int):
         raise ValueError("photos is a whole number")
     return sim.change_media(key, photos)
+
+
+def _release(sim: ResoSimulator, body: dict[str, Any]) -> dict[str, Any]:
+    order = body.get("order", "fifo")
+    if not isinstance(order, str):
+        raise ValueError("order is text")
+    return {"released": sim.webhooks.release(order)}
+
+
+def _webhooks_state(sim: ResoSimulator) -> dict[str, Any]:
+    settings = sim.webhooks.settings
+    return {
+        "subscription": settings.to_json() if settings is not None else None,
+        "stats": asdict(sim.webhooks.stats),
+    }
+
+
+def _webhooks_endpoint(sim: ResoSimulator) -> Callable[[Request], Awaitable[Response]]:
+    def subscribe(sim: ResoSimulator, body: dict[str, Any]) -> dict[str, Any]:
+        sim.webhooks.configure(WebhookSettings.from_json(body))
+        return _webhooks_state(sim)
+
+    subscribe.__name__ = "_webhooks"
+    posted = _endpoint(sim, subscribe, set(WebhookSettings.__dataclass_fields__))
+
+    async def endpoint(request: Request) -> Response:
+        if request.method == "DELETE":
+            await sim.webhooks.stop()
+        elif request.method == "POST":
+            return await posted(request)
+        return json_response(_webhooks_state(sim))
+
+    return endpoint
 
 
 def describe(sim: ResoSimulator) -> dict[str, Any]:

@@ -12,7 +12,8 @@ Endpoints: ``POST /oauth/token``; ``GET /odata/`` (service document), ``GET /oda
 (where it has the resource) and ``GET /odata/Property('KEY')`` (bearer token required), and
 ``POST /odata/Property`` (RESO Add, with ``Idempotency-Key``: see ``writes``). The vendor rate
 limit and the faults cover ``/odata``, writes included; the token endpoint is outside the rate
-limit (an MLS meters data, not logins). Admin calls that move the MLS: ``admin.py``.
+limit (an MLS meters data, not logins). Admin calls that move the MLS: ``admin.py``; every
+change they make is pushed to a webhook subscriber once one is set (``webhooks.py``).
 
 Longer than most modules: the records, their Media and the live schema are one MLS's state, and
 the methods that move it and the routes that serve it share that state. What could stand alone
@@ -55,6 +56,7 @@ from cadastre.simulators.reso.records import (
     truncate_to_millis,
 )
 from cadastre.simulators.reso.schema import KEY_FIELD, STRING, TIMESTAMP_FIELD, metadata_xml
+from cadastre.simulators.reso.webhooks import WebhookEmitter, change_event, deletion_event
 from cadastre.simulators.reso.writes import IdempotencyKeys, ResoStats, record_from_body
 
 if TYPE_CHECKING:
@@ -137,6 +139,8 @@ class ResoSimulator(Simulator):
         )
         self.stats = ResoStats()
         self._idempotency = IdempotencyKeys(self.stats)
+        # Pushes every data change to a subscriber once one is set (``webhooks.py``).
+        self.webhooks = WebhookEmitter(self.clock)
         self._tokens = TokenIssuer(self.clock, client_id, client_secret, token_ttl)
 
     def __repr__(self) -> str:
@@ -185,6 +189,7 @@ class ResoSimulator(Simulator):
         for key in chosen:
             self._apply(key, updates, when)
         self._media = None
+        self._notify(chosen, "Updated")
         return chosen
 
     def create(self, n: int, at: datetime | str | None = None) -> list[str]:
@@ -203,6 +208,7 @@ class ResoSimulator(Simulator):
             self._index.add(row)
             created.append(row.key)
         self._media = None
+        self._notify(created, "Created")
         return created
 
     def bump(self, at: datetime | str | None = None) -> int:
@@ -214,6 +220,7 @@ class ResoSimulator(Simulator):
         for row in rows:
             row.data[TIMESTAMP_FIELD] = stamp
         self._index.restamp(rows, when)
+        self._notify([row.key for row in rows], "Updated")
         return len(rows)
 
     def delete(self, keys: Iterable[str] | None = None, count: int | None = None) -> list[str]:
@@ -234,6 +241,11 @@ class ResoSimulator(Simulator):
                 self._apply(key, {flag: False}, when)
         self.deleted += chosen
         self._media = None
+        if flag is None:
+            if self.webhooks.active:
+                self.webhooks.emit([deletion_event(key, when) for key in chosen])
+        else:  # MLS Grid: a withdrawal is an update whose record carries the flag
+            self._notify(chosen, "Updated")
         return chosen
 
     def change_media(self, key: str, photos: int | None = None) -> dict[str, Any]:
@@ -250,6 +262,7 @@ class ResoSimulator(Simulator):
         changes = {"PhotosCount": count, "PhotosChangeTimestamp": format_timestamp(when)}
         self._apply(key, {k: v for k, v in changes.items() if k in self.fields}, when)
         self._media = None
+        self._notify([key], "Updated")
         return {
             "key": key,
             "photos": count,
@@ -334,6 +347,12 @@ class ResoSimulator(Simulator):
                 raise ValueError(f"{name} is not changed this way (use at for the timestamp)")
             checked[name] = sanitize_change(self.fields[name], value)
         return checked
+
+    def _notify(self, keys: Iterable[str], kind: str) -> None:
+        # Events are made now, whatever happens to the records before they are sent.
+        if self.webhooks.active:
+            rows = self._index.rows
+            self.webhooks.emit([change_event(rows[key], kind) for key in keys])
 
     def _apply(self, key: str, changes: Mapping[str, Any], when: datetime) -> None:
         row = self._index.rows[key]
@@ -486,7 +505,9 @@ class ResoSimulator(Simulator):
                 and await delay(self.clock, self.write_latency, request.receive) is None
             ):
                 return None  # the client went away mid-write: the vendor rolls back
+            new = data[KEY_FIELD] not in self._index.rows
             row = self._store(data, self._instant(None))
+            self._notify([row.key], "Created" if new else "Updated")
             self.stats.creates += 1
             self.stats.applied_by_listing[row.key] += 1
             base = _base_url(request)

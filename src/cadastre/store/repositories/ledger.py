@@ -1,5 +1,5 @@
-"""What a unit of work appends: quarantined vendor records, outbox events (in the same transaction
-as the change they announce), the hash-chained audit log and the idempotency ledger."""
+"""What a unit of work appends: quarantined vendor records, the hash-chained audit log and the
+idempotency ledger. (The outbox, which it also appends to, is in ``outbox.py``.)"""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, update
 
 from cadastre.contract.changes import ApplyResult
-from cadastre.contract.events import EventEnvelope
-from cadastre.contract.wire import check_json
-from cadastre.errors import AlreadyExists, ConcurrentUpdate, NotFound
-from cadastre.ports import AuditDraft, AuditEntry, AuditReport, OutboxMessage, QuarantinedRecord
+from cadastre.errors import ConcurrentUpdate, NotFound
+from cadastre.ports import AuditDraft, AuditEntry, AuditReport, QuarantinedRecord
 from cadastre.store import tables as t
 from cadastre.store.audit import GENESIS_HASH, seal, verify_chain
 from cadastre.store.canonical import json_copy
@@ -124,67 +122,6 @@ class SqlQuarantine(SqlRepository):
             raise NotFound(f"quarantined record {id!r} does not exist")
         if found.resolved_at is None:
             await self.execute(update(t.quarantine).where(mine).values(resolved_at=self.now()))
-
-
-def _event_json(event: EventEnvelope) -> dict[str, Any]:
-    # An event's data is plain JSON (field values the contract validated, ids, counts); checking
-    # it is cheaper than dumping it through pydantic, which walked every field of the record.
-    check_json(event.data, "event.data")
-    body = event.model_dump(mode="json", exclude={"data"})
-    body["data"] = event.data
-    return body
-
-
-class SqlOutbox(SqlRepository):
-    async def add(self, event: EventEnvelope) -> OutboxMessage:
-        return (await self.add_many([event]))[0]
-
-    async def add_many(self, events: Sequence[EventEnvelope]) -> list[OutboxMessage]:
-        """One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``; the rows are inserted
-        in list order, so their positions increase in list order."""
-        if not events:
-            return []
-        for event in events:
-            self.own(event.tenant, "the event")
-        now = self.now()
-        rows = [
-            {"event_id": e.id, "tenant": self.tenant, "event": _event_json(e), "created_at": now}
-            for e in events
-        ]
-        c = t.outbox.c
-        statement = self.insert(t.outbox).on_conflict_do_nothing().returning(c.event_id, c.position)
-        positions = {r.event_id: int(r.position) for r in await self.execute(statement, rows)}
-        messages = []
-        for event in events:
-            position = positions.pop(event.id, None)  # pop: a repeat in the list is refused too
-            if position is None:
-                raise AlreadyExists(f"event {event.id!r} is already in the outbox")
-            messages.append(OutboxMessage(event, position, None))
-        return messages
-
-    async def pending(self, limit: int = 100) -> list[OutboxMessage]:
-        c = t.outbox.c
-        rows = await self.execute(
-            select(c.position, c.event)
-            .where(c.tenant == self.tenant, c.published_at.is_(None))
-            .order_by(c.position)
-            .limit(limit)
-        )
-        return [
-            OutboxMessage(EventEnvelope.model_validate(r.event), r.position, None) for r in rows
-        ]
-
-    async def mark_published(self, event_ids: Sequence[str]) -> None:
-        if not event_ids:
-            return
-        c = t.outbox.c
-        await self.execute(
-            update(t.outbox)
-            .where(
-                c.tenant == self.tenant, c.event_id.in_(list(event_ids)), c.published_at.is_(None)
-            )
-            .values(published_at=self.now())
-        )
 
 
 def _entry(row: Row[Any]) -> AuditEntry:

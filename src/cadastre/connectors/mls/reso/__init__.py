@@ -31,6 +31,7 @@ class ResoConnectorSpec(ConnectorSpec):
     family_mappings: ClassVar[Mapping[str, Path]] = {
         MEDIA_MAPPING: Path(__file__).with_name("media.yaml")
     }
+    receives_webhooks = True  # RESO push replication (EntityEvents): connector.webhook_records
 
     def base_url(self, settings: BaseModel) -> str:
         return cast("ResoSettings", settings).base_url

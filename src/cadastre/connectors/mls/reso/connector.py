@@ -36,6 +36,7 @@ from cadastre.connectors.mls.reso.streams import (
     first_filter,
     odata_string,
 )
+from cadastre.connectors.mls.reso.webhooks import entity_reader, read_notification
 from cadastre.connectors.sdk import MassUpdate
 from cadastre.errors import VendorError, VendorProtocolError, VendorRejected
 from cadastre.mapping.records import parse_time, raw_record
@@ -93,6 +94,15 @@ class ResoConnector:
 
     def streams(self) -> Sequence[str]:
         return [self._settings.resource]
+
+    async def webhook_records(self, body: bytes, headers: Mapping[str, str]) -> Sequence[RawRecord]:
+        """A verified push notification (RESO EntityEvents) as raw records: ``webhooks.py``."""
+        settings, mapper = self._settings, self._mapper
+        return await read_notification(
+            body, resource=settings.resource, key_field=mapper.key, time_field=mapper.timestamp,
+            fetch=entity_reader(self._gateway, settings.base_url, settings.resource),
+            now=self._clock.now,
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         await self._gateway.aclose()
