@@ -142,6 +142,11 @@ class Settings(BaseSettings):
         default=1.0, gt=0,
         description="how often the delivery sender looks for due retries (new events wake it)",
     )  # fmt: skip
+    webhooks_keep_days: float = Field(
+        default=30.0, gt=0,
+        description="outbound deliveries that will not be sent again (delivered, cancelled, dead "
+        "ones of removed subscriptions) are deleted with their attempts after this long",
+    )  # fmt: skip
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -1214,6 +1214,11 @@ class DeliveryRepository(Protocol):
         alone, so an event the bus delivers again adds nothing. How many were inserted."""
         ...
 
+    async def any_due(self) -> bool:
+        """Whether ``claim`` would take something now: a read, so an idle sender's poll never
+        takes the store's write lock (SQLite has one, shared with webhooks coming in)."""
+        ...
+
     async def claim(self, *, holder: str, until: datetime, limit: int = 50) -> list[Delivery]:
         """Take up to ``limit`` pending deliveries due now (``next_attempt_at`` passed), not
         claimed by another sender (or whose claim ran out), of active subscriptions: they are
@@ -1263,4 +1268,11 @@ class DeliveryRepository(Protocol):
 
     async def cancel(self, subscription: str) -> int:
         """Cancel the subscription's pending deliveries (it is being removed)."""
+        ...
+
+    async def prune(self, *, before: datetime, limit: int = 1000) -> int:
+        """Delete, with their attempts, up to ``limit`` deliveries last changed before
+        ``before`` that nothing will send again: delivered and cancelled ones, and every one
+        whose subscription is gone (a live subscription's dead ones are its dead-letter queue,
+        kept until redelivered). How many."""
         ...

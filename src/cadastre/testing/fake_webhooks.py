@@ -127,9 +127,17 @@ class FakeDeliveries(_WebhookRepo):
             added += 1
         return added
 
+    async def any_due(self) -> bool:
+        return bool(self._due(self._now()))
+
     async def claim(self, *, holder: str, until: datetime, limit: int = 50) -> list[Delivery]:
         _aware(until)
-        now = self._now()
+        due = self._due(self._now())
+        for row in due[:limit]:
+            self._put(replace(row, claim=holder, claimed_until=until))
+        return [r.delivery for r in due[:limit]]
+
+    def _due(self, now: datetime) -> list[DeliveryRow]:
         active = {
             s.id for (t, _), s in self._s.subscriptions.items()
             if t == self._t and s.status is SubscriptionStatus.ACTIVE
@@ -141,9 +149,7 @@ class FakeDeliveries(_WebhookRepo):
             and (r.claimed_until is None or r.claimed_until < now)
         ]  # fmt: skip
         due.sort(key=lambda r: (r.delivery.next_attempt_at, r.position))
-        for row in due[:limit]:
-            self._put(replace(row, claim=holder, claimed_until=until))
-        return [r.delivery for r in due[:limit]]
+        return due
 
     async def finish(
         self,
@@ -214,6 +220,22 @@ class FakeDeliveries(_WebhookRepo):
         )  # fmt: skip
         self._put(replace(row, delivery=delivery, claim=None, claimed_until=None))
         return delivery
+
+    async def prune(self, *, before: datetime, limit: int = 1000) -> int:
+        _aware(before)
+        live = {id for (t, id) in self._s.subscriptions if t == self._t}
+        settled = (DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED)
+        gone = [
+            r for r in self._mine()
+            if r.delivery.updated_at < before
+            and (r.delivery.status in settled or r.delivery.subscription not in live)
+        ][:limit]  # fmt: skip
+        for row in gone:
+            d = row.delivery
+            del self._s.deliveries[d.id]
+            self._s.delivery_keys.pop((self._t, d.subscription, d.event_id), None)
+            self._s.delivery_attempts.pop(d.id, None)
+        return len(gone)
 
     async def resume(self, subscription: str) -> int:
         return self._change_pending(subscription, cancel=False)

@@ -141,6 +141,10 @@ class WebhooksStoreSuite:
             await uow.commit()
         clock.advance(10)
         until = clock.now() + timedelta(minutes=1)
+        async with store.unit_of_work(A, read_only=True) as uow:
+            assert await uow.deliveries.any_due()
+        async with store.unit_of_work(B, read_only=True) as uow:
+            assert not await uow.deliveries.any_due()  # A's are not B's
         async with store.unit_of_work(A) as uow:
             first = await uow.deliveries.claim(holder="w1", until=until)
             second = await uow.deliveries.claim(holder="w2", until=until)
@@ -148,6 +152,8 @@ class WebhooksStoreSuite:
         # oldest due first; d3 is not due; d4 waits for its subscription to be enabled
         assert [d.id for d in first] == ["d2", "d1"]
         assert second == []
+        async with store.unit_of_work(A, read_only=True) as uow:
+            assert not await uow.deliveries.any_due()  # d3 is not due, d4's is disabled
         async with store.unit_of_work(B) as uow:
             assert await uow.deliveries.claim(holder="w3", until=until) == []
         clock.advance(61)  # the claims ran out: their holder is presumed dead
@@ -299,3 +305,66 @@ class WebhooksStoreSuite:
             "d1": DeliveryStatus.CANCELLED, "d2": DeliveryStatus.DELIVERED,
             "d3": DeliveryStatus.PENDING,
         }  # fmt: skip
+
+    async def test_prune_deletes_only_what_nothing_sends_again(
+        self, store: Store, clock: FakeClock
+    ) -> None:
+        await self._subscribed(store, "sub_1", "sub_2")
+        async with store.unit_of_work(B) as uow:
+            await uow.subscriptions.add(subscription("sub_1"))
+            await uow.deliveries.add_many([delivery("b1", "e1")])
+            await uow.deliveries.claim(holder="w", until=EPOCH + timedelta(minutes=1))
+            await uow.deliveries.finish(
+                "b1", holder="w", attempt=attempt("b1", status=200),
+                status=DeliveryStatus.DELIVERED, next_attempt_at=None,
+            )  # fmt: skip
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            await uow.deliveries.add_many([
+                delivery("d1", "e1"), delivery("d2", "e2"), delivery("d3", "e3"),
+                delivery("d4", "e4", sub="sub_2"), delivery("d5", "e5", sub="sub_2"),
+                delivery("d6", "e6"),
+                # added as its subscription was removed (a race): pending, never to be sent
+                delivery("d7", "e7", sub="sub_gone", due=timedelta(days=5)),
+            ])  # fmt: skip
+            await uow.deliveries.claim(holder="w", until=EPOCH + timedelta(minutes=1), limit=4)
+            for id, status, answered in (
+                ("d1", DeliveryStatus.DELIVERED, 200),
+                ("d2", DeliveryStatus.DEAD, 500),
+                ("d3", DeliveryStatus.PENDING, 500),
+                ("d4", DeliveryStatus.DEAD, 500),
+            ):
+                later = EPOCH + timedelta(hours=1) if status is DeliveryStatus.PENDING else None
+                assert await uow.deliveries.finish(
+                    id, holder="w", attempt=attempt(id, status=answered), status=status,
+                    next_attempt_at=later,
+                )  # fmt: skip
+            await uow.deliveries.cancel("sub_2")  # d5; d4 stays dead
+            await uow.subscriptions.delete("sub_2")
+            await uow.commit()
+        clock.advance(2 * 86_400)
+        async with store.unit_of_work(A) as uow:  # d6 delivered now: too recent to go
+            taken = await uow.deliveries.claim(holder="v", until=clock.now() + timedelta(hours=1))
+            assert "d6" in {d.id for d in taken}
+            assert await uow.deliveries.finish(
+                "d6", holder="v", attempt=attempt("d6", status=204),
+                status=DeliveryStatus.DELIVERED, next_attempt_at=None,
+            )  # fmt: skip
+            await uow.commit()
+
+        cutoff = EPOCH + timedelta(days=1)
+        async with store.unit_of_work(A) as uow:
+            first = await uow.deliveries.prune(before=cutoff, limit=1)
+            rest = await uow.deliveries.prune(before=cutoff)
+            again = await uow.deliveries.prune(before=cutoff)
+            await uow.commit()
+        # d1 delivered, d4 dead of a removed subscription, d5 cancelled, d7 of no subscription;
+        # d2 is sub_1's dead-letter queue, d3 still pending, d6 delivered after the cutoff
+        assert (first, rest, again) == (1, 3, 0)
+        async with store.unit_of_work(A, read_only=True) as uow:
+            assert [d.id for d in await uow.deliveries.find()] == ["d2", "d3", "d6"]
+            assert await uow.deliveries.attempts("d1") == []
+            assert len(await uow.deliveries.attempts("d2")) == 1
+        async with store.unit_of_work(B, read_only=True) as uow:  # another tenant's: untouched
+            assert [d.id for d in await uow.deliveries.find()] == ["b1"]
+            assert len(await uow.deliveries.attempts("b1")) == 1

@@ -37,8 +37,9 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Self, assert_never
+from typing import TYPE_CHECKING, Self, assert_never
 
+from cadastre import failpoints
 from cadastre.errors import AddressRefused, CadastreError, CredentialError, VendorError
 from cadastre.ports import (
     DeliveryAttempt,
@@ -46,7 +47,7 @@ from cadastre.ports import (
     EndpointReply,
     SubscriptionStatus,
 )
-from cadastre.webhooks.out_events import alert
+from cadastre.webhooks.out_events import dead_alert, disabled_alert
 from cadastre.webhooks.schedule import RetrySchedule
 from cadastre.webhooks.standard import signature_header
 
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ANSWER = 64 * 1024  # bytes of an endpoint's answer read; the status is what matters
+PRUNE_BATCH = 1000  # deliveries deleted per transaction
 ACTOR = "webhooks-out"
 
 
@@ -111,10 +113,14 @@ class DeliverySender:
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
         senders: set[DeliverySender] | None = None,
+        keep: timedelta | None = timedelta(days=30),
+        prune_every: timedelta = timedelta(hours=1),
     ) -> None:
         """``parallel``: attempts in flight at most (claimed and not yet recorded); ``batch``:
         deliveries claimed at once per tenant. ``senders``: where a running sender registers,
-        so the dispatcher's nudges reach it."""
+        so the dispatcher's nudges reach it. ``keep``: how long deliveries nothing sends again
+        (delivered, cancelled, dead of a removed subscription) are kept, pruned every
+        ``prune_every`` (None: kept for ever)."""
         self._store = store
         self._clock = clock
         self._keys = keys
@@ -127,6 +133,10 @@ class DeliverySender:
         self._metrics = metrics
         self._rng = rng or random.SystemRandom()
         self._senders = senders
+        self._keep = keep
+        self._prune_every = prune_every
+        self._pruned_at: datetime | None = None
+        self._pruning: asyncio.Task[None] | None = None
         # A claim outlives any attempt (signing, the request, recording it), so it runs out
         # only when its sender died; another sender then takes the delivery over.
         self._lease = timedelta(seconds=gateways.timeout + 60)
@@ -156,7 +166,7 @@ class DeliverySender:
     ) -> None:
         if self._senders is not None:
             self._senders.discard(self)
-        tasks = [t for t in (self._task, *self._inflight) if t is not None]
+        tasks = [t for t in (self._task, self._pruning, *self._inflight) if t is not None]
         for task in tasks:  # an attempt cut short is attempted again once its claim runs out
             task.cancel()
         for task in tasks:
@@ -187,6 +197,8 @@ class DeliverySender:
             except Exception:  # a bug must not stop deliveries in silence: log it, go on
                 log.exception("webhook sender pass failed")
                 again = set()
+            if tenants is None:  # a pass over every tenant: the time to prune, now and then
+                self._prune_if_due()
             self._short = {t for t in again if self._free() <= 0}
             if again and not self._short:
                 continue
@@ -222,6 +234,41 @@ class DeliverySender:
             await asyncio.wait(set(self._inflight))
         return full
 
+    def _prune_if_due(self) -> None:
+        """Start pruning in a task of its own, so a long backlog never holds up the claims."""
+        now = self._clock.now()
+        if self._keep is None or (self._pruning is not None and not self._pruning.done()):
+            return
+        if self._pruned_at is not None and now - self._pruned_at < self._prune_every:
+            return
+        self._pruned_at = now
+        self._pruning = asyncio.create_task(self._prune_quietly(), name="webhooks-out prune")
+
+    async def _prune_quietly(self) -> None:
+        try:
+            await self.prune()
+        except CadastreError as exc:  # the store is away: the next round tries again
+            log.warning("pruning old webhook deliveries failed: %s", exc)
+        except Exception:  # a bug: logged; deliveries go on
+            log.exception("pruning old webhook deliveries failed")
+
+    async def prune(self) -> int:
+        """Delete the deliveries (and attempts) of every tenant that nothing sends again and
+        that are older than ``keep``; how many."""
+        if self._keep is None:
+            return 0
+        before = self._clock.now() - self._keep
+        gone = 0
+        for tenant in await self._store.list_tenants():
+            while True:  # a bounded transaction at a time: a sender is never held up for long
+                async with self._store.unit_of_work(tenant.id) as uow:
+                    done = await uow.deliveries.prune(before=before, limit=PRUNE_BATCH)
+                    await uow.commit()
+                gone += done
+                if done < PRUNE_BATCH:
+                    break
+        return gone
+
     def _free(self) -> int:
         return self._room - len(self._inflight)
 
@@ -235,6 +282,11 @@ class DeliverySender:
             if limit <= 0:
                 full.add(tenant)
                 continue
+            # A read first: an idle poll must not take the write lock (SQLite has one, and
+            # webhooks coming in queue for it).
+            async with self._store.unit_of_work(tenant, read_only=True) as uow:
+                if not await uow.deliveries.any_due():
+                    continue
             holder = secrets.token_hex(8)  # this claim's
             async with self._store.unit_of_work(tenant) as uow:
                 claimed = await uow.deliveries.claim(
@@ -245,6 +297,7 @@ class DeliverySender:
                 subscriptions = {s.id: s for s in await uow.subscriptions.all()}
                 await uow.commit()
             await self._gateways.keep(tenant, subscriptions.values())
+            self._keys.keep(tenant, {s.credential for s in subscriptions.values()})
             signing: dict[str, asyncio.Task[list[bytes]]] = {}  # one look-up per credential
             for delivery in claimed:
                 task = asyncio.create_task(self._attempt(
@@ -285,8 +338,13 @@ class DeliverySender:
         except CadastreError as exc:  # the store is away: nothing was sent; the claim runs out
             log.warning("delivery %s: its signing key cannot be read: %s", delivery.id, exc)
             return
+        except Exception as exc:  # a bug: a failed attempt, recorded, not a silent loop
+            log.exception("delivery %s: its signing keys could not be read", delivery.id)
+            answer = Answer(Verdict.FAILED, None, f"cannot sign: {type(exc).__name__}")
         else:
             answer = await self._post(tenant, subscription, delivery, keys)
+            # kill -9 trials: the endpoint has answered (2xx, perhaps) and nothing is recorded
+            failpoints.reach("webhooks.out.answered")
         seconds = time.perf_counter() - started
         try:
             await self._record(tenant, subscription, delivery, holder, at, answer, seconds)
@@ -305,9 +363,9 @@ class DeliverySender:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature_header(keys, delivery.event_id, timestamp, body),
         }
-        gateway = self._gateways.get(tenant, subscription)
         timeout = self._gateways.timeout
         try:
+            gateway = self._gateways.get(tenant, subscription)
             # The gateway's transport times out each read; this bounds the whole exchange.
             async with asyncio.timeout(timeout + 1):
                 reply = await gateway.token_endpoint.send(
@@ -319,6 +377,12 @@ class DeliverySender:
             return Answer(Verdict.FAILED, None, f"refused: {exc}")
         except VendorError as exc:
             return Answer(Verdict.FAILED, None, str(exc))
+        except Exception as exc:
+            # A URL the HTTP client cannot send, a bug: a failed attempt on the schedule (and in
+            # the end the dead-letter queue with its alert), not a claim left to run out and be
+            # taken again, unrecorded, for ever.
+            log.exception("delivery %s could not be attempted", delivery.id)
+            return Answer(Verdict.FAILED, None, f"cannot send: {type(exc).__name__}")
         return judge(reply)
 
     async def _record(
@@ -357,13 +421,17 @@ class DeliverySender:
                         subscription.id, SubscriptionStatus.DISABLED, reason
                     )
                     if off is not None:  # another sender may have disabled it first
-                        events.append(self._disabled_alert(tenant, off, answer))
+                        events.append(disabled_alert(
+                            tenant, off, self._clock.now(), answer.status, answer.error
+                        ))  # fmt: skip
                         await uow.audit.append(
                             actor=ACTOR, action="subscription.disabled", entity="Subscription",
                             entity_id=off.id, detail={"reason": reason},
                         )  # fmt: skip
                 if status is DeliveryStatus.DEAD:
-                    events.append(self._dead_alert(tenant, subscription, delivery, attempt, since))
+                    events.append(dead_alert(
+                        tenant, subscription, delivery, attempt, since, self._clock.now()
+                    ))  # fmt: skip
             await uow.outbox.add_many(events)
             await uow.commit()
         if self._metrics is not None:
@@ -377,37 +445,3 @@ class DeliverySender:
             days = self._disable_after / timedelta(days=1)
             return f"every attempt failed for {days:g} days (since {since.isoformat()})"
         return None
-
-    def _disabled_alert(self, tenant: str, off: Subscription, answer: Answer) -> Any:
-        where = f"--tenant {tenant}"
-        return alert(tenant, off.id, self._clock.now(), {
-            "alert": "webhook_subscription_disabled", "severity": "critical",
-            "subscription": off.id, "url": off.url, "reason": off.status_reason,
-            "failing_since": off.failing_since.isoformat() if off.failing_since else None,
-            "last_status": answer.status, "last_error": answer.error,
-            "summary": f"webhook subscription {off.id} ({off.url}) was disabled: "
-            f"{off.status_reason}; its new events are not delivered",
-            "action": f"mend the endpoint, then `cadastre subscriptions enable {off.id} {where}` "
-            "(its waiting deliveries resume); `cadastre deliveries redeliver --subscription "
-            f"{off.id} --dead {where}` sends its dead-lettered ones again",
-        })  # fmt: skip
-
-    def _dead_alert(
-        self, tenant: str, subscription: Subscription, delivery: Delivery,
-        attempt: DeliveryAttempt, since: datetime | None,
-    ) -> Any:  # fmt: skip
-        return alert(tenant, subscription.id, self._clock.now(), {
-            "alert": "webhook_delivery_dead", "severity": "warning",
-            "subscription": subscription.id, "url": subscription.url, "delivery": delivery.id,
-            "event_id": delivery.event_id, "event_type": delivery.event_type,
-            "attempts": attempt.number, "last_status": attempt.status,
-            "last_error": attempt.error, "first_attempt_at": delivery.created_at.isoformat(),
-            "failing_since": since.isoformat() if since else None,
-            "summary": f"delivery {delivery.id} ({delivery.event_type}) to subscription "
-            f"{subscription.id} failed all {attempt.number} attempts since "
-            f"{delivery.created_at.isoformat()} and is dead-lettered",
-            "action": f"once the endpoint answers 2xx: `cadastre deliveries redeliver "
-            f"{delivery.id} --tenant {tenant}`, or every dead one of the subscription: "
-            f"`cadastre deliveries redeliver --subscription {subscription.id} --dead "
-            f"--tenant {tenant}`",
-        })  # fmt: skip

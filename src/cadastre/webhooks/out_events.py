@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from datetime import datetime
 
+    from cadastre.ports import Delivery, DeliveryAttempt, Subscription
+
 ALERT = "cadastre.alert.raised.v1"
 SOURCE = "/cadastre/webhooks"
 MAX_TYPES = 50
@@ -82,3 +84,43 @@ def about_subscription(event: EventEnvelope) -> str | None:
         return None
     subscription = event.data.get("subscription")
     return subscription if isinstance(subscription, str) else None
+
+
+def disabled_alert(
+    tenant: str, off: Subscription, at: datetime, last_status: int | None, last_error: str
+) -> EventEnvelope:
+    """The alert of a subscription the sender disabled (410 Gone, or days of failure)."""
+    where = f"--tenant {tenant}"
+    return alert(tenant, off.id, at, {
+        "alert": "webhook_subscription_disabled", "severity": "critical",
+        "subscription": off.id, "url": off.url, "reason": off.status_reason,
+        "failing_since": off.failing_since.isoformat() if off.failing_since else None,
+        "last_status": last_status, "last_error": last_error,
+        "summary": f"webhook subscription {off.id} ({off.url}) was disabled: "
+        f"{off.status_reason}; its new events are not delivered",
+        "action": f"mend the endpoint, then `cadastre subscriptions enable {off.id} {where}` "
+        "(its waiting deliveries resume); `cadastre deliveries redeliver --subscription "
+        f"{off.id} --dead {where}` sends its dead-lettered ones again",
+    })  # fmt: skip
+
+
+def dead_alert(
+    tenant: str, subscription: Subscription, delivery: Delivery, attempt: DeliveryAttempt,
+    since: datetime | None, at: datetime,
+) -> EventEnvelope:  # fmt: skip
+    """The alert of a delivery whose every attempt failed: it is in the dead-letter queue."""
+    return alert(tenant, subscription.id, at, {
+        "alert": "webhook_delivery_dead", "severity": "warning",
+        "subscription": subscription.id, "url": subscription.url, "delivery": delivery.id,
+        "event_id": delivery.event_id, "event_type": delivery.event_type,
+        "attempts": attempt.number, "last_status": attempt.status,
+        "last_error": attempt.error, "first_attempt_at": delivery.created_at.isoformat(),
+        "failing_since": since.isoformat() if since else None,
+        "summary": f"delivery {delivery.id} ({delivery.event_type}) to subscription "
+        f"{subscription.id} failed all {attempt.number} attempts since "
+        f"{delivery.created_at.isoformat()} and is dead-lettered",
+        "action": f"once the endpoint answers 2xx: `cadastre deliveries redeliver "
+        f"{delivery.id} --tenant {tenant}`, or every dead one of the subscription: "
+        f"`cadastre deliveries redeliver --subscription {subscription.id} --dead "
+        f"--tenant {tenant}`",
+    })  # fmt: skip

@@ -68,8 +68,9 @@ class SubscriberGateways:
 
     async def keep(self, tenant: str, subscriptions: Iterable[Subscription]) -> None:
         """Close the tenant's gateways of subscriptions that are gone or point elsewhere now
-        (``subscriptions`` are the tenant's now). The sender calls it between batches, when none
-        of the tenant's deliveries is in flight."""
+        (``subscriptions`` are the tenant's now). The sender calls it after each claim; an
+        attempt still in flight through a gateway closed here fails, which changes nothing: its
+        subscription's removal cancelled the delivery and released the claim."""
         live = {(tenant, s.id, s.url) for s in subscriptions}
         for key in [k for k in self._open if k[0] == tenant and k not in live]:
             await self._open.pop(key).aclose()

@@ -13,13 +13,20 @@ two signatures, the new secret's first, so a subscriber can switch secrets at it
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cadastre.errors import CredentialError
 from cadastre.ports import Clock
 from cadastre.vault import Vault
 from cadastre.webhooks.standard import secret_key
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, repr=False)
@@ -63,6 +70,17 @@ class SigningKeys:
     def forget(self, tenant: str, credential: str) -> None:
         self._held.pop((tenant, credential), None)
 
+    def keep(self, tenant: str, credentials: Collection[str]) -> None:
+        """Drop the tenant's keys but those of ``credentials`` (its subscriptions' now), so a
+        removed subscription's secret does not stay decrypted in memory."""
+        for key in [k for k in self._held if k[0] == tenant and k[1] not in credentials]:
+            del self._held[key]
+            self._opening.pop(key, None)
+
+    def held(self) -> set[tuple[str, str]]:
+        """(tenant, credential) of the keys held now."""
+        return set(self._held)
+
     async def _open(self, tenant: str, credential: str) -> _Held:
         opened = await self.vault.open(tenant, credential, actor=self.actor, purpose="sign")
         try:
@@ -73,8 +91,22 @@ class SigningKeys:
             raise CredentialError(
                 f"credential {credential!r} does not hold a Standard Webhooks secret (whsec_...)"
             ) from None
-        until = opened.stored.meta.get("previous_valid_until")
         return _Held(
             opened.stored.version, current, old,
-            datetime.fromisoformat(until) if isinstance(until, str) else None,
+            _overlap_end(opened.stored.meta.get("previous_valid_until"), credential),
         )  # fmt: skip
+
+
+def _overlap_end(value: object, credential: str) -> datetime | None:
+    """The end of a rotation's overlap. The vault keeps it as free text (an operator may set it
+    by hand): one without a zone is UTC; one that is not a time ends the overlap, rather than
+    failing every delivery of the subscription."""
+    if not isinstance(value, str):
+        return None
+    try:
+        until = datetime.fromisoformat(value)
+    except ValueError:
+        log.warning("credential %r: previous_valid_until is not an ISO 8601 time; only the "
+                    "current secret signs", credential)  # fmt: skip
+        return None
+    return until if until.tzinfo is not None else until.replace(tzinfo=UTC)

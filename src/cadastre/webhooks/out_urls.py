@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cadastre.errors import ConfigurationError
+from cadastre.gateway import origin
 from cadastre.gateway.address import SystemResolver, refusal
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ async def check_url(
     text = url.strip()
     if not text or len(text) > MAX_URL:
         raise _refused(f"a URL of 1 to {MAX_URL} characters is needed")
+    if any(c <= " " or c == "\x7f" for c in text):
+        # urlsplit drops tabs and newlines that the sender's HTTP client refuses: such a URL
+        # would pass here and then fail every attempt
+        raise _refused("a control character or space in it (percent-encode it)")
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -87,6 +92,11 @@ async def check_url(
         raise _refused(
             "plain http is only for hosts the operator allows (CADASTRE_GATEWAY_ALLOW_HOSTS)"
         )
+    try:
+        origin(text)  # what the sender's HTTP client makes of it, IDNA included
+    except Exception:  # noqa: BLE001 - httpx.InvalidURL, idna's errors (httpx is the gateway's)
+        # a URL the sender cannot send would fail every attempt: refused here instead
+        raise _refused("it cannot be parsed as a URL") from None
     if named:
         port = port or (443 if scheme == "https" else 80)
         await _check_answers(host, port, allow, resolver or SystemResolver(), resolve_seconds)

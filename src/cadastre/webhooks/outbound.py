@@ -164,6 +164,7 @@ class WebhooksOut:
         )  # fmt: skip
         defaults: dict[str, Any] = {
             "disable_after": timedelta(days=settings.webhooks_disable_after_days),
+            "keep": timedelta(days=settings.webhooks_keep_days),
             "poll": settings.webhooks_poll_seconds, "metrics": self._metrics,
         }  # fmt: skip
         return DeliverySender(

@@ -11,10 +11,11 @@ from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 
-from cadastre.ports import DeliveryStatus, SubscriptionStatus
+from cadastre.ports import DeliveryStatus, Subscription, SubscriptionStatus
 from cadastre.simulators import serve
 from cadastre.simulators.subscriber import Reply, SubscriberSimulator
 from cadastre.testing import FakeClock
+from cadastre.webhooks.standard import new_secret
 from tests.integration.webhooks_out.conftest import (
     A,
     World,
@@ -188,6 +189,34 @@ async def test_an_endpoint_that_hangs_times_out_and_is_retried(
         assert len(world.sim.accepted(event.id)) == 1
 
 
+async def test_an_attempt_that_cannot_be_made_is_a_recorded_failure(embedded: World) -> None:
+    """Whatever stops an attempt before it leaves (here a URL the HTTP client cannot send, as
+    one stored before the creation check refused such URLs) is a failed attempt on the
+    schedule, never a claim left to run out and be taken again, unrecorded, for ever."""
+    world = embedded
+    now = world.clock.now()
+    bad = Subscription(
+        id="sub_bad", url="https://xn--zz.example.com/hooks", event_types=("cadastre.listing.*",),
+        description="", status=SubscriptionStatus.ACTIVE, status_reason="", failing_since=None,
+        credential="subscription-sub_bad", created_at=now, updated_at=now,
+    )  # fmt: skip
+    await world.hub.vault.add(A, bad.credential, "webhook_secret", {"secret": new_secret()})
+    async with world.hub.store.unit_of_work(A) as uow:
+        await uow.subscriptions.add(bad)
+        await uow.commit()
+    sender = await world.sender()
+    await world.publish(world.event())
+    await settle(lambda: _attempted(world))
+    [delivery] = await world.deliveries()
+    assert (delivery.status, delivery.attempts, delivery.last_status) == (
+        DeliveryStatus.PENDING, 1, None,
+    )  # fmt: skip
+    assert delivery.last_error.startswith("cannot send:")
+    assert delivery.next_attempt_at is not None
+    low, high = sender.schedule.bounds(2)
+    assert low <= (delivery.next_attempt_at - world.clock.now()).total_seconds() <= high
+
+
 async def _run_days(world: World, days: float, every: timedelta, fail: bool = True) -> None:
     """Publish an event every ``every`` and let the sender attempt what comes due, for ``days``."""
     end = world.clock.now() + timedelta(days=days)
@@ -263,3 +292,30 @@ async def test_an_endpoint_that_hangs_holds_up_no_other(tmp_path: Path, clock: F
 
 async def _hung(sim: SubscriberSimulator) -> bool:
     return sim.stats.in_flight == 1
+
+
+async def test_the_sender_prunes_what_nothing_sends_again(embedded: World) -> None:
+    """Delivered deliveries go after ``keep`` (with their attempts); one still waiting (held by
+    a subscription that a 410 disabled) stays, however old."""
+    world = embedded
+    await world.subscribe()
+    world.sim.answer(Reply(204), Reply(410))
+    await world.sender(keep=timedelta(days=1))
+    done, held = world.event(subject="L1"), world.event(subject="L2")
+    await world.publish(done)
+    await received(world, done.id, 1)
+    await world.publish(held)
+    await received(world, held.id, 1)
+    await settle(lambda: _attempted(world))
+    [delivered] = await world.deliveries(status=DeliveryStatus.DELIVERED)
+
+    world.clock.advance(2 * 86_400)  # the sender's poll comes round, past keep
+
+    async def pruned() -> bool:
+        return [d.event_id for d in await world.deliveries()] == [held.id]
+
+    await settle(pruned)
+    _, attempts = await world.hub.webhooks.deliveries.get(A, (await world.deliveries())[0].id)
+    assert len(attempts) == 1
+    async with world.hub.store.unit_of_work(A, read_only=True) as uow:
+        assert await uow.deliveries.attempts(delivered.id) == []

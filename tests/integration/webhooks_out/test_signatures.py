@@ -115,3 +115,26 @@ async def test_the_subscriber_refuses_a_wrong_secret_and_the_delivery_is_retried
 async def _failed_once(world: World) -> bool:
     [delivery] = await world.deliveries()
     return delivery.attempts == 1 and delivery.last_status == 401
+
+
+async def test_no_signing_secret_is_in_the_database_in_plaintext(embedded: World) -> None:
+    """The raw SQLite files after a subscription was created, used, rotated and used again: its
+    secrets (whole, or their base64 key) appear nowhere, though the tables are there."""
+    world = embedded
+    created = await world.subscribe()
+    await world.sender()
+    await world.publish(world.event(subject="L1"))
+    await settle(lambda: _received(world, 1))
+    rotated = await world.hub.webhooks.subscriptions.rotate_secret(
+        A, created.subscription.id, actor="test"
+    )
+    world.sim.secrets.append(rotated.secret.reveal())
+    await world.publish(world.event(subject="L2"))
+    await settle(lambda: _received(world, 2))
+    assert all(r.verified for r in world.sim.received)
+    database = world.hub.settings.data_dir / "cadastre.db"
+    raw = b"".join(p.read_bytes() for p in database.parent.glob(f"{database.name}*"))
+    assert created.subscription.credential.encode() in raw  # the scan sees the rows
+    for secret in (created.secret.reveal(), rotated.secret.reveal()):
+        for shown in (secret, secret.removeprefix("whsec_")):
+            assert shown.encode() not in raw

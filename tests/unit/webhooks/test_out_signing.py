@@ -71,3 +71,38 @@ def test_only_a_2xx_is_a_success(status: int, verdict: Verdict, error: str) -> N
     answer = judge(EndpointReply(status, {}, b"", retry_after=7.0 if status == 429 else None))
     assert (answer.verdict, answer.status, answer.error) == (verdict, status, error)
     assert answer.retry_after == (7.0 if status == 429 else None)
+
+
+async def test_an_overlap_end_that_cannot_be_read_does_not_stop_signing() -> None:
+    """``previous_valid_until`` is free text in the vault (an operator may set it by hand): an
+    end without a zone is UTC, and one that is not a time at all ends the overlap, rather than
+    failing every delivery of the subscription unrecorded."""
+    clock = FakeClock()
+    kit = VaultKit(clock)
+    old, new = new_secret(), new_secret()
+    keys = SigningKeys(kit.vault, clock)
+    naive = (clock.now() + timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    for name, until, expected in (
+        ("naive", naive, [secret_key(new), secret_key(old)]),
+        ("garbled", "tomorrow", [secret_key(new)]),
+    ):
+        await kit.vault.add("acme", name, "webhook_secret",
+                            {"secret": new, "previous_secret": old},
+                            {"previous_valid_until": until})  # fmt: skip
+        assert await keys.keys("acme", name) == expected
+    clock.advance(3600)
+    assert await keys.keys("acme", "naive") == [secret_key(new)]
+
+
+async def test_keys_of_credentials_no_longer_used_are_dropped() -> None:
+    """A removed subscription's decrypted key does not stay in memory for the life of the hub."""
+    clock = FakeClock()
+    kit = VaultKit(clock, tenants=("acme", "globex"))
+    keys = SigningKeys(kit.vault, clock)
+    for name in ("subscription-s1", "subscription-s2"):
+        await kit.vault.add("acme", name, "webhook_secret", {"secret": new_secret()})
+        await keys.keys("acme", name)
+    await kit.vault.add("globex", "subscription-s1", "webhook_secret", {"secret": new_secret()})
+    await keys.keys("globex", "subscription-s1")
+    keys.keep("acme", {"subscription-s2"})
+    assert keys.held() == {("acme", "subscription-s2"), ("globex", "subscription-s1")}

@@ -83,3 +83,15 @@ async def test_the_admin_api_steers_it(sim: SubscriberSimulator) -> None:
         received = (await client.get("/admin/received")).json()
     assert [r["status"] for r in received] == [500, 410, 202]
     assert sim.stats.requests == 3  # admin calls are not counted
+
+
+async def test_bad_admin_input_is_a_400_that_changes_nothing(sim: SubscriberSimulator) -> None:
+    before = list(sim.secrets)
+    transport = httpx.ASGITransport(sim.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sub.test") as client:
+        for path in ("/admin/secrets", "/admin/replies", "/admin/default"):
+            answer = await client.post(path, content=b"{not json")
+            assert answer.status_code == 400, path
+        assert (await client.post("/admin/secrets", json={"secrets": [1]})).status_code == 400
+    assert sim.secrets == before
+    assert not sim.replies

@@ -70,6 +70,11 @@ PUBLIC = Answers("93.184.216.34")
         ("https://example.com@127.0.0.1/hooks", "user name or password"),
         ("https://example.com/hooks#frag", "fragment"),
         ("https://example.com:99999/hooks", "parsed"),
+        # what the sender's HTTP client cannot send would fail every attempt
+        ("https://example.com/in\x00", "control character or space"),
+        ("https://example.com\t/hooks", "control character or space"),
+        ("https://exa mple.com/hooks", "control character or space"),
+        ("https://xn--zz.com/hooks", "parsed"),
         ("https:///hooks", "no host"),
         ("", "1 to 2000"),
     ],

@@ -164,7 +164,10 @@ class SubscriberSimulator(Simulator):
         return json_response(asdict(self.default))
 
     async def _secrets(self, request: Request) -> Response:
-        body = await read_json(request)
+        try:
+            body = await read_json(request)
+        except ValueError as exc:
+            return json_response(odata_error("BadRequest", str(exc)), 400)
         secrets = body.get("secrets") if isinstance(body, dict) else None
         if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
             return json_response(odata_error("BadRequest", 'the body is {"secrets": [...]}'), 400)

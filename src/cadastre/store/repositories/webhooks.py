@@ -25,7 +25,7 @@ from cadastre.ports import (
     SubscriptionStatus,
 )
 from cadastre.store import tables as t
-from cadastre.store.repositories.base import SqlRepository
+from cadastre.store.repositories.base import SqlRepository, chunked
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 PENDING = DeliveryStatus.PENDING.value
 _SENT_ONCE = (DeliveryStatus.DEAD.value, DeliveryStatus.DELIVERED.value)
+_SETTLED = (DeliveryStatus.DELIVERED.value, DeliveryStatus.CANCELLED.value)
 
 
 def _subscription(row: Row[Any]) -> Subscription:
@@ -162,8 +163,7 @@ class SqlDeliveries(SqlRepository):
         statement = self.insert(t.webhook_deliveries).on_conflict_do_nothing().returning(c.id)
         return len(list(await self.execute(statement, rows)))
 
-    async def claim(self, *, holder: str, until: datetime, limit: int = 50) -> list[Delivery]:
-        now = self.now()
+    def _claimable(self, now: datetime) -> tuple[Any, Any]:
         c, s = t.webhook_deliveries.c, t.webhook_subscriptions.c
         active = select(s.id).where(
             s.tenant == self.tenant, s.status == SubscriptionStatus.ACTIVE.value
@@ -174,6 +174,20 @@ class SqlDeliveries(SqlRepository):
             & (c.next_attempt_at <= now)
             & or_(c.claimed_until.is_(None), c.claimed_until < now)
         )
+        return claimable, active
+
+    async def any_due(self) -> bool:
+        c = t.webhook_deliveries.c
+        claimable, active = self._claimable(self.now())
+        found = await self.execute(
+            select(c.position).where(claimable, c.subscription.in_(active)).limit(1)
+        )
+        return found.first() is not None
+
+    async def claim(self, *, holder: str, until: datetime, limit: int = 50) -> list[Delivery]:
+        now = self.now()
+        c = t.webhook_deliveries.c
+        claimable, active = self._claimable(now)
         due = (
             select(c.position)
             .where(claimable, c.subscription.in_(active))
@@ -334,3 +348,32 @@ class SqlDeliveries(SqlRepository):
             .returning(c.id)
         )
         return len(list(rows))
+
+    async def prune(self, *, before: datetime, limit: int = 1000) -> int:
+        c, s, a = t.webhook_deliveries.c, t.webhook_subscriptions.c, t.webhook_attempts.c
+        live = select(s.id).where(s.tenant == self.tenant)
+        # A removed subscription's deliveries are never claimed or redelivered, whatever their
+        # status (one the dispatcher added as the subscription was removed stays pending).
+        settled = (
+            (c.tenant == self.tenant)
+            & (c.updated_at < before)
+            & (c.status.in_(_SETTLED) | c.subscription.not_in(live))
+        )
+        found = select(c.position).where(settled).order_by(c.position).limit(limit)
+        positions = [r.position for r in await self.execute(found)]
+        if not positions:
+            return 0
+        # The conditions again: a delivery redelivered since the select is pending, and stays.
+        ids = [
+            r.id
+            for r in await self.execute(
+                delete(t.webhook_deliveries)
+                .where(settled, c.position.in_(positions))
+                .returning(c.id)
+            )
+        ]
+        for chunk in chunked(ids):
+            await self.execute(
+                delete(t.webhook_attempts).where(a.tenant == self.tenant, a.delivery.in_(chunk))
+            )
+        return len(ids)
