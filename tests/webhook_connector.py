@@ -2,8 +2,8 @@
 and gateway) with a webhook reader of its own, so the normaliser's tests do not depend on what
 the RESO push format does. A body is ``{"value": [item, ...]}`` (items read as a polled page's
 are); ``{"fail": "why"}`` makes the reader raise ``VendorUnavailable`` (a vendor outage while
-fetching) as long as ``FAILING`` holds the message; anything that is not JSON raises
-``ValueError``.
+fetching) as long as ``FAILING`` holds the message; ``{"unreadable": KEY}`` is one record the
+reader could not read but knows the key of; anything that is not JSON raises ``ValueError``.
 
 Register it with ``register(monkeypatch)`` (or ``install()`` in a process of its own) before the
 hub is built.
@@ -38,6 +38,9 @@ class HookConnector(ResoConnector):
                 raise VendorUnavailable(f"vendor down: {parsed['fail']}")
             parsed = {"value": parsed.get("value", [])}
         stream = self._settings.resource
+        if isinstance(parsed, dict) and "unreadable" in parsed:
+            key = parsed["unreadable"]
+            return [RawRecord(stream, key, {"key": key}, None, problem="cannot be read")]
         mapper = self._mapper
         return [raw_record(stream, item, mapper.key, mapper.timestamp) for item in parsed["value"]]
 

@@ -31,7 +31,7 @@ import contextlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cadastre.errors import CadastreError, LockTimeout
+from cadastre.errors import CadastreError, LockTimeout, Transient
 from cadastre.mapping import RecordMapper
 from cadastre.observe import get_logger
 from cadastre.ports import (
@@ -42,12 +42,14 @@ from cadastre.ports import (
 )
 from cadastre.webhooks.reading import (
     InboxPages,
+    Pages,
     Read,
     main_stream,
     malformed_body,
     malformed_record,
     pages_of,
     read_entry,
+    storable,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +65,7 @@ _log = get_logger("cadastre.webhooks.normaliser")
 MALFORMED = "malformed_webhook"
 # Seconds before each retry of an entry the connector failed on; the last failure marks it failed.
 RETRY_AFTER = (10.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 3 * 3600.0)
+MAX_ERROR = 2000  # characters of an entry's error kept
 
 
 class OpenedSource(Protocol):
@@ -116,7 +119,9 @@ class WebhookNormaliser:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop_listening: Callable[[], None] | None = None
-        self._mappers: dict[int, dict[str, RecordMapper]] = {}
+        # id(source) -> (the source, its mappers): the source is held with them, so its id
+        # cannot pass to a source opened later (CPython reuses a freed object's address)
+        self._mappers: dict[int, tuple[OpenedSource, dict[str, RecordMapper]]] = {}
         self._pruned_at: float | None = None
         # (tenant, connection) -> (connection version, opened at, source): the hub re-reads the
         # mapping files at every open (tens of milliseconds), too dear per batch
@@ -194,9 +199,9 @@ class WebhookNormaliser:
         connection does not starve the others); how many were settled.
 
         Mapping and the engine's decisions are CPU work on the event loop the API answers on.
-        While webhooks keep arriving, each batch is followed by a pause ``yield_ratio`` times
-        as long as it took, so a burst is acknowledged at full speed and normalised behind it
-        (the entries are durable; only their records lag)."""
+        During a burst (full batches while webhooks keep arriving) each batch is followed by a
+        pause ``yield_ratio`` times as long as it took, so the burst is acknowledged at full
+        speed and normalised behind it (the entries are durable; only their records lag)."""
         try:
             async with self._locks.hold(f"webhooks-in:{tenant}:{connection}", wait=0.0,
                                         lease=600.0):  # fmt: skip
@@ -213,11 +218,13 @@ class WebhookNormaliser:
                     if done is None:  # paused: its entries wait, and so does the rest
                         break
                     settled += done
+                    if len(entries) < self._batch:
+                        break
+                    # A full batch: a burst is on. Give the API the loop while more arrive; a
+                    # trickle (a batch not full) is normalised at once, for its latency.
                     if self._arrivals != arrivals:
                         took = asyncio.get_running_loop().time() - began
                         await asyncio.sleep(took * self._yield_ratio)
-                    if len(entries) < self._batch:
-                        break
                 return settled
         except LockTimeout:
             return 0  # another worker is draining it
@@ -249,8 +256,8 @@ class WebhookNormaliser:
         reads = [await read_entry(reader, entry) for entry in entries]
         mappers = self._fresh(source)
         stream = main_stream(source.connector, mappers)
-        applied, error = await self._apply(tenant, connection, source.connector, stream,
-                                           mappers, reads)  # fmt: skip
+        applied, errors = await self._apply(tenant, connection, source.connector, stream,
+                                            mappers, reads)  # fmt: skip
         settlements: list[InboxSettlement] = []
         drafts: list[dict[str, Any]] = []
         entity = mappers[stream].entity
@@ -270,16 +277,50 @@ class WebhookNormaliser:
                 settlements.append(self._settled(entry, status, problems))
                 drafts += [malformed_record(entry, r, entity) for r in read.unreadable]
             else:
-                settlements.append(self._retry(entry, error or "not applied"))
+                settlements.append(self._retry(entry, errors.get(entry.position, "not applied")))
         return await self._settle(tenant, connection, settlements, drafts)
 
     async def _apply(
         self, tenant: str, connection: str, connector: SourceConnector, stream: str,
         mappers: Mapping[str, RecordMapper], reads: list[Read],
-    ) -> tuple[set[int], str | None]:  # fmt: skip
+    ) -> tuple[set[int], dict[int, str]]:  # fmt: skip
         """Run the readable entries through the sync runner; the positions of the entries whose
-        pages committed, and why the rest did not."""
-        pages = pages_of([r for r in reads if r.malformed is None and r.error is None])
+        pages committed, and why each of the rest did not.
+
+        A page fails whole, so one entry the store refuses (PostgreSQL takes no NUL character in
+        text) would fail the entries beside it at every retry, and they would end failed with
+        it. So when a run fails for a reason that does not pass, the entries it did not apply
+        are applied again one at a time: the others go through, the bad one is retried alone."""
+        readable = [r for r in reads if r.malformed is None and r.error is None]
+        applied, failure = await self._run_pages(tenant, connection, connector, stream, mappers,
+                                                 pages_of(readable))  # fmt: skip
+        rest = [r for r in readable if r.entry.position not in applied]
+        if failure is None or not rest:
+            return applied, {}
+        if isinstance(failure, Transient) or len(rest) == 1:
+            # the store or the vendor is away (the runner has retried already), or the one
+            # entry left is the one that failed: they wait for their retry
+            return applied, dict.fromkeys((r.entry.position for r in rest), _why(failure))
+        errors: dict[int, str] = {}
+        for i, read in enumerate(rest):
+            done, failed = await self._run_pages(tenant, connection, connector, stream, mappers,
+                                                 pages_of([read]))  # fmt: skip
+            applied |= done
+            if failed is None:
+                continue
+            errors[read.entry.position] = _why(failed)
+            if isinstance(failed, Transient):  # the store went away meanwhile: the rest wait
+                errors.update(dict.fromkeys((r.entry.position for r in rest[i + 1 :]),
+                                            _why(failed)))  # fmt: skip
+                break
+        return applied, errors
+
+    async def _run_pages(
+        self, tenant: str, connection: str, connector: SourceConnector, stream: str,
+        mappers: Mapping[str, RecordMapper], pages: Pages,
+    ) -> tuple[set[int], Exception | None]:  # fmt: skip
+        """One run of the runner over ``pages``: the positions of the entries whose pages
+        committed, and what stopped it, if anything did."""
         if not pages:
             return set(), None
         committed = 0
@@ -288,16 +329,16 @@ class WebhookNormaliser:
             nonlocal committed
             committed += 1  # called once per page committed, in order
 
+        error: Exception | None = None
         try:
             await self._runner.run(
                 tenant=tenant, connection=connection, mappers=mappers, progress=progress,
                 connector=InboxPages(connector, stream, pages),
             )  # fmt: skip
-            error = None
         except Exception as exc:  # noqa: BLE001 - the entries not applied are tried again later
             _log.warning("webhooks of connection %r (tenant %r) not applied: %s",
                          connection, tenant, exc)  # fmt: skip
-            error = f"{type(exc).__name__}: {exc}"
+            error = exc
         return {e.position for entries, _ in pages[:committed] for e in entries}, error
 
     async def _settle(
@@ -328,29 +369,31 @@ class WebhookNormaliser:
         return source
 
     def _settled(self, entry: InboxEntry, status: InboxStatus, error: str) -> InboxSettlement:
-        return InboxSettlement(entry.position, status, entry.attempts, error)
+        return InboxSettlement(entry.position, status, entry.attempts, _error(error))
 
     def _failed(self, entry: InboxEntry, why: str) -> InboxSettlement:
-        return InboxSettlement(entry.position, InboxStatus.FAILED, entry.attempts + 1, why)
+        return InboxSettlement(entry.position, InboxStatus.FAILED, entry.attempts + 1, _error(why))
 
     def _retry(self, entry: InboxEntry, why: str) -> InboxSettlement:
         attempts = entry.attempts + 1
         if attempts > len(RETRY_AFTER):
-            return InboxSettlement(entry.position, InboxStatus.FAILED, attempts, why)
+            return InboxSettlement(entry.position, InboxStatus.FAILED, attempts, _error(why))
         wait = timedelta(seconds=RETRY_AFTER[attempts - 1])
         return InboxSettlement(
-            entry.position, InboxStatus.PENDING, attempts, why, self._clock.now() + wait
+            entry.position, InboxStatus.PENDING, attempts, _error(why), self._clock.now() + wait
         )
 
     def _fresh(self, source: OpenedSource) -> dict[str, RecordMapper]:
         """Mappers of our own: a run resets its mappers' observations, and the source's are
         shared with the connection's polling syncs (schema drift reads them)."""
-        key = id(source)
-        if key not in self._mappers:
-            if len(self._mappers) > 256:
-                self._mappers.clear()
-            self._mappers[key] = {s: RecordMapper(m.spec) for s, m in source.mappers.items()}
-        return self._mappers[key]
+        held = self._mappers.get(id(source))
+        if held is not None and held[0] is source:
+            return held[1]
+        if len(self._mappers) > 256:
+            self._mappers.clear()
+        mappers = {s: RecordMapper(m.spec) for s, m in source.mappers.items()}
+        self._mappers[id(source)] = (source, mappers)
+        return mappers
 
     async def _prune_if_due(self) -> None:
         now = self._clock.monotonic()
@@ -369,3 +412,14 @@ class WebhookNormaliser:
                 await uow.webhooks_in.prune_refusals(before=moment - self._keep)
                 await uow.commit()
         return gone
+
+
+def _why(failure: Exception) -> str:
+    return f"{type(failure).__name__}: {failure}"
+
+
+def _error(why: str) -> str:
+    """An entry's ``error`` as stored: text PostgreSQL can keep (``storable``), and short (a
+    connector's error may carry a vendor's whole answer)."""
+    text: str = storable(why)
+    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "\u2026"

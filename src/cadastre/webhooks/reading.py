@@ -101,20 +101,38 @@ def main_stream(connector: SourceConnector, mappers: Mapping[str, RecordMapper])
 
 
 def malformed_body(entry: InboxEntry, stream: str, entity: str, why: str) -> dict[str, Any]:
-    try:
-        body: dict[str, str] = {"body": entry.body.decode()[:MAX_BODY_TEXT]}
-    except UnicodeDecodeError:
+    text = entry.body[:MAX_BODY_TEXT].decode(errors="replace")
+    body: dict[str, str] = {"body": text}
+    if "\ufffd" in text or "\x00" in text:  # not UTF-8, or text PostgreSQL cannot keep: exact
         body = {"body_base64": base64.b64encode(entry.body[:MAX_BODY_TEXT]).decode()}
     return {
         "entity": entity, "external_id": None, "stream": stream,
-        "reason": f"webhook {entry.message_id} cannot be read: {why}",
+        "reason": storable(f"webhook {entry.message_id} cannot be read: {why}"),
         "payload": {"message_id": entry.message_id, "headers": dict(entry.headers), **body},
     }  # fmt: skip
 
 
 def malformed_record(entry: InboxEntry, record: RawRecord, entity: str) -> dict[str, Any]:
     return {
-        "entity": entity, "external_id": record.external_id, "stream": record.stream,
-        "reason": f"webhook {entry.message_id}: {record.problem}",
-        "payload": {"message_id": entry.message_id, "data": dict(record.data)},
+        "entity": entity, "external_id": _key(record.external_id), "stream": record.stream,
+        "reason": storable(f"webhook {entry.message_id}: {record.problem}"),
+        "payload": {"message_id": entry.message_id, "data": storable(dict(record.data))},
     }  # fmt: skip
+
+
+def _key(external_id: str | None) -> str | None:
+    # the quarantine's column holds 200 characters; PostgreSQL refuses more (SQLite keeps them)
+    return None if external_id is None else storable(external_id)[:200]
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every NUL character of its text (keys too) replaced by U+FFFD. PostgreSQL
+    keeps none in text or jsonb: one would fail the transaction that settles the batch, at
+    every round, and hold up every webhook of the connection behind it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value

@@ -174,6 +174,16 @@ def listings(db: Path) -> int:
         ).fetchone()[0])  # fmt: skip
 
 
+def announced(db: Path) -> Counter[str]:
+    """How many listing events the outbox holds per listing (its subject): a webhook applied
+    twice (say, after a kill between its page's commit and its settling) would show as two."""
+    with sqlite3.connect(db) as conn:
+        events = [orjson.loads(r[0]) for r in conn.execute(
+            "SELECT event FROM outbox WHERE tenant = ?", (TENANT,)
+        )]  # fmt: skip
+    return Counter(e["subject"] for e in events if e["type"].startswith("cadastre.listing."))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 async def test_every_acknowledged_webhook_is_stored_exactly_once_across_kills(
@@ -237,6 +247,9 @@ async def test_every_acknowledged_webhook_is_stored_exactly_once_across_kills(
     assert uncertain > 0, f"no request was caught by a kill ({context})"
     assert statuses == Counter({"processed": n}), context
     assert listings(data / "cadastre.db") == n, context  # each webhook's record, once
+    per_listing = announced(data / "cadastre.db")
+    assert len(per_listing) == n, context  # one record made per webhook ...
+    assert set(per_listing.values()) == {1}, context  # ... and announced once: no second effect
     attempts = sum(len(h) for h in history.values())
     summary = orjson.dumps({"n": n, "kills": kills, "seed": seed, "retried": uncertain,
                             "attempts": attempts, **timings})  # fmt: skip

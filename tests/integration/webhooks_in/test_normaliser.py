@@ -6,18 +6,23 @@ retried on its schedule and finally marked failed without holding up later webho
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from cadastre.api import create_app
 from cadastre.bootstrap import Hub
 from cadastre.cli.serve import serve_app
 from cadastre.directory import ConnectionSpec
+from cadastre.errors import StoreError
 from cadastre.ports import ConnectionStatus, InboxSettlement, InboxStatus, StoredRecord
+from cadastre.store.sqlite import SqliteStore
+from cadastre.sync import SyncEngine
 from cadastre.testing import FakeClock
 from cadastre.webhooks.inbox import Accepted
 from cadastre.webhooks.normalise import RETRY_AFTER, WebhookNormaliser
@@ -108,6 +113,33 @@ async def test_what_cannot_be_read_is_quarantined_never_lost(
     assert by_code["invalid_value"][0].external_id == "L2"
 
 
+async def test_a_nul_character_never_stops_an_entry_from_being_settled(
+    hub: Hub, clock: FakeClock, normaliser: WebhookNormaliser
+) -> None:
+    # PostgreSQL keeps no NUL character in text or jsonb: a quarantine entry or an error holding
+    # one would fail the transaction that settles the batch, at every round, for ever.
+    hooks.FAILING.add("down\x00")
+    await deliver(hub, clock, b"\x00 not JSON", "body")  # quarantined whole
+    await deliver(hub, clock, hooks.body("a\x00b", hooks.listing("L1")), "record")  # one bad item
+    await deliver(hub, clock, hooks.body(fail="down\x00"), "error")  # retried, with its reason
+    await deliver(hub, clock, hooks.body(hooks.listing("L2")), "fine")
+    # and a key longer than the quarantine's column, which PostgreSQL would refuse
+    await deliver(hub, clock, orjson.dumps({"unreadable": "K" * 300}), "long")
+    assert await normaliser.run_once() == 4
+    found = await entries(hub)
+    assert found["body"].status is InboxStatus.QUARANTINED
+    assert found["record"].status is InboxStatus.PROCESSED
+    assert found["fine"].status is InboxStatus.PROCESSED
+    assert found["long"].status is InboxStatus.QUARANTINED
+    assert (found["error"].status, found["error"].attempts) == (InboxStatus.PENDING, 1)
+    assert "vendor down" in found["error"].error
+    assert await listing(hub, "L1") is not None
+    by_id = {q.payload["message_id"]: q.payload for q in await quarantined(hub)}
+    assert base64.b64decode(by_id["body"]["body_base64"]) == b"\x00 not JSON"  # kept exactly
+    assert by_id["record"]["data"] == {"value": "a\ufffdb"}
+    assert by_id["long"]["data"] == {"key": "K" * 300}  # the whole key kept in the payload
+
+
 async def test_a_failing_webhook_is_retried_then_failed_without_holding_up_later_ones(
     hub: Hub, clock: FakeClock, normaliser: WebhookNormaliser
 ) -> None:
@@ -135,6 +167,40 @@ async def test_a_failing_webhook_is_retried_then_failed_without_holding_up_later
     assert (down.status, down.attempts) == (InboxStatus.FAILED, len(RETRY_AFTER) + 1)
     assert "vendor down: down" in down.error
     assert await listing(hub, "L1") is None
+
+
+async def test_a_webhook_the_store_refuses_is_retried_alone_and_never_takes_others_with_it(
+    hub: Hub, clock: FakeClock, normaliser: WebhookNormaliser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL refuses a NUL character in text (jsonb): the page holding that record fails
+    # whole, and not for a passing reason. SQLite takes it, so there the engine is made to
+    # refuse it the same way.
+    if isinstance(hub.store, SqliteStore):
+        real = SyncEngine.apply_batch
+
+        async def apply_batch(self: SyncEngine, changes: Any, **kwargs: Any) -> Any:
+            if any("\x00" in str(v) for c in changes for v in c.fields.values()):
+                raise StoreError("database: a NUL character cannot be stored")
+            return await real(self, changes, **kwargs)
+
+        monkeypatch.setattr(SyncEngine, "apply_batch", apply_batch)
+    await deliver(hub, clock, hooks.body(hooks.listing("L1", ListPrice=1)), "before")
+    poison = hooks.listing("L2", ListPrice=2, PublicRemarks="a\x00b")
+    await deliver(hub, clock, hooks.body(poison), "poison")
+    await deliver(hub, clock, hooks.body(hooks.listing("L3", ListPrice=3)), "after")
+    for wait in (0.0, *RETRY_AFTER):
+        clock.advance(wait)
+        await normaliser.run_once()
+        # the entries beside it in its page go through at once, and never fail with it
+        found = await entries(hub)
+        assert found["before"].status is InboxStatus.PROCESSED
+        assert found["after"].status is InboxStatus.PROCESSED
+    assert await listing(hub, "L1") is not None
+    assert await listing(hub, "L3") is not None
+    assert await listing(hub, "L2") is None
+    poisoned = (await entries(hub))["poison"]
+    assert (poisoned.status, poisoned.attempts) == (InboxStatus.FAILED, len(RETRY_AFTER) + 1)
+    assert "StoreError" in poisoned.error
 
 
 async def test_applying_again_after_a_lost_settlement_has_no_second_effect(

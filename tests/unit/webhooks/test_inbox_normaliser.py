@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from cadastre.connectors.mls.reso import ResoConnectorSpec
+from cadastre.contract.registry import LOCAL_FIELDS
 from cadastre.directory import ConnectionService, ConnectionSpec
 from cadastre.mapping import MappingRegistry, RecordMapper
 from cadastre.mapping.records import raw_record
@@ -177,3 +178,34 @@ async def test_the_connector_is_opened_again_when_its_connection_changes(
     await store_webhooks(store, *[[item(f"V{i}", 1, 1)] for i in range(5)])
     await worker.run_once()
     assert host.opened == ["crm"] * 3
+
+
+async def test_an_edited_mapping_is_used_though_a_new_source_gets_a_freed_ones_id(
+    store: FakeStore, clock: FakeClock, host: Host, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import cadastre.webhooks.normalise as module
+
+    # CPython hands a freed object's address (its id) to the next one made: say every source
+    # the hub opens after an edit gets the id of one opened before it.
+    monkeypatch.setattr(module, "id", lambda _: 1, raising=False)
+    worker = normaliser(store, clock, host)
+    await store_webhooks(store, [{**item("A", 1, 1), "X_Note": "first"}])
+    await worker.run_once()
+    (tmp_path / "keep.yaml").write_text(
+        "mapping: keep\nversion: 1\nextends: mls/reso\nlocal_prefixes: [X_]\n"
+    )
+    families = {"mls/reso": ResoConnectorSpec.family_mapping}
+    host.mapper = MappingRegistry(tmp_path, families).load("keep")  # X_ fields are kept now
+    await ConnectionService(store, clock).put("acme", ConnectionSpec(
+        name="crm", system="mls", connector="mls/reso", config={"base_url": "https://y.invalid"}
+    ))  # fmt: skip
+    await store_webhooks(store, [{**item("B", 1, 1), "X_Note": "second"}])
+    await worker.run_once()
+    assert host.opened == ["crm", "crm"]
+    async with store.unit_of_work("acme") as uow:
+        canonical = await uow.xref.resolve("mls", "crm", "Listing", "B")
+        assert canonical is not None
+        record = await uow.records.get("Listing", canonical)
+    assert record is not None
+    assert record.data[LOCAL_FIELDS] == {"X_Note": "second"}
