@@ -40,13 +40,13 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from cadastre.contract import Change
 from cadastre.errors import SyncTimedOut, Transient
 from cadastre.mapping import RecordMapper
 from cadastre.ports import RawPage, RawRecord, SourceConnector
-from cadastre.sync.engine import CursorAdvance, PreparedBatch, QuarantineDraft
+from cadastre.sync.engine import BACKWARDS, CursorAdvance, PreparedBatch, QuarantineDraft
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -65,6 +65,7 @@ class SyncTally:
     deleted: int = 0
     duplicates: int = 0
     refused: int = 0
+    superseded: int = 0  # older than the version held, skipped (pushed records, out of order)
     quarantined: int = 0  # records set aside (a malformed page counts in unreadable_pages)
     pages: int = 0
     unreadable_pages: int = 0
@@ -77,7 +78,7 @@ class SyncTally:
         """Records accounted for in the store (written, deleted, unchanged, already applied,
         refused): with ``quarantined``, every record fetched."""
         return (self.created + self.updated + self.deleted + self.unchanged + self.duplicates
-                + self.refused)  # fmt: skip
+                + self.refused + self.superseded)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -127,13 +128,19 @@ class SyncRunner:
         mappers: Mapping[str, RecordMapper],
         full: bool = False,
         progress: Callable[[SyncTally], None] | None = None,
+        superseded: Literal["quarantine", "skip"] = "quarantine",
     ) -> SyncReport:
         """Pull every stream of ``connector`` that has a mapper. ``full`` starts from nothing
-        instead of the stored cursor (records already held come back unchanged)."""
+        instead of the stored cursor (records already held come back unchanged).
+
+        ``superseded``: what becomes of a record older than the version held. A polled page
+        should never carry one (a vendor's clock going backwards: ``quarantine`` it for a
+        person); pushed records arrive out of order as a matter of course (``skip`` it, counted
+        in ``SyncTally.superseded``: the newer version is already held)."""
         watchdog = _Watchdog(self._clock, self._stall_seconds, self._max_seconds)
         body = asyncio.ensure_future(self._run(
             tenant=tenant, connection=connection, connector=connector, mappers=mappers,
-            full=full, progress=progress, beat=watchdog.beat,
+            full=full, progress=progress, beat=watchdog.beat, superseded=superseded,
         ))  # fmt: skip
         outcome = "failed"
         try:
@@ -158,6 +165,7 @@ class SyncRunner:
         full: bool,
         progress: Callable[[SyncTally], None] | None,
         beat: Callable[[], None],
+        superseded: Literal["quarantine", "skip"],
     ) -> SyncReport:
         started, start = self._clock.now(), self._clock.monotonic()
         tally = SyncTally()
@@ -168,7 +176,8 @@ class SyncRunner:
         for stream in connector.streams():
             if stream not in mappers:
                 continue
-            read = _Read(tenant, connection, connector, stream, mappers, full, unread)
+            read = _Read(tenant, connection, connector, stream, mappers, full, unread,
+                         skip_superseded=superseded == "skip")  # fmt: skip
             cursors[stream] = await self._stream(read, tally, progress, beat)
         unknown: Counter[str] = Counter()
         for each in mappers.values():
@@ -206,7 +215,8 @@ class SyncRunner:
                             if progress is not None:
                                 progress(tally)
                             return cursor or {}
-                        await self._commit(tenant, connection, page, tally)
+                        await self._commit(tenant, connection, page, tally,
+                                           skip_superseded=read.skip_superseded)  # fmt: skip
                         beat()
                         cursor = page.raw.cursor
                         failures = 0
@@ -278,10 +288,15 @@ class SyncRunner:
             )  # fmt: skip
             await uow.commit()
 
-    async def _commit(self, tenant: str, connection: str, page: _Page, tally: SyncTally) -> None:
-        def on_reject(item: BatchItem) -> QuarantineDraft:
+    async def _commit(
+        self, tenant: str, connection: str, page: _Page, tally: SyncTally, *,
+        skip_superseded: bool = False,
+    ) -> None:  # fmt: skip
+        def on_reject(item: BatchItem) -> QuarantineDraft | None:
             # Called again when the engine retries the page's transaction: count in _count.
             change, code = item.change, item.code or "invalid_value"
+            if skip_superseded and code == BACKWARDS:
+                return None
             raw = page.payloads.get(change.idempotency_key)
             return QuarantineDraft(
                 connection, change.entity, change.origin.external_id, str(item.error),
@@ -302,7 +317,7 @@ class SyncRunner:
         tally.quarantined += len(page.drafts)
         tally.reasons.update(page.reasons)
         for item in items:
-            _count(item, tally)
+            _count(item, tally, skip_superseded=skip_superseded)
         self._observe(connection, raw, len(page.changes), tally)
 
     def _observe(self, connection: str, page: RawPage, mapped: int, tally: SyncTally) -> None:
@@ -384,6 +399,7 @@ class _Read:
     mappers: Mapping[str, RecordMapper]
     full: bool
     unread: dict[str, str]  # the run's report of streams stopped at an unreadable page
+    skip_superseded: bool = False  # records older than the version held: skipped, not set aside
 
 
 @dataclass
@@ -447,9 +463,11 @@ def _shown(change: Change) -> str:
     return time.isoformat() if time is not None else "without a time"
 
 
-def _count(item: BatchItem, tally: SyncTally) -> None:
+def _count(item: BatchItem, tally: SyncTally, *, skip_superseded: bool = False) -> None:
     result = item.result
-    if result is None:
+    if result is None and skip_superseded and item.code == BACKWARDS:
+        tally.superseded += 1
+    elif result is None:
         tally.quarantined += 1  # rejected (contract, or older than stored): on_reject set it aside
         tally.reasons[item.code or "invalid_value"] += 1
     elif result.duplicate:

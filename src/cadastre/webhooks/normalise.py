@@ -334,6 +334,7 @@ class WebhookNormaliser:
             await self._runner.run(
                 tenant=tenant, connection=connection, mappers=mappers, progress=progress,
                 connector=InboxPages(connector, stream, pages),
+                superseded="skip",  # vendors do not promise order: a late copy is no fault
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - the entries not applied are tried again later
             _log.warning("webhooks of connection %r (tenant %r) not applied: %s",
