@@ -2,12 +2,18 @@
 written), against the bare endpoint of ``bench/events_bare.py`` (same uvicorn, same SQLite
 settings, group commit, no verification, no framework) in the same run.
 
-Both run in processes of their own; the load comes from this one, through plain sockets with
-keep-alive (an HTTP client library would cost more CPU than the servers), each request signed
-ahead (Standard Webhooks), ``--concurrency`` connections at once.
+Both run in processes of their own, on the same kind of event loop (uvloop where it is
+installed: ``uvicorn.run`` picks it for the bare endpoint, ``cadastre.cli.runtime.run_loop`` for
+the hub, as for every ``cadastre`` command); the load comes from this one, through plain sockets
+with keep-alive (an HTTP client library would cost more CPU than the servers), each request
+signed ahead (Standard Webhooks), ``--concurrency`` connections at once, the same for both.
 
-    .venv/bin/python -m bench.webhooks_in [--requests 20000] [--concurrency 64] [--workers]
-                                          [--json]
+The machine is shared, and its load changes from second to second: so the ``--requests`` are
+sent in ``--rounds`` turns, each endpoint in turn (the first one alternating), and each rate is
+its requests over its time summed over the rounds. The ratio of each round is shown too.
+
+    .venv/bin/python -m bench.webhooks_in [--requests 20000] [--rounds 4] [--concurrency 64]
+                                          [--workers] [--json]
 
 ``--workers`` also runs the hub's background workers (the normaliser among them) in the
 receiving process, as ``cadastre serve`` does. ``--json`` makes the last line one JSON object
@@ -139,6 +145,7 @@ def _wait_ready(port: int, timeout: float = 60.0) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", action="store_true")
     parser.add_argument("--json", action="store_true")
@@ -165,13 +172,26 @@ def main() -> None:
             warm = min(2_000, args.requests)
             asyncio.run(_load(ours, _requests(warm), args.concurrency))  # caches, pools
             asyncio.run(_load(bare, _requests(warm), args.concurrency))
-            rate, latencies = asyncio.run(_load(ours, _requests(args.requests), args.concurrency))
-            bare_rate, _ = asyncio.run(_load(bare, _requests(args.requests), args.concurrency))
+            each = max(1, args.requests // max(1, args.rounds))
+            took = {ours: 0.0, bare: 0.0}
+            latencies: list[float] = []
+            ratios = []
+            for turn in range(max(1, args.rounds)):
+                rates = {}
+                for port in (ours, bare) if turn % 2 == 0 else (bare, ours):
+                    rates[port], seen = asyncio.run(_load(port, _requests(each), args.concurrency))
+                    took[port] += each / rates[port]
+                    latencies += seen if port == ours else []
+                ratios.append(rates[ours] / rates[bare])
+    sent = each * max(1, args.rounds)
+    rate, bare_rate = sent / took[ours], sent / took[bare]
+    latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
     print(f"webhooks accepted: {rate:,.0f}/s (p50 {p50:.1f} ms, p99 {p99:.1f} ms); "
-          f"bare endpoint: {bare_rate:,.0f}/s; ratio {rate / bare_rate:.2f}"
-          f"{' (workers running)' if args.workers else ''}")  # fmt: skip
+          f"bare endpoint: {bare_rate:,.0f}/s; ratio {rate / bare_rate:.2f} (rounds: "
+          f"{', '.join(f'{r:.2f}' for r in ratios)})"
+          f"{'; workers running' if args.workers else ''}")  # fmt: skip
     if args.json:
         print(orjson.dumps({
             "webhooks_per_s": round(rate), "bare_per_s": round(bare_rate),

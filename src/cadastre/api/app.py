@@ -17,6 +17,7 @@ from cadastre.api.oauth import router as oauth_router
 from cadastre.api.problems import HANDLERS, CatchAll
 from cadastre.api.reso import router as reso_router
 from cadastre.api.subscriptions import router as subscriptions_router
+from cadastre.api.webhooks_in import IntakeFirst
 from cadastre.api.webhooks_in import mount as mount_webhooks_in
 from cadastre.bootstrap import Hub
 
@@ -28,7 +29,7 @@ Errors are RFC 9457 problem details (`application/problem+json`)."""
 
 
 def create_app(hub: Hub) -> FastAPI:
-    app = FastAPI(
+    app = IntakeFirst(  # FastAPI, with vendors' webhooks answered ahead of it
         title="Cadastre API",
         version=cadastre.__version__,
         description=DESCRIPTION,
@@ -53,7 +54,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(reso_router)
     app.include_router(subscriptions_router)
     app.include_router(changes_router)
-    mount_webhooks_in(app)  # ahead of every other route: see its docstring
+    mount_webhooks_in(app)  # for the OpenAPI document: IntakeFirst answers the requests
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -5,7 +5,7 @@
 - ``publish`` sends each event as CloudEvents structured JSON to ``cadastre.<tenant>.<entity>.
   <verb>`` with ``Nats-Msg-Id`` = event id, so a batch the relay sends again within the stream's
   duplicate window is stored once. One call at a time, in the order they were made; within a
-  call sends are pipelined (every PubAck awaited before returning) but
+  call sends are pipelined (every PubAck awaited before returning, each wait with its deadline) but
   an event waits for the PubAck of the previous event of its record before it is sent: a broken
   connection can lose a prefix of what was in flight and deliver the rest after reconnecting,
   and that must never put one record's events out of order.
@@ -13,8 +13,8 @@
   the batch, new ones starting with new events. One fetch at a time per subscription; a handler
   that raises gets the same batch again after a backoff (the messages are kept, marked in
   progress, so nothing newer is fetched meanwhile). A subscription stopped mid-batch naks it for
-  prompt redelivery. A consumer process that dies mid-batch has that batch redelivered after
-  ``ack_wait``; another worker of the same consumer may meanwhile have fetched newer events.
+  prompt redelivery. Several workers of one consumer, and a worker that died holding a batch,
+  keep a record's order: see ``cadastre.bus.nats_consumer``.
 - The connection reconnects forever; while it is down, publish and fetch fail at once (no
   buffer to replay out of order) and the relay and consumers back off.
 
@@ -28,21 +28,20 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from cadastre.bus.subjects import check_consumer, check_patterns, matches_any
+from cadastre.bus.nats_consumer import NatsSubscription
+from cadastre.bus.subjects import check_consumer, check_patterns
 from cadastre.clock import SystemClock
-from cadastre.contract.events import CLOUDEVENTS_JSON, bus_subject, from_json, to_json
+from cadastre.contract.events import CLOUDEVENTS_JSON, bus_subject, to_json
 from cadastre.errors import BusUnavailable, ConfigurationError
-from cadastre.ports import BusMessage
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from nats.aio.client import Client
-    from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
     from cadastre.contract.events import EventEnvelope
-    from cadastre.ports import Clock
+    from cadastre.ports import BusMessage, Clock
 
     Handler = Callable[[Sequence[BusMessage]], Awaitable[None]]
 
@@ -81,7 +80,7 @@ class NatsJetStreamBus:
         self._stream_ready = False
         self._connecting = asyncio.Lock()
         self._publishing = asyncio.Lock()
-        self._subscriptions: set[_NatsSubscription] = set()
+        self._subscriptions: set[NatsSubscription] = set()
         self._closed = False
 
     # -- the port ------------------------------------------------------------------------
@@ -94,21 +93,29 @@ class NatsJetStreamBus:
         js = await self._jetstream()
         sent: list[asyncio.Future[Any]] = []
         last: dict[tuple[str, str], asyncio.Future[Any]] = {}  # record -> its latest send
+        wait = self._publish_timeout
         try:
-            # One batch at a time: two calls are stored in the order they were made.
-            async with self._publishing, asyncio.timeout(self._publish_timeout):
+            # One batch at a time: two calls are stored in the order they were made. Each wait
+            # has its deadline, not the batch: a batch with many events of one record waits a
+            # round trip for each, and a deadline for all of them would, on a slower link, fail
+            # the same batch again and again for ever.
+            async with self._publishing:
                 for event in events:
                     record = (event.tenant, event.subject) if event.subject else None
                     if record is not None and record in last:
-                        await last[record]  # its previous event is stored first
+                        async with asyncio.timeout(wait):
+                            await last[record]  # its previous event is stored first
                     headers = {"Nats-Msg-Id": event.id, "Content-Type": CLOUDEVENTS_JSON}
-                    future = await js.publish_async(
-                        bus_subject(event), to_json(event), stream=self._stream, headers=headers
-                    )
+                    async with asyncio.timeout(wait):
+                        future = await js.publish_async(
+                            bus_subject(event), to_json(event), stream=self._stream,
+                            headers=headers,
+                        )  # fmt: skip
                     sent.append(future)
                     if record is not None:
                         last[record] = future
-                await asyncio.gather(*sent)
+                async with asyncio.timeout(wait):
+                    await asyncio.gather(*sent)
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             for future in sent:
                 future.cancel()
@@ -124,7 +131,7 @@ class NatsJetStreamBus:
         *,
         subjects: Sequence[str] = (SUBJECTS,),
         batch: int = 100,
-    ) -> _NatsSubscription:
+    ) -> NatsSubscription:
         import nats.errors
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -144,10 +151,20 @@ class NatsJetStreamBus:
         try:
             pull = await js.pull_subscribe(single, durable=consumer, stream=self._stream,
                                            config=config)  # fmt: skip
+            info = await pull.consumer_info()
+            stream = await js.stream_info(self._stream)
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             raise BusUnavailable(f"NATS JetStream refused consumer {consumer!r} "
                                  f"({type(exc).__name__}: {exc})") from None  # fmt: skip
-        subscription = _NatsSubscription(self, consumer, pull, patterns, handler, batch)
+        # Nothing unacknowledged: every message delivered so far is settled for good.
+        settled = info.delivered if not info.num_ack_pending else info.ack_floor
+        if self._nc is None:  # closed meanwhile
+            raise BusUnavailable("the NATS bus is closed")
+        subscription = NatsSubscription(
+            self, consumer, self._nc, js, pull, config, stream=self._stream,
+            patterns=patterns, handler=handler, batch=batch,
+            base=settled.stream_seq if settled is not None else 0, stream_created=stream.created,
+        )  # fmt: skip
         self._subscriptions.add(subscription)
         return subscription
 
@@ -238,95 +255,5 @@ class NatsJetStreamBus:
                 f"{exc})"
             ) from None
 
-    def _forget(self, subscription: _NatsSubscription) -> None:
+    def _forget(self, subscription: NatsSubscription) -> None:
         self._subscriptions.discard(subscription)
-
-
-class _NatsSubscription:
-    def __init__(
-        self, bus: NatsJetStreamBus, name: str, pull: JetStreamContext.PullSubscription,
-        patterns: tuple[str, ...], handler: Handler, batch: int,
-    ) -> None:  # fmt: skip
-        self._bus = bus
-        self._name = name
-        self._pull = pull
-        self._patterns = patterns
-        self._handler = handler
-        self._batch = batch
-        self._held: list[Msg] = []  # fetched, not acknowledged yet
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        self._bus._forget(self)
-        if not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        held, self._held = self._held, []
-        for msg in held:  # delivered again at once rather than after ack_wait
-            with contextlib.suppress(Exception):
-                await msg.nak()
-        with contextlib.suppress(Exception):
-            await self._pull.unsubscribe()
-
-    async def _run(self) -> None:
-        import nats.errors
-
-        first, most = self._bus._retry
-        delay = first
-        while True:
-            try:
-                fetched = await self._pull.fetch(self._batch, timeout=self._bus._fetch_wait)
-            except nats.errors.TimeoutError:
-                delay = first
-                continue
-            except (nats.errors.Error, OSError) as exc:
-                # the connection is down (it reconnects on its own) or the server refused
-                _log.warning("bus consumer %r cannot fetch (%s); again in %.3g s", self._name,
-                             type(exc).__name__, delay)  # fmt: skip
-                await self._bus._clock.sleep(delay)
-                delay = min(delay * 2, most)
-                continue
-            delay = first
-            self._held = fetched
-            await self._handle(await self._read(fetched))
-            for msg in fetched:
-                with contextlib.suppress(nats.errors.Error, OSError):
-                    await msg.ack()  # a lost ack means a redelivery, which consumers de-duplicate
-            self._held = []
-
-    async def _read(self, fetched: list[Msg]) -> list[BusMessage]:
-        messages = []
-        for msg in fetched:
-            try:
-                event = from_json(msg.data)
-            except ValueError as exc:  # pydantic's ValidationError is one
-                # Not ours, or of a type this version does not know: delivering it again would
-                # block the consumer for ever. Dropped loudly.
-                _log.error("bus consumer %r dropped an unreadable message on %s (%s)",
-                           self._name, msg.subject, type(exc).__name__)  # fmt: skip
-                continue
-            if matches_any(self._patterns, msg.subject):
-                messages.append(BusMessage(event, msg.subject, msg.metadata.num_delivered))
-        return messages
-
-    async def _handle(self, messages: list[BusMessage]) -> None:
-        if not messages:
-            return
-        first, most = self._bus._retry
-        delay = first
-        while True:
-            try:
-                await self._handler(messages)
-                return
-            except Exception as exc:  # noqa: BLE001 - any handler failure means "deliver again"
-                _log.warning(
-                    "bus consumer %r failed on %d events (%s); delivering them again in %.3g s",
-                    self._name, len(messages), type(exc).__name__, delay,
-                )  # fmt: skip
-            for msg in self._held:  # still ours: not redelivered elsewhere meanwhile
-                with contextlib.suppress(Exception):
-                    await msg.in_progress()
-            await self._bus._clock.sleep(delay)
-            delay = min(delay * 2, most)
-            messages = [BusMessage(m.event, m.subject, m.delivery + 1) for m in messages]

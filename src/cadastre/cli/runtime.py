@@ -2,9 +2,9 @@
 exit code (1 for a refusal or a failed check, 2 for bad input) instead of a traceback.
 
 The event loop is uvloop's where it is installed (``uvicorn[standard]`` brings it everywhere but
-Windows and PyPy), asyncio's own elsewhere: the loop's own work (sockets, callbacks, timers) was
-about a third of a webhook's cost on asyncio's loop, and ``uvicorn.run`` picks uvloop the same
-way, so ``cadastre serve`` runs on what any uvicorn deployment runs on. Every library the hub
+Windows and PyPy), asyncio's own elsewhere: on asyncio's loop a webhook cost the server about a
+fifth more CPU (sockets, callbacks, timers), and ``uvicorn.run`` picks uvloop the same way, so
+``cadastre serve`` runs on what any uvicorn deployment runs on. Every library the hub
 uses on it (aiosqlite, psycopg, redis.asyncio, nats-py, httpx through anyio) supports it.
 
 Both consoles have markup, emoji and highlighting off: tenant names, key labels, connection

@@ -65,6 +65,14 @@ class WebhookCredentials:
     def __repr__(self) -> str:
         return f"WebhookCredentials(held={len(self._held)})"
 
+    def held(self, tenant: str, name: str) -> SigningSecrets | None:
+        """The credential's secrets when its version was looked at less than ``recheck``
+        seconds ago (most requests: no coroutine), else None: ``get`` looks."""
+        held = self._held.get((tenant, name))
+        if held is None or self._clock.monotonic() - held.checked >= self._recheck:
+            return None
+        return held.secrets
+
     async def get(self, tenant: str, name: str, *, fresh: bool = False) -> SigningSecrets:
         """The credential's secrets; ``fresh`` looks at its version again unless that was done
         in the last ``fresh_after`` seconds. ``WebhookRefused`` (503) when it cannot be used."""

@@ -96,7 +96,7 @@ class WebhookReceiver:
         self._listeners: list[Callable[[str, str], None]] = []
         self.credentials = WebhookCredentials(vault, clock)
         self.refusals = RefusalLog(clock, metrics)
-        self.writer = InboxWriter(store, self.refusals)
+        self.writer = InboxWriter(store, self.refusals, metrics=metrics)  # counts them
 
     def __repr__(self) -> str:
         return f"WebhookReceiver(endpoints={len(self._endpoints)})"
@@ -126,7 +126,7 @@ class WebhookReceiver:
     ) -> Accepted:  # fmt: skip
         """Let one request in (stored durably when this returns) or raise ``WebhookRefused``.
         ``headers`` have lower-case names; ``path`` is the raw (still percent-encoded) path."""
-        endpoint = await self.endpoint(tenant, connection)
+        endpoint = self._held(tenant, connection) or await self.endpoint(tenant, connection)
         check = endpoint.verifier
         try:
             message_id, raw = await self._verify(endpoint, method, path, query, headers, body)
@@ -140,11 +140,7 @@ class WebhookReceiver:
             kept_headers(headers, check.signature_headers), raw,
         )  # fmt: skip
         stored = await self.writer.write(tenant, item)
-        if self._metrics is not None:
-            received = self._metrics.counter("cadastre_webhooks_received_total")
-            outcome = "stored" if stored else "duplicate"
-            received.labels(connection=connection, outcome=outcome).inc()
-        if stored:
+        if stored and self._listeners:
             for listener in list(self._listeners):
                 listener(tenant, connection)
         return Accepted(message_id, stored)
@@ -158,12 +154,12 @@ class WebhookReceiver:
         length = headers.get("content-length")
         if length is not None and length.strip().isdigit() and int(length) > limit:
             raise _too_large(limit)
-        check.check_headers(headers, self._clock.now())
+        now = self._clock.now()  # the request's arrival: its timestamp and secrets are judged at it
+        check.check_headers(headers, now)
         raw = await read_limited(body, limit)
         url = settings.url or self._public_url + path + (f"?{query}" if query else "")
         tenant, name = endpoint.tenant, settings.credential
-        held = await self.credentials.get(tenant, name)
-        now = self._clock.now()
+        held = self.credentials.held(tenant, name) or await self.credentials.get(tenant, name)
         try:
             return check.verify(method, url, headers, raw, held.usable(now)), raw
         except WebhookRefused as refused:
@@ -178,15 +174,29 @@ class WebhookReceiver:
 
     # ------------------------------------------------------------------ endpoints
 
+    def _held(self, tenant: str, connection: str) -> Endpoint | None:
+        """The endpoint when it was looked up less than ``endpoint_ttl`` ago (most requests:
+        no coroutine), else None: ``endpoint`` looks it up."""
+        held = self._endpoints.get((tenant, connection))
+        if held is None or self._clock.monotonic() - held[0] >= self._ttl:
+            return None
+        found = held[1]
+        if isinstance(found, _NoEndpoint):
+            return None
+        self._endpoints.move_to_end((tenant, connection))
+        return found
+
     async def endpoint(self, tenant: str, connection: str) -> Endpoint:
         """The connection's webhook endpoint, or ``WebhookRefused`` (404: none; 503: its
         ``webhook:`` block cannot be used)."""
-        if not _TENANT.fullmatch(tenant) or not _CONNECTION.fullmatch(connection):
+        key = (tenant, connection)
+        held = self._endpoints.get(key)  # only names that passed the check below are held
+        if held is None and (
+            not _TENANT.fullmatch(tenant) or not _CONNECTION.fullmatch(connection)
+        ):
             missing = _unknown()
             self.refusals.unknown(tenant, connection, missing.message)
             raise missing.refusal()
-        key = (tenant, connection)
-        held = self._endpoints.get(key)
         if held is None or self._clock.monotonic() - held[0] >= self._ttl:
             found = await self._refresh(key)
         else:
@@ -256,12 +266,13 @@ def _unknown() -> _NoEndpoint:
 async def read_limited(chunks: AsyncIterable[bytes], limit: int) -> bytes:
     """The body, or ``WebhookRefused`` (413) as soon as it passes ``limit`` bytes: nothing after
     that chunk is read."""
-    body = bytearray()
+    parts, size = [], 0
     async for chunk in chunks:
-        body += chunk
-        if len(body) > limit:
+        size += len(chunk)
+        if size > limit:
             raise _too_large(limit)
-    return bytes(body)
+        parts.append(chunk)
+    return b"".join(parts)  # one chunk, the usual case, is returned as it is
 
 
 def _too_large(limit: int) -> WebhookRefused:

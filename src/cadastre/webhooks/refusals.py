@@ -36,6 +36,11 @@ _HOP_BY_HOP = frozenset({
 })  # fmt: skip
 MAX_HEADERS = 50
 MAX_VALUE = 1000
+# (a request's header names, the scheme's private ones) -> which headers to keep, as (name as
+# sent, lower-case name): a vendor sends the same names with every webhook, and deciding name by
+# name was most of kept_headers' cost. The names are the sender's to choose: the memo is bounded.
+_PLANS: dict[tuple[tuple[str, ...], frozenset[str]], tuple[tuple[str, str], ...]] = {}
+_PLANS_MAX = 1024
 
 
 def kept_headers(
@@ -44,15 +49,26 @@ def kept_headers(
     """What of a request's headers is stored with it or shown: lower-case names, no signature
     (``private`` names the scheme's), nothing that names a secret, no hop-by-hop header, and
     at most ``MAX_HEADERS`` of ``MAX_VALUE`` characters."""
-    kept: dict[str, str] = {}
-    for name, value in headers.items():
+    key = (tuple(headers), private)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        plan = _PLANS[key] = _plan(key[0], private)
+    return {lowered: headers[name][:MAX_VALUE] for name, lowered in plan}
+
+
+def _plan(names: tuple[str, ...], private: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    plan, kept = [], set()
+    for name in names:
         lowered = name.lower()
         if lowered in private or lowered in _HOP_BY_HOP or _PRIVATE.search(lowered):
             continue
-        kept[lowered] = value[:MAX_VALUE]
+        plan.append((name, lowered))
+        kept.add(lowered)
         if len(kept) >= MAX_HEADERS:
             break
-    return kept
+    return tuple(plan)
 
 
 @dataclass

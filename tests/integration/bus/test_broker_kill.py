@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from cadastre.bus import NatsJetStreamBus, OutboxRelay
+from cadastre.bus import NatsJetStreamBus, OutboxRelay, nats_consumer
 from cadastre.clock import SystemClock
 from cadastre.contract.events import EventEnvelope
+from cadastre.errors import BusUnavailable
 from cadastre.ports import BusMessage
 from cadastre.store import SqliteStore
 from cadastre.testing.bus_suite import change_event
@@ -87,3 +89,47 @@ async def write(store: SqliteStore, events: list[EventEnvelope]) -> None:
             await uow.outbox.add_many(events[start : start + 10])
             await uow.commit()
         await asyncio.sleep(0.005)
+
+
+async def test_a_broker_that_lost_its_store_gets_its_consumers_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker restarted without its files has neither the stream nor the durable consumers:
+    the publisher makes the stream again, and a subscription whose fetches find nothing asks
+    whether its consumer still exists and makes it again, from the start of the new stream.
+    (Before, it fetched from a consumer that was gone, silently, for ever.)"""
+    monkeypatch.setattr(nats_consumer, "CHECK_EVERY", 0.3)
+    broker = PrivateNats(tmp_path)
+    broker.start()
+    publisher = NatsJetStreamBus(broker.url, publish_timeout=1.0, connect_timeout=1.0)
+    reader = NatsJetStreamBus(broker.url, fetch_wait=0.1, retry_first=0.05, retry_most=0.2)
+    got: list[int] = []
+
+    async def consume(messages: Sequence[BusMessage]) -> None:
+        got.extend(m.event.data["version"] for m in messages)
+
+    subscription = await reader.subscribe("lost", consume, subjects=["cadastre.acme.>"])
+    try:
+        await publisher.publish([change_event(TENANT, "L1", 1)])
+        async with asyncio.timeout(10):
+            while got != [1]:
+                await asyncio.sleep(0.02)
+        broker.kill()
+        shutil.rmtree(tmp_path / "jetstream")
+        broker.start()
+        async with asyncio.timeout(30):
+            for version in (2, 3):
+                while True:  # as the relay does: the same event again until the bus takes it
+                    try:
+                        await publisher.publish([change_event(TENANT, "L1", version)])
+                        break
+                    except BusUnavailable:
+                        await asyncio.sleep(0.1)
+            while got != [1, 2, 3]:
+                await asyncio.sleep(0.02)
+        await subscription.stop()
+    finally:
+        await reader.close()
+        await publisher.close()
+        broker.kill()
+    assert "was gone from NATS; made again" in caplog.text

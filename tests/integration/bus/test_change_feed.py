@@ -20,7 +20,9 @@ from cadastre.bootstrap import Hub, bootstrap
 from cadastre.cli.serve import serve_app
 from cadastre.config import Settings
 from cadastre.contract import Change, Origin
-from cadastre.ports import ApiKeyScope
+from cadastre.contract.events import EventEnvelope
+from cadastre.directory.connections import ConnectionSpec
+from cadastre.ports import ApiKeyScope, PayloadClass
 
 A, B = "acme", "globex"
 
@@ -146,3 +148,72 @@ async def test_a_long_poll_ends_when_an_event_is_published(feed: Feed) -> None:
     answer = await asyncio.wait_for(polling, 15)
     assert [e["id"] for e in answer.json()["events"]] == [event_id]
     assert (await feed.get(wait=31)).status_code == 200  # more than 30 s is capped, not refused
+
+
+MLS = """mapping: mls-a
+version: 1
+extends: mls/reso
+payloads:
+  IDX: {exclude: [PrivateRemarks, ShowingInstructions]}
+"""
+
+
+async def test_an_idx_or_vow_key_reads_no_field_its_class_may_not(tmp_path: Path) -> None:
+    """As on /v1/listings: the fields the writing MLS withholds from the key's class are left
+    out of a change (values, removals and scores), and events other than record changes, which
+    may name or carry vendor values, are not served to such a key at all."""
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    (mappings / "mls-a.yaml").write_text(MLS)
+    settings = Settings(data_dir=tmp_path, relay_poll_seconds=0.05, mappings_dir=mappings)
+    hub = await bootstrap(settings, configure_logs=False)
+    await hub.tenants.create(A, "Acme")
+    await hub.connections.put(A, ConnectionSpec(
+        name="mls-a", system="mls", connector="mls/reso",
+        config={"base_url": "https://mls.invalid/odata", "mapping": "mls-a"},
+    ))  # fmt: skip
+    keys = {
+        payload: (await hub.keys.create(A, ApiKeyScope.READ, payload_class=payload)).plaintext
+        for payload in PayloadClass
+    }
+    fields = {"ListingKey": "K1", "City": "Austin", "PrivateRemarks": "lockbox 1234",
+              "ShowingInstructions": "call first"}  # fmt: skip
+    origin = Origin(system="mls", connection="mls-a", external_id="K1")
+    try:
+        async with hub.running(), serve_app(create_app(hub)) as running:
+            feed = Feed(hub, running.url, {})
+            await hub.engine.apply(Change(tenant=A, entity="Listing", fields=fields, origin=origin))
+            await hub.engine.apply(Change(
+                tenant=A, entity="Listing", fields={**fields, "PrivateRemarks": "lockbox 999"},
+                origin=origin,
+            ))  # fmt: skip
+            async with hub.store.unit_of_work(A) as uow:  # an event that is not a record's change
+                await uow.outbox.add(EventEnvelope(
+                    source="/cadastre", type="cadastre.schema.drifted.v1", time=hub.clock.now(),
+                    tenant=A, data={"added": ["PrivateRemarks"]},
+                ))  # fmt: skip
+                await uow.commit()
+            await feed.published(A, 3)
+            answers = {}
+            for payload, key in keys.items():
+                feed.keys = {A: key}
+                answers[payload] = [
+                    (await feed.get(A)).json()["events"],
+                    (await feed.get(A, types="cadastre.listing.updated.v2")).json()["events"],
+                ]
+    finally:
+        await hub.close()
+    full, _ = answers[PayloadClass.FULL]
+    created, updated = "cadastre.listing.created.v1", "cadastre.listing.updated.v1"
+    assert [e["type"] for e in full] == [created, updated, "cadastre.schema.drifted.v1"]
+    assert full[0]["data"]["fields"]["PrivateRemarks"] == "lockbox 1234"
+    assert full[1]["data"]["fields"] == {"PrivateRemarks": "lockbox 999"}
+    idx, idx_v2 = answers[PayloadClass.IDX]
+    assert [e["type"] for e in idx] == [created, updated]
+    assert idx[0]["data"]["fields"] == {"ListingKey": "K1", "City": "Austin"}
+    assert idx[1]["data"]["fields"] == {}  # an update of withheld fields only
+    assert idx_v2[0]["data"]["changed"] == {}
+    assert "PrivateRemarks" not in orjson.dumps([idx, idx_v2]).decode()
+    vow, _ = answers[PayloadClass.VOW]  # mls-a withholds nothing from VOW
+    assert vow[0]["data"]["fields"]["PrivateRemarks"] == "lockbox 1234"
+    assert [e["type"] for e in vow] == [created, updated]
