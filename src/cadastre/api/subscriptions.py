@@ -25,6 +25,7 @@ from cadastre.ports import (
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    PayloadClass,
     Subscription,
 )
 
@@ -146,12 +147,24 @@ def _not_found(exc: NotFound) -> Problem:
     "/subscriptions",
     status_code=201,
     response_model=SubscriptionCreated,
-    responses={422: _problem("The URL or an event type is refused"), **WRITE_PROBLEMS},
+    responses={
+        403: _problem("The key's payload class is not full"),
+        422: _problem("The URL or an event type is refused"),
+        **WRITE_PROBLEMS,
+    },
     summary="Subscribe an endpoint to event types (the answer holds the secret, once)",
 )
 async def create_subscription(
     request: Request, response: Response, key: Writer, body: SubscriptionIn
 ) -> SubscriptionCreated:
+    if key.payload_class is not PayloadClass.FULL:
+        # Deliveries carry whole events: an IDX or VOW key would read through a subscription
+        # the fields its class withholds on /v1/listings and /v1/changes.
+        raise Problem(
+            403,
+            f"an API key of payload class {key.payload_class.value!r} cannot subscribe: "
+            "deliveries carry every field of an event; use a key of class 'full'",
+        )
     try:
         created = await hub_of(request).webhooks.subscriptions.add(
             key.tenant, url=body.url, event_types=body.event_types,

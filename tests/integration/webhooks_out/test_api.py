@@ -13,7 +13,7 @@ import pytest
 
 from cadastre.api import create_app
 from cadastre.cli.serve import serve_app
-from cadastre.ports import ApiKeyScope, DeliveryStatus
+from cadastre.ports import ApiKeyScope, DeliveryStatus, PayloadClass
 from cadastre.simulators.subscriber import Reply
 from tests.integration.webhooks_out.conftest import A, B, World, settle
 
@@ -40,6 +40,10 @@ async def api(embedded: World) -> AsyncIterator[Api]:
     for tenant in (A, B):
         for scope in (ApiKeyScope.READ, ApiKeyScope.WRITE):
             keys[tenant, scope.value] = (await embedded.hub.keys.create(tenant, scope)).plaintext
+        for payload in (PayloadClass.IDX, PayloadClass.VOW):
+            issued = await embedded.hub.keys.create(tenant, ApiKeyScope.WRITE,
+                                                    payload_class=payload)  # fmt: skip
+            keys[tenant, f"write-{payload.value}"] = issued.plaintext
     async with (
         serve_app(create_app(embedded.hub)) as running,
         httpx.AsyncClient(base_url=running.url) as client,
@@ -83,6 +87,16 @@ async def test_the_secret_is_shown_once_and_read_keys_cannot_write(api: Api) -> 
     assert (await api.call("DELETE", f"/v1/subscriptions/{sub['id']}")).status_code == 204
     problem(await api.call("GET", f"/v1/subscriptions/{sub['id']}"), 404)
     assert await api.world.hub.vault.all(A) == []  # its secret went with it
+
+
+async def test_an_idx_or_vow_key_cannot_subscribe(api: Api) -> None:
+    # deliveries carry every field: such a key would read what its class withholds
+    body = {"url": api.world.url, "event_types": TYPES}
+    for scope in ("write-idx", "write-vow"):
+        answer = problem(await api.call("POST", "/v1/subscriptions", scope=scope, json=body), 403)
+        assert "payload class" in str(answer["detail"])
+    assert (await api.call("GET", "/v1/subscriptions")).json() == []
+    assert (await api.call("POST", "/v1/subscriptions", json=body)).status_code == 201  # full: yes
 
 
 @pytest.mark.parametrize(
