@@ -7,36 +7,19 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from cadastre.errors import StoreError
 from cadastre.ports import InboxEntry, InboxStatus, RefusalTally
+from cadastre.testing.fake_webhooks import _aware, _WebhookRepo
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
     from cadastre.ports import InboxSettlement, ReceivedWebhook
-    from cadastre.testing.fakes import FakeUnitOfWork, _State
 
 _SETTLED = (InboxStatus.PROCESSED, InboxStatus.QUARANTINED)
 
 
-def _aware(*moments: datetime | None) -> None:
-    if any(m is not None and m.tzinfo is None for m in moments):
-        raise StoreError("database statement: the store keeps timezone-aware datetimes only")
-
-
-class FakeWebhooksIn:
-    def __init__(self, uow: FakeUnitOfWork) -> None:
-        self._uow = uow
-
-    @property
-    def _s(self) -> _State:
-        return self._uow.state
-
-    @property
-    def _t(self) -> str:
-        return self._uow.tenant
-
+class FakeWebhooksIn(_WebhookRepo):
     def _mine(self) -> list[InboxEntry]:
         return [e for t, e in self._s.inbox.values() if t == self._t]
 
