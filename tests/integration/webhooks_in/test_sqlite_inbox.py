@@ -14,6 +14,7 @@ import pytest
 from cadastre.errors import StoreUnavailable
 from cadastre.ports import ReceivedWebhook
 from cadastre.store import SqliteStore
+from cadastre.testing.store_webhooks_in_suite import check_batched_inbox_write
 
 AT = datetime(2026, 11, 27, 9, 0, 0, 250_000, tzinfo=UTC)
 HEADERS = {"content-type": "application/json", "webhook-id": "m", "user-agent": "Vendor/1 é"}
@@ -85,3 +86,7 @@ async def test_a_locked_database_is_store_unavailable(tmp_path: Path) -> None:
     finally:
         holder.close()
         await store.close()
+
+
+async def test_a_store_writing_batches_at_once_keeps_the_same_rules(store: SqliteStore) -> None:
+    await check_batched_inbox_write(store)
