@@ -69,6 +69,9 @@ class ConnectorSettings(BaseModel):
     # How the hub verifies the vendor's webhooks (POST /webhooks/{tenant}/{connection}); the
     # receiver reads it, the connector never does.
     webhook: WebhookSettings | None = None
+    # Write-back (docs/writeback.md): where a tenant has several connections of one system, the
+    # one that takes the platform's creates.
+    writeback_default: bool = False
 
 
 class ConnectorSpec(ABC):
@@ -81,8 +84,18 @@ class ConnectorSpec(ABC):
     # Its connector reads pushed notifications (``ReceivesWebhooks``): `ingestion: webhook` is
     # refused for one that cannot.
     receives_webhooks: ClassVar[bool] = False
+    # What the vendor's system owns, as `Entity.*` or `Entity.Field` patterns (Buildium:
+    # Lease.*, Unit.*, Resident.*): checked against the registry and the other connections'
+    # claims at configuration load (cadastre.ownership.claims). A connection adds its own with
+    # the config's `owns` list.
+    claims: ClassVar[tuple[str, ...]] = ()
+    # The write-back mode of its connections until someone sets one (`cadastre writeback mode`):
+    # "live", or "shadow" where a wrong write is costly (accounting), or "off".
+    default_writeback_mode: ClassVar[str] = "live"
 
     def settings(self, connection: str, config: Mapping[str, Any]) -> BaseModel:
+        # `owns` is the connection's ownership claim, the hub's to check, not the connector's
+        config = {k: v for k, v in config.items() if k != "owns"}
         try:
             settings = self.settings_model.model_validate(dict(config))
         except ValidationError as exc:

@@ -13,6 +13,7 @@ from cadastre.contract.events import CATALOGUE, EventEnvelope, EventType, entity
 from cadastre.contract.lookups import display_name
 from cadastre.contract.platform import (
     AccountType,
+    Deal,
     EntryType,
     Lease,
     LeaseStatus,
@@ -49,6 +50,7 @@ __all__ = [
     "CanonicalModel",
     "Change",
     "Contact",
+    "Deal",
     "EntryType",
     "EventEnvelope",
     "EventType",

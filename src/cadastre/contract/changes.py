@@ -133,6 +133,7 @@ class ApplyResult(BaseModel):
     created: bool = False
     deleted: bool = False
     duplicate: bool = False  # the idempotency key was seen before; this is the stored result
+    echo: bool = False  # the vendor reporting back our own write-back: dropped (sync.echo)
     event_id: str | None = None
 
     @property

@@ -80,7 +80,7 @@ def _slug(entity: str) -> str:
 
 ENTITIES = (
     "Listing", "Property", "Member", "Office", "Media", "OpenHouse", "Contact",
-    "Unit", "Lease", "Resident", "LedgerAccount", "LedgerEntry", "Payment",
+    "Unit", "Lease", "Resident", "LedgerAccount", "LedgerEntry", "Payment", "Deal",
 )  # fmt: skip
 
 _OTHER = [

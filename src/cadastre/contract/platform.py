@@ -204,6 +204,11 @@ class LedgerEntry(PlatformModel):
     amount: Decimal | None = Field(default=None, ge=0)
     currency: CurrencyCode | None = None
     memo: str | None = Field(default=None, max_length=1024)
+    # Entries are never mutated, only reversed (docs/audit.md): a reversal points at the entry
+    # it cancels, that entry at its reversal, and a corrected entry at the one it replaces.
+    reverses_entry_id: Id | None = None
+    reversed_by_entry_id: Id | None = None
+    replaces_entry_id: Id | None = None
 
 
 class Payment(PlatformModel):
@@ -220,3 +225,22 @@ class Payment(PlatformModel):
     paid_at: AwareDatetime | None = None
     payment_method: PaymentMethod | None = None
     payment_status: PaymentStatus | None = None
+
+
+class Deal(PlatformModel):
+    """A sales or leasing opportunity in a CRM (a HubSpot deal): who it is with, what it is worth,
+    where it stands in its pipeline. ``DealStage`` and ``Pipeline`` are the CRM's own ids: each
+    account defines its pipelines, so they are kept as text rather than a lookup."""
+
+    entity_name: ClassVar[str] = "Deal"
+    key_field: ClassVar[str | None] = "DealId"
+
+    deal_id: Id
+    deal_name: str | None = Field(default=None, max_length=255)
+    deal_stage: str | None = Field(default=None, max_length=100)
+    amount: Decimal | None = None
+    currency: CurrencyCode | None = None
+    close_date: AwareDatetime | None = None
+    pipeline: str | None = Field(default=None, max_length=100)
+    contact_ids: list[Id] | None = None  # the Contacts (ContactKey) it is with
+    property_id: Id | None = None

@@ -15,6 +15,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from cadastre.contract.platform import (
+    Deal,
     Lease,
     LedgerAccount,
     LedgerEntry,
@@ -37,7 +38,7 @@ ENTITY_MODELS: dict[str, type[CanonicalModel]] = {
     model.entity_name: model
     for model in (
         Listing, Property, Member, Office, Media, OpenHouse, Contact,
-        Unit, Lease, Resident, LedgerAccount, LedgerEntry, Payment,
+        Unit, Lease, Resident, LedgerAccount, LedgerEntry, Payment, Deal,
     )
 }  # fmt: skip
 

@@ -5,7 +5,13 @@ from cadastre.ownership.catalogue import FieldCatalogue
 from cadastre.ownership.loader import default_registry_text, load_registry, parse_registry
 from cadastre.ownership.patterns import Pattern, parse_pattern
 from cadastre.ownership.registry import Access, Decision, OwnershipRegistry, Rule
-from cadastre.ownership.spec import ConflictPolicy, RegistryFile, RuleSpec, SystemSpec
+from cadastre.ownership.spec import (
+    ConflictPolicy,
+    PlatformAccess,
+    RegistryFile,
+    RuleSpec,
+    SystemSpec,
+)
 
 __all__ = [
     "Access",
@@ -14,6 +20,7 @@ __all__ = [
     "FieldCatalogue",
     "OwnershipRegistry",
     "Pattern",
+    "PlatformAccess",
     "RegistryFile",
     "Rule",
     "RuleSpec",

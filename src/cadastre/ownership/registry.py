@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from cadastre.errors import OwnershipRegistryError
 from cadastre.ownership.catalogue import FieldCatalogue
 from cadastre.ownership.patterns import Pattern, parse_pattern
-from cadastre.ownership.spec import ConflictPolicy, RegistryFile, RuleSpec
+from cadastre.ownership.spec import ConflictPolicy, PlatformAccess, RegistryFile, RuleSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -31,6 +31,7 @@ class Rule:
     conflict: ConflictPolicy | None
     note: str = ""
     line: int | None = None  # 1-based line in the file, when known
+    platform: PlatformAccess = PlatformAccess.REFUSE  # may the unified API write the fields?
 
     @property
     def match(self) -> str:
@@ -40,8 +41,12 @@ class Rule:
         where = f", line {self.line}" if self.line else ""
         return f"rule {self.index} '{self.match}'{where}"
 
-    def terms(self) -> tuple[str, frozenset[str], ConflictPolicy | None]:
-        return (self.owner, self.writers, self.conflict)
+    def terms(self) -> tuple[str, frozenset[str], ConflictPolicy | None, PlatformAccess]:
+        return (self.owner, self.writers, self.conflict, self.platform)
+
+
+# The vendor's own modification time: set by the system that holds the record, never written.
+VENDOR_CLOCK = "ModificationTimestamp"
 
 
 class Access(StrEnum):
@@ -58,6 +63,19 @@ class Decision:
     system: str
     access: Access
     rule: Rule | None
+    # Whether the unified API may write the field (routed to its owner): the winning rule's
+    # ``platform``, and always REFUSE for the entity's key field and fields no rule covers.
+    platform: PlatformAccess = PlatformAccess.REFUSE
+
+    @property
+    def routed(self) -> bool:
+        return self.platform is PlatformAccess.ROUTE
+
+    @property
+    def creatable(self) -> bool:
+        """The unified API may give the field when it creates a record (``route`` or
+        ``create``)."""
+        return self.platform in (PlatformAccess.ROUTE, PlatformAccess.CREATE)
 
     @property
     def allowed(self) -> bool:
@@ -167,7 +185,22 @@ class OwnershipRegistry:
             access = Access.WRITER
         else:
             access = Access.FORBIDDEN
-        return Decision(entity, field, system, access, rule)
+        return Decision(entity, field, system, access, rule, self.platform(entity, field))
+
+    def platform(self, entity: str, field: str) -> PlatformAccess:
+        """Whether the unified API may accept a platform write of the field (and route it to
+        the owner). Key fields never (a record's id is its owner's to give), nor
+        ``ModificationTimestamp`` (the owner's clock)."""
+        rule = self.rule_for(entity, field)
+        if rule is None or field in (self.catalogue.key_fields.get(entity), VENDOR_CLOCK):
+            return PlatformAccess.REFUSE
+        return rule.platform
+
+    def routed_fields(self, entity: str) -> frozenset[str]:
+        """The fields of the entity the unified API may write."""
+        return frozenset(
+            f for f in self.fields(entity) if self.platform(entity, f) is PlatformAccess.ROUTE
+        )
 
     def coverage(self, entity: str) -> frozenset[str]:
         """The fields of ``entity`` that no rule covers (empty when every field has an owner)."""
@@ -209,7 +242,10 @@ def _compile_rules(
         except ValueError as exc:
             problems.append(f"{label}: {exc}")
             continue
-        rule = Rule(index, pattern, raw.owner, frozenset(raw.writers), raw.conflict, raw.note, line)
+        rule = Rule(
+            index, pattern, raw.owner, frozenset(raw.writers), raw.conflict, raw.note, line,
+            raw.platform,
+        )  # fmt: skip
         found = [f"{label}: {p}" for p in _rule_problems(raw, pattern, spec, catalogue)]
         if raw.match in seen:
             first = seen[raw.match]
@@ -297,6 +333,8 @@ def _resolve(
 def _tie_message(entity: str, field: str, a: Rule, b: Rule) -> str:
     if a.owner != b.owner:
         what = f"owner '{a.owner}' and owner '{b.owner}'"
+    elif a.platform != b.platform and (a.writers, a.conflict) == (b.writers, b.conflict):
+        what = f"owner '{a.owner}' with platform {a.platform.value} and {b.platform.value}"
     else:
         what = f"owner '{a.owner}' with different writers or conflict policies"
     return (

@@ -21,6 +21,17 @@ class ConflictPolicy(StrEnum):
     NEWEST_WINS = "newest_wins"
 
 
+class PlatformAccess(StrEnum):
+    """Whether the unified API may accept a platform write of a field (issue 8, write-back)."""
+
+    # The API accepts it and routes it to the field's owner (through its connection).
+    ROUTE = "route"
+    # The API accepts it in a create (POST) only; a change (PATCH) or delete is refused (422).
+    CREATE = "create"
+    # The API refuses it (422): the default, and always so for key fields.
+    REFUSE = "refuse"
+
+
 class SystemSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -36,6 +47,12 @@ class RuleSpec(BaseModel):
         default=(), description="other systems allowed to write, under `conflict`"
     )
     conflict: ConflictPolicy | None = None
+    platform: PlatformAccess = Field(
+        default=PlatformAccess.REFUSE,
+        description="route: the unified API may accept platform writes of the matched fields "
+        "and sends them to the owner; create: only in a create (POST), never a change; "
+        "refuse (default): it refuses them",
+    )
     note: str = ""
 
 

@@ -13,6 +13,7 @@ EXPECTED_OWNERS = {
     "Listing": "mls", "Member": "mls", "Office": "mls", "Media": "mls", "OpenHouse": "mls",
     "Property": "core", "Contact": "crm", "Unit": "pms", "Lease": "pms", "Resident": "pms",
     "LedgerAccount": "accounting", "LedgerEntry": "accounting", "Payment": "accounting",
+    "Deal": "crm",
 }  # fmt: skip
 
 
@@ -38,8 +39,11 @@ def test_default_shared_fields_are_the_documented_ones() -> None:
         (e, f): (r.owner, r.writers, r.conflict) for e, f, r in load_registry().shared_fields()
     }
     pms, crm, mls = frozenset({"pms"}), frozenset({"crm"}), frozenset({"mls"})
-    assert shared[("Resident", "Email")] == ("pms", crm, ConflictPolicy.OWNER_WINS)
-    assert shared[("Contact", "Email")] == ("crm", pms, ConflictPolicy.NEWEST_WINS)
+    # a linked contact and resident share the person fields both ways (docs/identity.md)
+    for field in ("FirstName", "LastName", "Email", "MobilePhone", "HomePhone"):
+        assert shared[("Resident", field)] == ("pms", crm, ConflictPolicy.NEWEST_WINS)
+        assert shared[("Contact", field)] == ("crm", pms, ConflictPolicy.NEWEST_WINS)
+    assert load_registry().owner_of("Resident", "ContactKey") == "core"
     assert shared[("Property", "YearBuilt")] == ("core", mls, ConflictPolicy.OWNER_WINS)
     assert load_registry().owner_of("Listing", "PropertyId") == "core"
 
