@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         default=1, ge=1,
         description="fewest workers assumed to share a limit when Redis cannot be reached",
     )  # fmt: skip
+    conflict_skew_seconds: float = Field(
+        default=2.0, ge=0, le=3600,
+        description="two concurrent edits of a shared field whose source times are this close "
+        "(or that lack one) cannot be ordered: they go to the review queue (docs/ownership.md)",
+    )  # fmt: skip
     ownership_file: Path | None = Field(
         default=None, description="system-of-record YAML; unset means the packaged default"
     )
@@ -146,6 +151,47 @@ class Settings(BaseSettings):
         default=30.0, gt=0,
         description="outbound deliveries that will not be sent again (delivered, cancelled, dead "
         "ones of removed subscriptions) are deleted with their attempts after this long",
+    )  # fmt: skip
+    # write-back (issue 8; docs/writeback.md)
+    writeback_poll_seconds: float = Field(
+        default=1.0, gt=0,
+        description="how often the write-back worker looks for due retries (new writes wake it)",
+    )  # fmt: skip
+    writeback_lease_seconds: float = Field(
+        default=300.0, gt=0,
+        description="how long a worker holds a write target it claimed; longer than any vendor "
+        "call: a target left sending past it lost its worker and is recovered",
+    )  # fmt: skip
+    writeback_echo_days: float = Field(
+        default=7.0, gt=0,
+        description="how long an acknowledged vendor write is recognised when the vendor "
+        "reports it back (echo suppression)",
+    )  # fmt: skip
+    writeback_max_attempts: int = Field(
+        default=8, ge=1, description="vendor calls per write target before it fails"
+    )  # fmt: skip
+    # API idempotency keys (docs/api-idempotency.md): Stripe keeps them 24 h, and clients are
+    # promised at least that, so a shorter setting is refused here rather than honoured.
+    idempotency_keep_hours: float = Field(
+        default=24.0, ge=24,
+        description="how long an Idempotency-Key of an API write and its stored response are "
+        "kept (at least 24 hours)",
+    )  # fmt: skip
+    idempotency_lock_seconds: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="a keyed API write still in flight after this long is taken for dead (its "
+        "process crashed): the key may then be retried",
+    )  # fmt: skip
+    # identity resolution (docs/identity.md): a Contact and a Resident scoring at least
+    # identity_auto_link are linked at once; from identity_suggest a person confirms.
+    identity_auto_link: float = Field(
+        default=0.9, gt=0, le=1,
+        description="match score (0..1) at which a contact and a resident are linked at once",
+    )  # fmt: skip
+    identity_suggest: float = Field(
+        default=0.6, gt=0, le=1,
+        description="match score (0..1) from which a link is suggested for a person to confirm "
+        "(at most identity_auto_link)",
     )  # fmt: skip
     log_level: str = "INFO"
     log_json: bool = True

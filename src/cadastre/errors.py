@@ -9,8 +9,10 @@ answers "may this be tried again?" wherever the error surfaces.
     │   ├── SchemaIncompatible (Terminal)          a breaking change between two schema versions
     │   └── UpcastUnavailable (Terminal)           no converter between two majors of an event type
     ├── OwnershipViolation (Terminal)              nothing in a change may be written by its origin
+    ├── WriteIndeterminate (Terminal)              a write-back whose effect at the vendor is unknown
     ├── NotFound (Terminal)                        tenant, connection, key or record that does not exist
     ├── AlreadyExists (Terminal)                   a unique name taken twice
+    ├── LinkRefused (Terminal)                     an identity link not in the state an operation needs
     ├── AuthenticationError (Terminal)             an API key that is unknown, revoked or lacks a scope
     ├── WebhookRefused (Terminal)                  an inbound webhook not let in: forged, stale, too large
     ├── CredentialError (Terminal)                 a credential reference that cannot be resolved
@@ -97,8 +99,19 @@ class OwnershipViolation(CadastreError, Terminal):
         self.result = result
 
 
+class WriteIndeterminate(CadastreError, Terminal):
+    """After a crash, a write-back target's effect at the vendor cannot be told (a read-back found
+    several candidates, or the object changed since): a person reconciles it; it is never resent
+    blindly."""
+
+
 class NotFound(CadastreError, Terminal):
     pass
+
+
+class LinkRefused(CadastreError, Terminal):
+    """An identity link operation its link's state does not allow (confirming a link that is
+    linked already, unlinking a suggestion): nothing was written."""
 
 
 class AlreadyExists(CadastreError, Terminal):

@@ -519,6 +519,12 @@ class AuditLog(Protocol):
 
     def entries(self, after_seq: int = 0) -> AsyncIterator[AuditEntry]: ...
 
+    def entries_for(
+        self, entity: str, entity_id: str, after_seq: int = 0
+    ) -> AsyncIterator[AuditEntry]:
+        """One record's entries in chain order (an index lookup, not a walk of the chain)."""
+        ...
+
     async def verify(self) -> AuditReport: ...
 
 
@@ -687,6 +693,10 @@ class UnitOfWork(Protocol):
     subscriptions: SubscriptionRepository  # webhooks out
     deliveries: DeliveryRepository  # webhooks out
     webhooks_in: WebhookInbox  # verified vendor webhooks, before normalisation
+    writes: WriteRepository  # write-back: platform writes, targets, switches, echoes
+    idempotency: IdempotencyRepository  # Idempotency-Key of the API's own writes (issue 8)
+    identities: IdentityRepository  # identity links (issue 8)
+    conflicts: ConflictRepository  # field version vectors and the review queue (issue 8)
 
     async def commit(self) -> None: ...
 
@@ -748,6 +758,9 @@ class RawRecord:
     # The vendor said the record is gone (a webhook's delete event): mapping makes it a DELETE
     # stamped with ``source_time``, as key reconciliation does; ``data`` holds only its key.
     deleted: bool = False
+    # The vendor merged this record (``external_id``) into the one it now calls ``merged_into``
+    # (a CRM contact merge): the runner hands it to identity resolution, not to mapping.
+    merged_into: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1275,4 +1288,525 @@ class DeliveryRepository(Protocol):
         ``before`` that nothing will send again: delivered and cancelled ones, and every one
         whose subscription is gone (a live subscription's dead ones are its dead-letter queue,
         kept until redelivered). How many."""
+        ...
+
+
+# ------------------------------------------------------------------------------ write-back
+
+
+class WriteOperation(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class Idempotency(StrEnum):
+    """What a vendor does with a write sent twice: it decides what crash recovery may do."""
+
+    KEY = "key"  # the vendor replays a repeated key (QBO requestid): resend is safe
+    NATURAL = "natural"  # create-or-update by a natural key (HubSpot upsert by email): resend safe
+    NONE = "none"  # neither (Buildium): after a crash, read back; never resend blindly
+
+
+@dataclass(frozen=True)
+class OutboundWrite:
+    """One write to one target connection, as the write-back worker hands it to a connector."""
+
+    write_id: str  # the platform write (or propagation) it belongs to
+    key: str  # deterministic idempotency key, <= 36 chars (QBO batch limit), [a-z0-9-]
+    entity: str  # canonical entity ("Contact")
+    canonical_id: str
+    external_id: str | None  # vendor id from xref; None for a create
+    operation: WriteOperation
+    fields: Mapping[str, Any]  # canonical wire names -> JSON values, only this target's fields
+    base_version: str | None = None  # last vendor version we know (SyncToken), if any
+
+
+@dataclass(frozen=True)
+class WriteReceipt:
+    """What the vendor holds after a write (or a read-back)."""
+
+    external_id: str
+    source_version: str | None  # vendor version after the write (SyncToken, updatedAt-derived)
+    source_time: datetime | None  # vendor's modification time after the write
+    values: Mapping[str, Any]  # canonical wire names -> the vendor's values after the write
+    replayed: bool = False  # the vendor answered with a stored earlier response
+
+
+@runtime_checkable
+class TargetConnector(Protocol):
+    """A connector whose vendor takes writes (the object ``ConnectorSpec.create`` returns).
+
+    Connectors translate canonical wire names to vendor fields and handle their vendor's
+    concurrency themselves. Gateway ``Vendor*`` errors pass through; ``VendorRejected`` (4xx) is
+    terminal for the write target."""
+
+    system: str
+
+    def writable(self) -> Mapping[str, frozenset[str]]:
+        """Entity -> the wire fields it can write."""
+        ...
+
+    def idempotency(self, entity: str, operation: WriteOperation) -> Idempotency: ...
+
+    async def write(self, write: OutboundWrite) -> WriteReceipt: ...
+
+    async def read_back(self, write: OutboundWrite) -> WriteReceipt | None:
+        """After a crash: find what the vendor holds (by external id, else by natural fields);
+        None when nothing matches (a create that never happened); raise ``WriteIndeterminate``
+        when it cannot tell (several candidates)."""
+        ...
+
+
+# ------------------------------------------------------------------------------ identity
+
+
+class LinkState(StrEnum):
+    SUGGESTED = "suggested"  # the matcher thinks so, a person confirms (or rejects)
+    LINKED = "linked"  # the same person: linked fields kept in step
+    REJECTED = "rejected"  # a person said no (or unlinked): never suggested again
+
+
+class LinkHow(StrEnum):
+    AUTO = "auto"  # by the matcher
+    MANUAL = "manual"  # by a person (CLI, API)
+
+
+@dataclass(frozen=True)
+class IdentityLink:
+    """Two canonical records of one person (``left``: a CRM Contact, ``right``: a PMS Resident),
+    with the matcher's confidence (0..1) and its evidence. A pair has at most one live link
+    (``broken_at`` None); a broken one stays as history."""
+
+    id: str
+    left_entity: str
+    left_id: str
+    right_entity: str
+    right_id: str
+    confidence: float
+    evidence: Mapping[str, Any]  # which signals matched: {"email": {...}, "phone": ..., ...}
+    state: LinkState
+    how: LinkHow
+    made_by: str  # "identity" (the matcher), "cli", "api:<key id>"
+    made_at: datetime
+    note: str = ""
+    broken_by: str | None = None
+    broken_at: datetime | None = None
+    broken_reason: str = ""
+
+    @property
+    def live(self) -> bool:
+        return self.broken_at is None
+
+
+class IdentityRepository(Protocol):
+    """Identity links (``uow.identities``), the match keys the matcher finds candidates by, and
+    the cross-reference move a vendor merge needs."""
+
+    async def add(self, link: IdentityLink) -> None:
+        """``AlreadyExists`` when the id is taken, the pair has a live link already, or the link
+        is ``linked`` and its right record has a live ``linked`` link already."""
+        ...
+
+    async def get(self, id: str) -> IdentityLink | None: ...
+
+    async def for_pair(
+        self, left_entity: str, left_id: str, right_entity: str, right_id: str
+    ) -> IdentityLink | None:
+        """The pair's live link, if any."""
+        ...
+
+    async def for_record(
+        self, entity: str, id: str, *, include_broken: bool = False
+    ) -> list[IdentityLink]:
+        """Links with the record on either side, oldest first; live ones unless asked."""
+        ...
+
+    async def find(
+        self, *, state: LinkState | None = None, after: str | None = None, limit: int = 100
+    ) -> list[IdentityLink]:
+        """Live links (of ``state``) oldest first, after the link ``after`` (paging)."""
+        ...
+
+    async def update(self, link: IdentityLink, *, expected_state: LinkState) -> bool:
+        """Replace the live link ``link.id`` by ``link`` (its state, how, confidence, evidence,
+        note, made_by/at, or broken_*) if it is live and still in ``expected_state``; False
+        otherwise (nothing written). ``AlreadyExists`` as ``add`` for a second live ``linked``
+        link of a right record."""
+        ...
+
+    async def set_keys(self, entity: str, id: str, keys: Collection[tuple[str, str]]) -> None:
+        """Replace the record's match keys: (kind, normalised value), e.g. ("email", "a@b.c")."""
+        ...
+
+    async def find_keys(
+        self, entity: str, keys: Collection[tuple[str, str]], *, limit: int = 100
+    ) -> dict[str, set[tuple[str, str]]]:
+        """Records of ``entity`` holding any of ``keys`` (an indexed lookup): id -> the keys
+        it holds among them; at most ``limit`` records."""
+        ...
+
+    async def repoint_external(self, ref: ExternalRef) -> str | None:
+        """Make the cross-reference of ``ref``'s external id point at ``ref.canonical_id`` (a
+        vendor merged the record it named into another): the canonical id it pointed at before,
+        None when it was not linked (it is linked now)."""
+        ...
+
+
+# ------------------------------------------------------------------------------ API idempotency
+
+
+class IdempotencyState(StrEnum):
+    IN_FLIGHT = "in_flight"  # a request holds the key (until ``locked_until``)
+    DONE = "done"  # its response is stored, to be replayed
+
+
+@dataclass(frozen=True, repr=False)
+class StoredResponse:
+    """What a keyed API write answered, to be replayed verbatim. ``headers`` holds only the
+    replayed ones (Content-Type, Location). With ``key_id`` set, ``body`` is sealed (the
+    response carried a secret): ciphertext under a data key wrapped by master key ``key_id``."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    key_id: str | None = None
+    wrapped_key: bytes | None = None
+
+    def __repr__(self) -> str:  # never the body: it may hold a secret
+        return f"StoredResponse(status={self.status}, {len(self.body)} bytes)"
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """One tenant's idempotency key and the request it was first used for."""
+
+    key: str
+    method: str
+    path: str
+    fingerprint: str  # sha256 of method, path and canonical body (hex)
+    state: IdempotencyState
+    holder: str  # the request that holds it (in flight) or stored its response
+    locked_until: datetime
+    created_at: datetime
+    response: StoredResponse | None = None  # set once done
+
+
+@dataclass(frozen=True)
+class IdempotencyBegun:
+    started: bool  # this request holds the key now: run it, then ``finish`` or ``release``
+    record: IdempotencyRecord  # the key as stored after the call
+
+
+class IdempotencyRepository(Protocol):
+    """Stripe-style keys of the unified API's own writes (``uow.idempotency``), one per
+    (tenant, key). ``begin`` commits on its own, before the write runs, so a concurrent request
+    with the same key sees it held."""
+
+    async def begin(
+        self,
+        key: str,
+        *,
+        method: str,
+        path: str,
+        fingerprint: str,
+        holder: str,
+        locked_until: datetime,
+    ) -> IdempotencyBegun:
+        """Hold ``key`` for ``holder`` until ``locked_until``: a new key is inserted in flight;
+        a key still in flight whose lock ran out (its request died) is taken over, if the
+        fingerprint is the same. Otherwise nothing changes and ``started`` is False. Atomic:
+        of concurrent calls for one key, exactly one starts."""
+        ...
+
+    async def finish(self, key: str, *, holder: str, response: StoredResponse) -> bool:
+        """Store the response and mark the key done, if ``holder`` still holds it in flight;
+        False (nothing written) otherwise."""
+        ...
+
+    async def release(self, key: str, *, holder: str) -> bool:
+        """Forget a key ``holder`` holds in flight (its request was refused before it ran),
+        so it can be used again."""
+        ...
+
+    async def get(self, key: str) -> IdempotencyRecord | None: ...
+
+    async def reap(self, *, before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` keys created before ``before`` that no request holds (done,
+        or in flight with the lock run out); how many."""
+        ...
+
+
+class WriteState(StrEnum):
+    """Where one target of a write stands (``write_targets.state``)."""
+
+    PENDING = "pending"  # waiting for the worker (or for its next attempt: next_attempt_at)
+    SHADOWED = "shadowed"  # shadow mode: the vendor request was computed and recorded, not sent
+    SENDING = "sending"  # committed before the vendor call: found so after a crash, recovery
+    APPLIED = "applied"  # the vendor acknowledged; its receipt is applied locally
+    FAILED = "failed"  # the vendor refused it (or retries ran out); ``error`` says why
+    INDETERMINATE = "indeterminate"  # after a crash, whether the vendor acted is unknown
+    SKIPPED = "skipped"  # write-back is off for the connection
+    HELD = "held"  # a kill switch is on: kept, sent once it is released
+
+
+class WritebackMode(StrEnum):
+    OFF = "off"
+    SHADOW = "shadow"
+    LIVE = "live"
+
+
+@dataclass(frozen=True)
+class StoredWrite:
+    """A platform write (``PATCH/POST/DELETE /v1/...``) or a propagation of a vendor change."""
+
+    id: str
+    entity: str
+    canonical_id: str
+    operation: WriteOperation
+    patch: Mapping[str, Any]  # the JSON merge patch as asked (wire names)
+    actor: str  # the API key id, or "writeback" for a propagation
+    causation_id: str | None  # the event a propagation follows; None for an API write
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class WriteTarget:
+    """One write to one connection: the fields its system takes, and where sending them stands."""
+
+    write_id: str
+    connection: str
+    system: str
+    entity: str
+    canonical_id: str
+    operation: WriteOperation
+    fields: Mapping[str, Any]  # wire name -> value (None removes)
+    key: str  # the deterministic idempotency key (``sync.idempotency``)
+    state: WriteState
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    external_id: str | None = None  # known before (an update) or from the receipt (a create)
+    base_version: str | None = None
+    receipt: Mapping[str, Any] | None = None  # the receipt, or a shadowed request
+    error: str = ""
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WritebackSwitch:
+    """A connection's write-back mode and kill switch (``connection`` "": the tenant-wide
+    switch, whose mode is unused)."""
+
+    connection: str
+    mode: WritebackMode | None  # None: the connector's default
+    stopped: bool = False
+    stopped_by: str = ""
+    reason: str = ""
+    stopped_at: datetime | None = None
+    updated_by: str = ""
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WriteEcho:
+    """An acknowledged vendor write, to recognise when the vendor sends it back."""
+
+    connection: str
+    entity: str
+    external_id: str
+    source_version: str | None
+    values_hash: str  # ``sync.echo.values_hash`` of the written values
+    fields: tuple[str, ...]
+    recorded_at: datetime
+
+
+class WriteRepository(Protocol):
+    """``uow.writes``: platform writes, their targets, the switches and the echo records."""
+
+    async def add(self, write: StoredWrite, targets: Sequence[WriteTarget]) -> None:
+        """``AlreadyExists`` when the write id is taken."""
+        ...
+
+    async def get(self, id: str) -> StoredWrite | None: ...
+
+    async def targets(self, write_id: str) -> list[WriteTarget]:
+        """The write's targets, by connection."""
+        ...
+
+    async def find_targets(
+        self,
+        *,
+        state: WriteState | None = None,
+        connection: str | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int = 100,
+    ) -> list[WriteTarget]:
+        """Targets by (write id, connection), after ``after`` (paging)."""
+        ...
+
+    async def any_due(self) -> bool:
+        """Whether ``claim`` would take something now (a read: an idle poll takes no lock)."""
+        ...
+
+    async def claim(self, *, holder: str, until: datetime, limit: int = 20) -> list[WriteTarget]:
+        """Take up to ``limit`` targets: pending ones due now, and ``sending`` ones whose claim
+        ran out (their worker died: recovery). Atomic: two workers never take one target."""
+        ...
+
+    async def settle(
+        self,
+        write_id: str,
+        connection: str,
+        *,
+        holder: str,
+        state: WriteState,
+        attempts: int | None = None,
+        next_attempt_at: datetime | None = None,
+        external_id: str | None = None,
+        receipt: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        release: bool = True,
+    ) -> bool:
+        """Move a claimed target to ``state`` (None arguments keep what is stored), releasing
+        the claim unless ``release`` is False (``sending`` keeps it); False, nothing written,
+        when ``holder`` no longer holds it."""
+        ...
+
+    async def release_held(self, connection: str | None = None) -> int:
+        """Held targets (of ``connection``; None: every one) pending again, due now."""
+        ...
+
+    async def switches(self) -> dict[str, WritebackSwitch]:
+        """Every switch of the tenant by connection ("" the tenant-wide one)."""
+        ...
+
+    async def set_mode(
+        self, connection: str, mode: WritebackMode, *, by: str
+    ) -> WritebackSwitch: ...
+
+    async def set_stopped(
+        self, connection: str, stopped: bool, *, by: str, reason: str = ""
+    ) -> WritebackSwitch:
+        """Turn the kill switch of ``connection`` ("" tenant-wide) on or off."""
+        ...
+
+    async def add_echoes(self, echoes: Sequence[WriteEcho]) -> None: ...
+
+    async def echoes(
+        self, connection: str, entity: str, external_ids: Sequence[str]
+    ) -> list[WriteEcho]:
+        """The echo records of those external ids, oldest first."""
+        ...
+
+    async def prune_echoes(self, *, before: datetime) -> int:
+        """Forget echo records made before ``before``; how many."""
+        ...
+
+
+# ------------------------------------------------------------------------------ conflicts
+
+
+@dataclass(frozen=True)
+class FieldVector:
+    """The version vector of one shared field of one record: ``v`` counts the values applied,
+    ``seen`` is the ``v`` each writer (by connection) is known to hold."""
+
+    v: int = 0
+    seen: Mapping[str, int] = field(default_factory=dict)
+    # writer -> digest of the value that writer last held (sent us, or was sent): a writer that
+    # repeats it has not edited the field, however new its stamp (a re-read of an unchanged
+    # record, stamped with the read time by a vendor that keeps no modification time)
+    held: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"v": self.v, "seen": dict(sorted(self.seen.items()))}
+        if self.held:
+            found["held"] = dict(sorted(self.held.items()))
+        return found
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> FieldVector:
+        seen, held = value.get("seen", {}), value.get("held", {})
+        return cls(
+            int(value.get("v", 0)),
+            {str(k): int(n) for k, n in seen.items()},
+            {str(k): str(d) for k, d in held.items()},
+        )
+
+
+class ConflictState(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class ConflictResolution(StrEnum):
+    KEEP_CURRENT = "keep_current"
+    TAKE_INCOMING = "take_incoming"
+    VALUE = "value"
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A concurrent edit of a shared field held back for a person to decide (the review queue).
+
+    ``current`` and ``incoming`` are ``{"value": ..., "stamp": {"system", "connection",
+    "source_time", "source_version"}}`` (JSON); ``incoming`` also names the change's
+    ``idempotency_key`` and ``external_id``; ``vector`` is the field's vector when it was held."""
+
+    id: str
+    entity: str
+    record_id: str
+    field: str
+    current: Mapping[str, Any]
+    incoming: Mapping[str, Any]
+    vector: Mapping[str, Any]
+    rule: str
+    created_at: datetime
+    state: ConflictState = ConflictState.OPEN
+    resolution: ConflictResolution | None = None
+    resolved_value: Any = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+
+
+class ConflictRepository(Protocol):
+    """``uow.conflicts``: the field version vectors the engine reads per page and the review
+    queue."""
+
+    async def versions(self, entity: str, ids: Sequence[str]) -> dict[str, dict[str, FieldVector]]:
+        """Record id -> field -> vector, for the records that have any (one query)."""
+        ...
+
+    async def put_versions(
+        self, entity: str, vectors: Mapping[str, Mapping[str, FieldVector]]
+    ) -> None:
+        """Replace the vectors of each record id given (the whole map of the record)."""
+        ...
+
+    async def add_many(self, conflicts: Sequence[Conflict]) -> None: ...
+
+    async def get(self, id: str) -> Conflict | None: ...
+
+    async def find(
+        self,
+        *,
+        entity: str | None = None,
+        state: ConflictState | None = None,
+        record_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Conflict]:
+        """Oldest first."""
+        ...
+
+    async def resolve(
+        self,
+        id: str,
+        *,
+        resolution: ConflictResolution,
+        value: Any,
+        by: str,
+        at: datetime,
+    ) -> Conflict:
+        """Mark an open conflict resolved; ``NotFound`` for an unknown id, ``ConcurrentUpdate``
+        when it is resolved already."""
         ...

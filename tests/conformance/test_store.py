@@ -19,7 +19,9 @@ from cadastre.ports import AuditDraft, ExternalRef, FieldProvenance, RecordWrite
 from cadastre.store import PostgresStore, SqlAlchemyStore, SqliteStore
 from cadastre.store.tables import TABLE_NAMES
 from cadastre.testing import EPOCH, FakeClock, FakeStore
+from cadastre.testing.store_idempotency_suite import IdempotencyStoreSuite
 from cadastre.testing.store_suite import StoreSuite
+from cadastre.testing.store_writes_suite import WritesStoreSuite
 
 
 class TestFakeStore(StoreSuite):
@@ -198,3 +200,63 @@ class TestPostgresStore(StoreSuite, SqlStoreChecks):
         async with store.engine.begin() as conn:
             await conn.execute(text("SET LOCAL session_replication_role = replica"))
             await conn.execute(text(sql), params)
+
+
+# ---------------------------------------------------------------- API idempotency keys (issue 8)
+
+
+class TestFakeStoreIdempotency(IdempotencyStoreSuite):
+    @pytest.fixture
+    def store(self, clock: FakeClock) -> FakeStore:
+        return FakeStore(clock)
+
+
+class TestSqliteStoreIdempotency(IdempotencyStoreSuite):
+    @pytest.fixture
+    async def store(self, clock: FakeClock, tmp_path: Path) -> AsyncIterator[SqliteStore]:
+        store = SqliteStore(tmp_path / "var" / "cadastre.db", clock)
+        await store.migrate()
+        yield store
+        await store.close()
+
+
+@pytest.mark.postgres
+class TestPostgresStoreIdempotency(IdempotencyStoreSuite):
+    @pytest.fixture
+    async def store(self, clock: FakeClock, postgres_url: str) -> AsyncIterator[PostgresStore]:
+        store = PostgresStore(postgres_url, clock)
+        async with store.engine.begin() as conn:
+            await conn.execute(text("TRUNCATE api_idempotency"))
+        yield store
+        await store.close()
+
+
+# ---------------------------------------------------------------- write-back (issue 8)
+
+
+class TestFakeStoreWrites(WritesStoreSuite):
+    @pytest.fixture
+    def store(self, clock: FakeClock) -> FakeStore:
+        return FakeStore(clock)
+
+
+class TestSqliteStoreWrites(WritesStoreSuite):
+    @pytest.fixture
+    async def store(self, clock: FakeClock, tmp_path: Path) -> AsyncIterator[SqliteStore]:
+        store = SqliteStore(tmp_path / "var" / "cadastre.db", clock)
+        await store.migrate()
+        yield store
+        await store.close()
+
+
+@pytest.mark.postgres
+class TestPostgresStoreWrites(WritesStoreSuite):
+    @pytest.fixture
+    async def store(self, clock: FakeClock, postgres_url: str) -> AsyncIterator[PostgresStore]:
+        store = PostgresStore(postgres_url, clock)
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                text("TRUNCATE writes, write_targets, writeback_switches, writeback_echoes")
+            )
+        yield store
+        await store.close()

@@ -29,7 +29,10 @@ from cadastre.errors import (
 )
 from cadastre.ports import ApiKey, Tenant
 from cadastre.store import tables as t
+from cadastre.store.repositories.conflicts import SqlConflicts
 from cadastre.store.repositories.directory import SqlConnections, SqlKeys, key_from_row
+from cadastre.store.repositories.idempotency import SqlIdempotency
+from cadastre.store.repositories.identities import SqlIdentities
 from cadastre.store.repositories.ledger import SqlApplied, SqlAudit, SqlQuarantine
 from cadastre.store.repositories.links import SqlCursors, SqlProvenance, SqlSchemas, SqlXref
 from cadastre.store.repositories.outbox import SqlConsumed, SqlOutbox, pending_tenants
@@ -37,6 +40,7 @@ from cadastre.store.repositories.records import SqlRecords
 from cadastre.store.repositories.vault import SqlCredentials
 from cadastre.store.repositories.webhooks import SqlDeliveries, SqlSubscriptions
 from cadastre.store.repositories.webhooks_in import SqlWebhooksIn
+from cadastre.store.repositories.writes import SqlWrites
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -50,11 +54,14 @@ if TYPE_CHECKING:
         AppliedChanges,
         AuditLog,
         Clock,
+        ConflictRepository,
         ConnectionRepository,
         ConsumedEvents,
         CredentialRepository,
         CursorRepository,
         DeliveryRepository,
+        IdempotencyRepository,
+        IdentityRepository,
         KeyRepository,
         OutboxRepository,
         ProvenanceRepository,
@@ -63,6 +70,7 @@ if TYPE_CHECKING:
         SchemaRepository,
         SubscriptionRepository,
         WebhookInbox,
+        WriteRepository,
         XrefRepository,
     )
 
@@ -247,6 +255,10 @@ class SqlAlchemyUnitOfWork:
         self.subscriptions: SubscriptionRepository = SqlSubscriptions(self)
         self.deliveries: DeliveryRepository = SqlDeliveries(self)
         self.webhooks_in: WebhookInbox = SqlWebhooksIn(self)
+        self.writes: WriteRepository = SqlWrites(self)
+        self.conflicts: ConflictRepository = SqlConflicts(self)
+        self.identities: IdentityRepository = SqlIdentities(self)
+        self.idempotency: IdempotencyRepository = SqlIdempotency(self)
 
     def now(self) -> datetime:
         return self.store.clock.now()

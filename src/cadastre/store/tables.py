@@ -186,6 +186,8 @@ audit_log = Table(
     Column("detail", Json, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # one record's trail (`cadastre audit show`, GET /v1/audit): migration 0010
+    Index("ix_audit_log_entity", "tenant", "entity", "entity_id", "seq"),
 )  # fmt: skip
 
 applied_changes = Table(
@@ -393,6 +395,192 @@ webhook_attempts = Table(
     Column("error", Text, nullable=False, default=""),
     Column("seconds", Float, nullable=False),
     Index("ix_webhook_attempts_delivery", "tenant", "delivery", "position"),
+)  # fmt: skip
+
+# ---------------------------------------------------------------- identity resolution (0011)
+
+# Two canonical records of one person (left: Contact, right: Resident). A pair has one live row
+# (broken_at NULL); breaking a link keeps its row as history. A right record has at most one live
+# ``linked`` row (Resident.ContactKey holds one contact).
+identity_links = Table(
+    "identity_links", metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("tenant", String(64), nullable=False),
+    Column("left_entity", String(64), nullable=False),
+    Column("left_id", String(255), nullable=False),
+    Column("right_entity", String(64), nullable=False),
+    Column("right_id", String(255), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("evidence", Json, nullable=False),
+    Column("state", String(16), nullable=False),  # suggested, linked, rejected
+    Column("how", String(8), nullable=False),  # auto, manual
+    Column("made_by", String(200), nullable=False),
+    Column("made_at", UtcDateTime(), nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("broken_by", String(200), nullable=True),
+    Column("broken_at", UtcDateTime(), nullable=True),
+    Column("broken_reason", Text, nullable=False, default=""),
+    Index("ix_identity_links_left", "tenant", "left_entity", "left_id"),
+    Index("ix_identity_links_right", "tenant", "right_entity", "right_id"),
+)  # fmt: skip
+_live_link = identity_links.c.broken_at.is_(None)
+Index(
+    "uq_identity_links_pair", identity_links.c.tenant, identity_links.c.left_entity,
+    identity_links.c.left_id, identity_links.c.right_entity, identity_links.c.right_id,
+    unique=True, sqlite_where=_live_link, postgresql_where=_live_link,
+)  # fmt: skip
+_live_linked = _live_link & (identity_links.c.state == "linked")
+Index(
+    "uq_identity_links_linked", identity_links.c.tenant, identity_links.c.right_entity,
+    identity_links.c.right_id, unique=True, sqlite_where=_live_linked,
+    postgresql_where=_live_linked,
+)  # fmt: skip
+
+# The matcher's keys: normalised e-mail addresses and phone numbers of each person record, so
+# candidates are found by an index rather than a scan of every record's JSON.
+identity_keys = Table(
+    "identity_keys", metadata,
+    _tenant(),
+    Column("entity", String(64), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # email, phone
+    Column("value", String(255), primary_key=True),
+    Index("ix_identity_keys_value", "tenant", "kind", "value", "entity"),
+)  # fmt: skip
+
+# ---------------------------------------------------------------- API idempotency keys (0009)
+
+# A tenant's Idempotency-Key and what the write it first came with answered. ``holder`` is the
+# request holding it in flight until ``locked_until`` (then another may take it over); once
+# ``done``, status + replayed headers + body are returned to every repeat. A body with
+# ``body_key_id`` set is sealed (the response carried a secret). Reaped by ``created_at``.
+api_idempotency = Table(
+    "api_idempotency", metadata,
+    _tenant(),
+    Column("key", String(255), primary_key=True),
+    Column("method", String(16), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # in_flight, done
+    Column("holder", String(64), nullable=False),
+    Column("locked_until", UtcDateTime(), nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("headers", Json, nullable=True),  # replayed ones only: content-type, location
+    Column("body", LargeBinary, nullable=True),
+    Column("body_key_id", String(64), nullable=True),
+    Column("body_wrapped_key", LargeBinary, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_api_idempotency_created", "tenant", "created_at"),
+)  # fmt: skip
+
+# ---------------------------------------------------------------- conflicts (0010)
+
+# Version vectors of a record's shared fields (rules with writers), one JSON row per record like
+# ``record_provenance``: ``{"Email": {"v": 3, "seen": {"crm-main": 3, "pms-main": 2}}}``.
+field_versions = Table(
+    "field_versions", metadata,
+    _tenant(),
+    Column("entity", String(64), primary_key=True),
+    Column("id", String(200), primary_key=True),
+    Column("fields", Json, nullable=False),
+)  # fmt: skip
+
+# The review queue: concurrent edits of a shared field that source time could not order.
+conflicts = Table(
+    "conflicts", metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("tenant", String(64), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("record_id", String(200), nullable=False),
+    Column("field", String(200), nullable=False),
+    Column("current", Json, nullable=False),  # {"value", "stamp": {system, connection, ...}}
+    Column("incoming", Json, nullable=False),  # the same for the change that was held back
+    Column("vector", Json, nullable=False),  # {"v": n, "seen": {connection: n}} when queued
+    Column("rule", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # open, resolved
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("resolution", String(16), nullable=True),  # keep_current, take_incoming, value
+    Column("resolved_value", Json, nullable=True),
+    Column("resolved_by", String(200), nullable=True),
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    Index("ix_conflicts_state", "tenant", "state", "entity", "position"),
+    Index("ix_conflicts_record", "tenant", "entity", "record_id"),
+)  # fmt: skip
+
+# ---------------------------------------------------------------- write-back (0008)
+
+# A platform write (or a propagation of a vendor change): what was asked, by whom, caused by what.
+writes = Table(
+    "writes", metadata,
+    _tenant(),
+    Column("id", String(40), primary_key=True),
+    Column("entity", String(64), nullable=False),
+    Column("canonical_id", String(200), nullable=False),
+    Column("operation", String(8), nullable=False),
+    Column("patch", Json, nullable=False),
+    Column("actor", String(64), nullable=False),  # the API key id, or "writeback"
+    Column("causation_id", String(64), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_writes_record", "tenant", "entity", "canonical_id"),
+)  # fmt: skip
+
+# One write to one connection. ``claim``/``claimed_until``: the worker that holds it; a target
+# found ``sending`` with its claim run out lost its worker between commit and answer (recovery).
+write_targets = Table(
+    "write_targets", metadata,
+    _tenant(),
+    Column("write_id", String(40), primary_key=True),
+    Column("connection", String(64), primary_key=True),
+    Column("system", String(64), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("canonical_id", String(200), nullable=False),
+    Column("operation", String(8), nullable=False),
+    Column("fields", Json, nullable=False),
+    Column("key", String(40), nullable=False),  # the deterministic idempotency key
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime(), nullable=True),
+    Column("external_id", String(200), nullable=True),
+    Column("base_version", String(200), nullable=True),
+    Column("receipt", Json, nullable=True),
+    Column("error", Text, nullable=False, default=""),
+    Column("claim", String(32), nullable=True),
+    Column("claimed_until", UtcDateTime(), nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_write_targets_due", "tenant", "state", "next_attempt_at"),
+    Index("ix_write_targets_connection", "tenant", "connection", "state"),
+)  # fmt: skip
+
+# Per connection: the write-back mode and kill switch ("" is the tenant-wide kill switch).
+writeback_switches = Table(
+    "writeback_switches", metadata,
+    _tenant(),
+    Column("connection", String(64), primary_key=True),
+    Column("mode", String(8), nullable=True),  # None: the connector's default
+    Column("stopped", Boolean, nullable=False, default=False),
+    Column("stopped_by", String(64), nullable=False, default=""),
+    Column("reason", Text, nullable=False, default=""),
+    Column("stopped_at", UtcDateTime(), nullable=True),
+    Column("updated_by", String(64), nullable=False, default=""),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)  # fmt: skip
+
+# Acknowledged vendor writes, so the vendor's own report of them (webhook, poll) is dropped.
+writeback_echoes = Table(
+    "writeback_echoes", metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("connection", String(64), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("external_id", String(200), nullable=False),
+    Column("source_version", String(200), nullable=True),
+    Column("values_hash", String(64), nullable=False),
+    Column("fields", Json, nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Index("ix_writeback_echoes_record", "tenant", "connection", "entity", "external_id"),
+    Index("ix_writeback_echoes_recorded", "tenant", "recorded_at"),
 )  # fmt: skip
 
 TABLE_NAMES = tuple(sorted(metadata.tables))

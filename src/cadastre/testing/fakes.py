@@ -28,12 +28,15 @@ from cadastre.ports import (
     AuditEntry,
     AuditReport,
     Clock,
+    Conflict,
     Connection,
     ConnectionVersion,
     CredentialRead,
     DeliveryAttempt,
     ExternalRef,
     FieldProvenance,
+    IdempotencyRecord,
+    IdentityLink,
     InboxEntry,
     OutboxMessage,
     QuarantinedRecord,
@@ -51,9 +54,13 @@ from cadastre.store.audit import GENESIS_HASH, seal, verify_chain
 from cadastre.store.canonical import canonical_copy, json_copy
 from cadastre.store.repositories.records import NUMBER_PATTERN, TIME_PATTERN
 from cadastre.store.repositories.vault import check_secrets
+from cadastre.testing.fake_conflicts import FakeConflicts
 from cadastre.testing.fake_events import FakeConsumed
+from cadastre.testing.fake_idempotency import FakeIdempotency
+from cadastre.testing.fake_identities import FakeIdentities
 from cadastre.testing.fake_webhooks import DeliveryRow, FakeDeliveries, FakeSubscriptions
 from cadastre.testing.fake_webhooks_in import FakeWebhooksIn
+from cadastre.testing.fake_writes import FakeWrites, WriteTables
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
@@ -64,12 +71,15 @@ if TYPE_CHECKING:
         AppliedChanges,
         AuditDraft,
         AuditLog,
+        ConflictRepository,
         ConnectionRepository,
         ConsumedEvents,
         CredentialRepository,
         CursorRepository,
         DeliveryRepository,
         FieldFilter,
+        IdempotencyRepository,
+        IdentityRepository,
         KeyRepository,
         OutboxRepository,
         ProvenanceRepository,
@@ -79,6 +89,7 @@ if TYPE_CHECKING:
         SchemaRepository,
         SubscriptionRepository,
         WebhookInbox,
+        WriteRepository,
         XrefRepository,
     )
 
@@ -118,6 +129,20 @@ class _State:
     inbox_keys: dict[tuple[str, str, str], int] = field(default_factory=dict)
     next_inbox_position: int = 1
     refusals: dict[tuple[str, str, str, datetime], RefusalTally] = field(default_factory=dict)
+    # write-back (cadastre.testing.fake_writes): one immutable value, replaced on every write
+    writeback: WriteTables = field(default_factory=lambda: WriteTables())
+    # identity links (cadastre.testing.fake_identities): link id -> (tenant, link), insert order
+    identity_links: dict[str, tuple[str, IdentityLink]] = field(default_factory=dict)
+    identity_keys: dict[tuple[str, str, str], frozenset[tuple[str, str]]] = field(
+        default_factory=dict
+    )
+    # API idempotency keys (cadastre.testing.fake_idempotency): (tenant, key) -> record
+    idempotency: dict[tuple[str, str], IdempotencyRecord] = field(default_factory=dict)
+
+    # conflicts (cadastre.testing.fake_conflicts): vectors by (tenant, entity, id) as JSON, and
+    # the review queue by conflict id -> (tenant, conflict), insert order
+    field_versions: dict[tuple[str, str, str], Mapping[str, Any]] = field(default_factory=dict)
+    conflicts: dict[str, tuple[str, Conflict]] = field(default_factory=dict)
 
     def copy(self) -> _State:
         # A shallow copy of each table is enough because nothing below is changed in place:
@@ -220,6 +245,10 @@ class FakeUnitOfWork:
         self.subscriptions: SubscriptionRepository = FakeSubscriptions(self)
         self.deliveries: DeliveryRepository = FakeDeliveries(self)
         self.webhooks_in: WebhookInbox = FakeWebhooksIn(self)
+        self.writes: WriteRepository = FakeWrites(self)
+        self.conflicts: ConflictRepository = FakeConflicts(self)
+        self.identities: IdentityRepository = FakeIdentities(self)
+        self.idempotency: IdempotencyRepository = FakeIdempotency(self)
 
     @property
     def state(self) -> _State:
@@ -615,6 +644,13 @@ class _Audit(_Repo):
     async def entries(self, after_seq: int = 0) -> AsyncIterator[AuditEntry]:
         for entry in list(self._s.audit.get(self._t, [])):
             if entry.seq > after_seq:
+                yield entry
+
+    async def entries_for(
+        self, entity: str, entity_id: str, after_seq: int = 0
+    ) -> AsyncIterator[AuditEntry]:
+        async for entry in self.entries(after_seq):
+            if entry.entity == entity and entry.entity_id == entity_id:
                 yield entry
 
     async def verify(self) -> AuditReport:

@@ -52,7 +52,9 @@ from cadastre.store.audit import GENESIS_HASH, audit_entry_hash
 from cadastre.store.canonical import content_hash
 from cadastre.testing.clock import EPOCH, FakeClock
 from cadastre.testing.store_bulk_suite import BulkStoreSuite
+from cadastre.testing.store_conflicts_suite import ConflictsStoreSuite
 from cadastre.testing.store_events_suite import EventStoreSuite
+from cadastre.testing.store_identity_suite import IdentityStoreSuite
 from cadastre.testing.store_mls_suite import MlsStoreSuite
 from cadastre.testing.store_webhooks_in_suite import WebhooksInStoreSuite
 from cadastre.testing.store_webhooks_suite import WebhooksStoreSuite
@@ -119,7 +121,13 @@ def result(tenant: str = A, key: str = "idem-1") -> ApplyResult:
 
 
 class StoreSuite(
-    BulkStoreSuite, MlsStoreSuite, WebhooksStoreSuite, EventStoreSuite, WebhooksInStoreSuite
+    BulkStoreSuite,
+    MlsStoreSuite,
+    WebhooksStoreSuite,
+    EventStoreSuite,
+    WebhooksInStoreSuite,
+    IdentityStoreSuite,
+    ConflictsStoreSuite,
 ):
     """The rules of every port method; the bulk methods' tests come from ``BulkStoreSuite``."""
 
@@ -845,7 +853,23 @@ class StoreSuite(
             assert await uow.audit.verify() == uow_report(A, 2)
         async with store.unit_of_work(B) as uow:
             other = await uow.audit.append(actor="cli", action="tenant.created")
+            # the same record in another tenant: not part of A's trail
+            await uow.audit.append(actor="mls", action="x", entity="Listing", entity_id="L1")
+            await uow.commit()
         assert (other.seq, other.prev_hash) == (1, GENESIS_HASH)
+        async with store.unit_of_work(A) as uow:
+            three = await uow.audit.append(
+                actor="mls", action="change.applied", entity="Listing", entity_id="L2"
+            )
+            four = await uow.audit.append(
+                actor="mls", action="change.applied", entity="Listing", entity_id="L1"
+            )
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            assert [e async for e in uow.audit.entries_for("Listing", "L1")] == [two, four]
+            assert [e async for e in uow.audit.entries_for("Listing", "L1", 2)] == [four]
+            assert [e async for e in uow.audit.entries_for("Listing", "L2")] == [three]
+            assert [e async for e in uow.audit.entries_for("Unit", "L1")] == []
 
     async def test_concurrent_audit_appends_make_one_chain(self, store: Store) -> None:
         async def append(i: int) -> None:

@@ -181,12 +181,23 @@ class SqlAudit(SqlRepository):
         return entries
 
     async def entries(self, after_seq: int = 0) -> AsyncIterator[AuditEntry]:
+        async for entry in self._pages(after_seq):
+            yield entry
+
+    async def entries_for(
+        self, entity: str, entity_id: str, after_seq: int = 0
+    ) -> AsyncIterator[AuditEntry]:
+        c = t.audit_log.c
+        async for entry in self._pages(after_seq, c.entity == entity, c.entity_id == entity_id):
+            yield entry
+
+    async def _pages(self, after_seq: int, *where: Any) -> AsyncIterator[AuditEntry]:
         c = t.audit_log.c
         while True:
             rows = list(
                 await self.execute(
                     select(t.audit_log)
-                    .where(c.tenant == self.tenant, c.seq > after_seq)
+                    .where(c.tenant == self.tenant, c.seq > after_seq, *where)
                     .order_by(c.seq)
                     .limit(AUDIT_PAGE)
                 )
