@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from cadastre.contract.changes import ApplyResult, Change, Operation, RefusalReason
@@ -36,17 +37,30 @@ from cadastre.errors import (
     ContractError,
     OwnershipViolation,
 )
+from cadastre.ports import AuditDraft, ExternalRef
+from cadastre.sync.echo import find_echoes
+from cadastre.sync.ledger import MONEY_FIELDS, needs_reversal, reverse
 from cadastre.sync.origin import Stamp, compare, new_record_id, stamp_of
-from cadastre.sync.plan import Target, Validator, plan_delete, plan_upsert
+from cadastre.sync.plan import Plan, Target, Validator, plan_delete, plan_upsert
+from cadastre.sync.review import Resolved, resolve_conflict
+from cadastre.sync.vectors import DEFAULT_SKEW_SECONDS
 from cadastre.sync.writes import REFUSED_EVENT, WriteSet, build_writes, flush
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection
+    from collections.abc import Awaitable, Callable, Collection
     from datetime import datetime
 
     from cadastre.observe import Metrics
     from cadastre.ownership import OwnershipRegistry
-    from cadastre.ports import Clock, FieldProvenance, Store, StoredRecord, UnitOfWork
+    from cadastre.ports import (
+        Clock,
+        ConflictResolution,
+        FieldProvenance,
+        FieldVector,
+        Store,
+        StoredRecord,
+        UnitOfWork,
+    )
 
 __all__ = [
     "BACKWARDS",
@@ -122,6 +136,10 @@ class BatchItem:
 
 
 class SyncEngine:
+    # How long an acknowledged write-back's echo is recognised (CADASTRE_WRITEBACK_ECHO_DAYS);
+    # None: echoes are not looked for.
+    echo_keep: timedelta | None = timedelta(days=7)
+
     def __init__(
         self,
         store: Store,
@@ -132,6 +150,7 @@ class SyncEngine:
         validate: Validator | None = None,
         new_id: Callable[[], str] | None = None,
         attempts: int = 3,
+        conflict_skew: float = DEFAULT_SKEW_SECONDS,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
@@ -142,6 +161,20 @@ class SyncEngine:
         self._metrics = metrics
         self._validate: Validator = validate or _contract_validator
         self._new_id = new_id or (lambda: new_record_id(clock))
+        self._skew = conflict_skew
+        self._shared_fields: dict[str, frozenset[str]] = {}
+
+    def shared(self, entity: str) -> frozenset[str]:
+        """The entity's fields that several systems may write (their rules have writers): the
+        ones with version vectors."""
+        found = self._shared_fields.get(entity)
+        if found is None:
+            found = self._shared_fields[entity] = frozenset(
+                f
+                for f in self._registry.fields(entity)
+                if (rule := self._registry.rule_for(entity, f)) is not None and rule.writers
+            )
+        return found
 
     def prepare(self, changes: Sequence[Change]) -> PreparedBatch:
         """Validate the changes' fields now, so that applying them later reuses the result:
@@ -174,6 +207,17 @@ class SyncEngine:
 
         return validate
 
+    async def resolve_conflict(
+        self, tenant: str, conflict_id: str, resolution: ConflictResolution, *,
+        value: Any = None, actor: str,
+    ) -> Resolved:  # fmt: skip
+        """Apply a person's decision on a queued conflict (``review.py``): the value as a change
+        of origin core caused by the conflict, the conflict resolved, an audit entry."""
+        return await resolve_conflict(
+            self._store, self._clock, self._validate, tenant=tenant, conflict_id=conflict_id,
+            resolution=resolution, value=value, actor=actor,
+        )  # fmt: skip
+
     async def apply(self, change: Change) -> ApplyResult:
         """Apply what ``change.origin`` may write; refuse the rest, field by field.
 
@@ -196,6 +240,8 @@ class SyncEngine:
         refuse_backwards: bool = False,
         refuse_ties: Collection[str] = (),
         prepared: PreparedBatch | None = None,
+        before: Callable[[UnitOfWork], Awaitable[Sequence[Change]]] | None = None,
+        also: Callable[[UnitOfWork], Awaitable[None]] | None = None,
     ) -> list[BatchItem]:
         """Apply a page of changes of one tenant in one transaction; one item per change, in
         order. ``cursor`` is stored in the same transaction, so it never runs ahead of the
@@ -206,8 +252,14 @@ class SyncEngine:
         the upserts whose idempotency keys are in ``refuse_ties`` are rejected also when that
         version is as new (a copy that lost a tie in its page to a later one, replayed).
         ``prepared`` (from ``prepare``) holds fields validated ahead; the results are the same
-        with it or without."""
-        if not changes:
+        with it or without. ``before`` runs first in the batch's unit of work (again on a retry)
+        and the changes it returns are applied after the batch's own, with items of their own at
+        the end (identity resolution's vendor merges: re-point, then tombstone, in one
+        transaction with the page). ``also`` runs last in the unit of work, before the commit
+        (write-back: the target marked applied with its receipt). A change that echoes a
+        write-back of ours (``sync.echo``) is dropped before planning: its item's result has
+        ``echo`` set and nothing is written for it."""
+        if not changes and before is None:
             if quarantine and cursor is None:
                 raise ValueError("quarantine entries without changes need a cursor's tenant")
             if cursor is not None:  # a page that filtered down to nothing still moves on
@@ -220,11 +272,13 @@ class SyncEngine:
         if len(tenants) != 1:
             raise ValueError(f"a batch belongs to one tenant, not {sorted(tenants)}")
         started = self._clock.monotonic()
+        (tenant,) = tenants
         for attempt in range(1, self._attempts + 1):
             try:
                 items = await self._attempt(
-                    changes, cursor, quarantine, on_reject, refuse_backwards, refuse_ties, prepared
-                )
+                    changes, cursor, quarantine, on_reject, refuse_backwards, refuse_ties, prepared,
+                    before=before, tenant=tenant, also=also,
+                )  # fmt: skip
                 break
             except ConcurrentUpdate:
                 # Another writer committed first (same record, same external id or same
@@ -243,12 +297,21 @@ class SyncEngine:
         refuse_backwards: bool,
         refuse_ties: Collection[str] = (),
         prepared: PreparedBatch | None = None,
+        *,
+        before: Callable[[UnitOfWork], Awaitable[Sequence[Change]]] | None = None,
+        tenant: str = "",
+        also: Callable[[UnitOfWork], Awaitable[None]] | None = None,
     ) -> list[BatchItem]:
-        async with self._store.unit_of_work(changes[0].tenant) as uow:
-            view = await _View.load(uow, changes)
+        async with self._store.unit_of_work(tenant or changes[0].tenant) as uow:
+            if before is not None:
+                changes = [*changes, *await before(uow)]
+            view = await _View.load(uow, changes, self.shared)
+            echoes = await self._echoes(uow, changes)
             items = [
-                await self._decide(uow, view, c, refuse_backwards, refuse_ties, prepared)
-                for c in changes
+                _echo(c, view)
+                if i in echoes
+                else await self._decide(uow, view, c, refuse_backwards, refuse_ties, prepared)
+                for i, c in enumerate(changes)
             ]
             await view.flush(uow)
             drafts = list(quarantine)
@@ -261,8 +324,15 @@ class SyncEngine:
             await _set_aside(uow, drafts)
             if cursor is not None:
                 await uow.cursors.put(cursor.connection, cursor.stream, cursor.value)
+            if also is not None:
+                await also(uow)
             await uow.commit()
         return items
+
+    async def _echoes(self, uow: UnitOfWork, changes: Sequence[Change]) -> set[int]:
+        if self.echo_keep is None:
+            return set()
+        return await find_echoes(uow, changes, since=self._clock.now() - self.echo_keep)
 
     async def _decide(
         self,
@@ -302,7 +372,11 @@ class SyncEngine:
                     f"{_when(newer.source_time, None)}"
                 )
                 return BatchItem(change, None, error, BACKWARDS)
-        target = Target(change, canonical_id, current, stamps)
+        shared = self.shared(change.entity)
+        target = Target(
+            change, canonical_id, current, stamps,
+            view.vectors.get(key, {}) if shared else {}, shared, self._skew,
+        )  # fmt: skip
         try:
             if change.operation is Operation.DELETE:
                 plan = plan_delete(self._registry, target)
@@ -310,9 +384,53 @@ class SyncEngine:
                 plan = plan_upsert(self._registry, self._validator_for(change, prepared), target)
         except ContractError as exc:
             return BatchItem(change, None, exc, _INVALID)
-        writes = build_writes(target, plan, now=self._clock.now(), link=not linked)
-        view.add(change, writes)
+        if needs_reversal(target, plan):
+            writes = self._reverse(view, target, plan)
+        else:
+            writes = build_writes(target, plan, now=self._clock.now(), link=not linked)
+            view.add(change, writes)
         return BatchItem(change, writes.result, _violation(change, writes.result))
+
+    def _reverse(self, view: _View, target: Target, plan: Plan) -> WriteSet:
+        """A ledger entry's money change as a reversal (+ a replacement): ``ledger.py``."""
+        change, origin, now = target.change, target.change.origin, self._clock.now()
+        parts = reverse(target, plan, self._new_id)
+        written: dict[str, WriteSet] = {}
+        main: WriteSet | None = None
+        for part in parts:
+            writes = build_writes(part.target, part.plan, now=now, link=False)
+            writes.ledger = part.main
+            if part.repoint and origin.external_id is not None:
+                writes.repoint = ExternalRef(
+                    origin.system, origin.connection or "", change.entity, origin.external_id,
+                    part.target.canonical_id,
+                )  # fmt: skip
+                view.xrefs[_xref_key(change)] = part.target.canonical_id
+            view.add(change, writes)  # the main part comes last: its result stays the change's
+            written[part.target.canonical_id] = writes
+            if part.main:
+                main = writes
+        reversal = next((p for p in parts if "ReversesEntryId" in p.plan.values), None)
+        if reversal is not None:
+            replacement = next((p for p in parts if p.repoint), None)
+            written[reversal.target.canonical_id].audit.append(
+                AuditDraft(
+                    actor=origin.system,
+                    action="ledger.reversed",
+                    entity=change.entity,
+                    entity_id=target.canonical_id,
+                    detail={
+                        "original": target.canonical_id,
+                        "reversal": reversal.target.canonical_id,
+                        "replacement": replacement.target.canonical_id if replacement else None,
+                        "operation": change.operation.value,
+                        "altered": sorted(f for f in plan.values if f in MONEY_FIELDS),
+                        "idempotency_key": change.idempotency_key,
+                    },
+                )
+            )
+        assert main is not None  # noqa: S101 - reverse() always names one main part
+        return main
 
     def _observe(self, items: list[BatchItem], seconds: float) -> None:
         if self._metrics is None:
@@ -328,6 +446,14 @@ class SyncEngine:
             if item.result is not None and not item.result.duplicate:
                 for refusal in item.result.refused:
                     refusals[(tenant, entity, refusal.reason.value)] += 1
+        echoes = Counter(
+            (i.change.tenant, i.change.origin.connection or "")
+            for i in items if i.result is not None and i.result.echo
+        )  # fmt: skip
+        for (tenant, connection), n in echoes.items():
+            self._metrics.counter("cadastre_writeback_echoes_dropped_total").labels(
+                tenant, connection
+            ).inc(n)
         applied = self._metrics.counter("cadastre_changes_applied_total")
         for (tenant, entity, outcome), n in outcomes.items():
             applied.labels(tenant=tenant, entity=entity, outcome=outcome).inc(n)
@@ -360,9 +486,16 @@ class _View:
         self.stamped: dict[tuple[str, str], dict[str, Stamp]] = {}  # as planned on, by record
         self.pending: list[WriteSet] = []
         self.touched: set[tuple[str, str]] = set()
+        # shared fields' version vectors by record, as loaded and then as written in the batch
+        self.vectors: dict[tuple[str, str], Mapping[str, FieldVector]] = {}
 
     @classmethod
-    async def load(cls, uow: UnitOfWork, changes: Sequence[Change]) -> _View:
+    async def load(
+        cls,
+        uow: UnitOfWork,
+        changes: Sequence[Change],
+        shared: Callable[[str], frozenset[str]] | None = None,
+    ) -> _View:
         ledger = await uow.applied.get_many(list(dict.fromkeys(c.idempotency_key for c in changes)))
         wanted: defaultdict[tuple[str, str, str], set[str]] = defaultdict(set)
         for change in changes:
@@ -380,6 +513,7 @@ class _View:
                 ids[change.entity].add(linked)
         records: dict[tuple[str, str], StoredRecord] = {}
         provenance: dict[tuple[str, str], dict[str, FieldProvenance]] = {}
+        vectors: dict[tuple[str, str], Mapping[str, FieldVector]] = {}
         # One lock order for every writer (entity, then id), so overlapping batches queue for
         # each other instead of deadlocking.
         for entity, id_set in sorted(ids.items()):
@@ -390,7 +524,12 @@ class _View:
                 records[(entity, id)] = record
             for id, fields in (await uow.provenance.for_records(entity, ordered)).items():
                 provenance[(entity, id)] = fields
-        return cls(ledger, xrefs, records, provenance)
+            if shared is not None and shared(entity):  # one more read, only where it matters
+                for id, held in (await uow.conflicts.versions(entity, ordered)).items():
+                    vectors[(entity, id)] = held
+        view = cls(ledger, xrefs, records, provenance)
+        view.vectors = vectors
+        return view
 
     def stamps(self, key: tuple[str, str]) -> dict[str, Stamp]:
         """The record's stamps by field (stored, or written earlier in this batch), equal stamps
@@ -434,6 +573,8 @@ class _View:
             )
         if writes.stamps:
             self.stamped[key] = {**self.stamps(key), **writes.stamps}
+        if writes.versions is not None:
+            self.vectors[key] = writes.versions
         if writes.record is not None or writes.stamps:
             self.touched.add(key)
 
@@ -506,10 +647,22 @@ def forbidden_by_ownership(result: ApplyResult) -> bool:
     return bool(reasons & _OWNERSHIP) and reasons <= _OWNERSHIP | {RefusalReason.UNKNOWN_FIELD}
 
 
+def _echo(change: Change, view: _View) -> BatchItem:
+    found = view.xrefs.get(_xref_key(change)) if change.origin.external_id is not None else None
+    result = ApplyResult(
+        tenant=change.tenant, entity=change.entity,
+        canonical_id=change.canonical_id or found or "", idempotency_key=change.idempotency_key,
+        unchanged=sorted(change.fields), echo=True,
+    )  # fmt: skip
+    return BatchItem(change, result)
+
+
 def _outcome(item: BatchItem) -> str:
     result = item.result
     if result is None:
         return "rejected"
+    if result.echo:
+        return "echo"
     if result.duplicate:
         return "duplicate"
     if result.deleted:

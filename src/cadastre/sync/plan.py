@@ -20,9 +20,23 @@ from pydantic_core import to_jsonable_python
 
 from cadastre.contract.changes import Change, FieldRefusal, RefusalReason
 from cadastre.ownership import Access
-from cadastre.ports import StoredRecord
+from cadastre.ports import FieldVector, StoredRecord
 from cadastre.sync.conflicts import Verdict, admit, after_delete, judge
+from cadastre.sync.echo import RECEIPT_KEY_PREFIX
 from cadastre.sync.origin import DELETED_FIELD, Stamp, compare, stamp_of
+from cadastre.sync.vectors import (
+    DEFAULT_SKEW_SECONDS,
+    after_apply,
+    after_hold,
+    after_refusal,
+    conflict_id,
+    is_causal,
+    judge_concurrent,
+    repeats,
+    stamp_json,
+    value_digest,
+    writer_of,
+)
 
 if TYPE_CHECKING:
     from cadastre.ownership import Decision, OwnershipRegistry
@@ -37,6 +51,24 @@ class Target:
     canonical_id: str
     current: StoredRecord | None  # tombstones included
     stamps: Mapping[str, Stamp]  # stored provenance by field (and DELETED_FIELD)
+    # version vectors (vectors.py) of the entity's shared fields, and which fields are shared;
+    # empty for an entity whose fields have no writers besides their owner
+    versions: Mapping[str, FieldVector] = field(default_factory=dict)
+    shared: frozenset[str] = frozenset()
+    skew: float = DEFAULT_SKEW_SECONDS  # seconds within which concurrent source times tie
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A shared field's concurrent edit that source time could not order: the review queue's."""
+
+    id: str
+    field: str
+    current: Any
+    incoming: Any
+    current_stamp: Stamp
+    vector: FieldVector | None
+    rule: str
 
 
 @dataclass
@@ -48,6 +80,9 @@ class Plan:
     stamps: dict[str, Stamp] = field(default_factory=dict)  # provenance to store
     create: bool = False  # the record is created, or a tombstone revived
     delete: bool = False
+    versions: dict[str, FieldVector] = field(default_factory=dict)  # vectors that move
+    queued: list[Queued] = field(default_factory=list)  # concurrent edits held for review
+    resolutions: list[dict[str, Any]] = field(default_factory=list)  # automatic, for the audit
 
     @property
     def writes_record(self) -> bool:
@@ -92,6 +127,8 @@ def plan_upsert(registry: OwnershipRegistry, validate: Validator, target: Target
             plan.unchanged = [n for n in known if n not in plan.values]
         plan.stamps = dict.fromkeys(known, incoming)
         plan.create = creating and bool(plan.values)
+        if target.shared:
+            _move_vectors(plan, target, incoming)
         return plan
     # stored stamp (by identity) -> None when a field holding it passes admit's staleness checks
     # plainly; the refusal otherwise is made per field by admit itself
@@ -136,9 +173,46 @@ def plan_upsert(registry: OwnershipRegistry, validate: Validator, target: Target
                 plan.values[name] = value
                 plan.stamps[name] = moves[key] or incoming.after(current)
             continue
-        verdict = judge(
-            decision, incoming, current, same_value=name in data and data[name] == value
-        )
+        same = name in data and data[name] == value
+        if (
+            not same
+            and name in target.shared
+            and not is_causal(target.versions.get(name), writer_of(incoming))
+        ):
+            vector, writer = target.versions.get(name), writer_of(incoming)
+            if change.idempotency_key.startswith(RECEIPT_KEY_PREFIX):
+                # Our own write's receipt, landing after a newer value from another system
+                # (planned before it): the vendor now holds the older value, and the newer one
+                # is on its way there as a write of its own. Applying the receipt would revert
+                # the field until that write's receipt lands.
+                plan.refused.append(
+                    FieldRefusal(
+                        field=name, reason=RefusalReason.STALE,
+                        detail=f"the receipt of an earlier write; version "
+                        f"{vector.v if vector is not None else 0} is newer and goes to {writer}",
+                    )
+                )  # fmt: skip
+                if (moved := after_refusal(vector, writer, value_digest(value))) is not None:
+                    plan.versions[name] = moved
+                continue
+            if repeats(vector, writer, value_digest(value)):
+                # Not an edit: the writer still holds the value it had before another system's
+                # newer one (which write-back is taking to it). Its stamp may be newer than
+                # that value's (a vendor stamping records with the read time), so letting it
+                # through as a concurrent edit would undo the other system's change.
+                plan.refused.append(
+                    FieldRefusal(
+                        field=name, reason=RefusalReason.STALE,
+                        detail=f"{writer} repeats the value it held before version "
+                        f"{vector.v if vector is not None else 0}; not an edit",
+                    )
+                )  # fmt: skip
+                continue
+            _concurrent(plan, target, decision, incoming, current, name, value, data)
+            continue
+        verdict = judge(decision, incoming, current, same_value=same)
+        if verdict.refusal is not None and verdict.refusal.reason is RefusalReason.CONFLICT:
+            plan.resolutions.append(_resolution(decision, "policy", current, incoming, False))
         if verdict.verdict is Verdict.APPLY:
             plan.values[name] = value
         elif verdict.verdict is Verdict.UNCHANGED:
@@ -148,7 +222,71 @@ def plan_upsert(registry: OwnershipRegistry, validate: Validator, target: Target
         if verdict.restamp:
             plan.stamps[name] = incoming.after(current)
     plan.create = creating and bool(plan.values)
+    if target.shared:
+        _move_vectors(plan, target, incoming)
     return plan
+
+
+def _concurrent(
+    plan: Plan, target: Target, decision: Decision, incoming: Stamp, current: Stamp,
+    name: str, value: Any, data: Mapping[str, Any],
+) -> None:  # fmt: skip
+    """A concurrent edit of a shared field (``vectors.judge_concurrent``)."""
+    change = target.change
+    queue_id = conflict_id(change.tenant, change.idempotency_key, name)
+    outcome = judge_concurrent(decision, incoming, current, skew=target.skew, queue_id=queue_id)
+    if outcome.apply:
+        plan.values[name] = value
+        plan.stamps[name] = incoming.after(current)
+        plan.resolutions.append(_resolution(decision, outcome.how, current, incoming, True))
+        return
+    if outcome.refusal is not None:
+        plan.refused.append(outcome.refusal)
+    writer = writer_of(incoming)
+    if (moved := after_refusal(target.versions.get(name), writer, value_digest(value))) is not None:
+        plan.versions[name] = moved
+    if outcome.queue:
+        rule = decision.rule.label() if decision.rule is not None else ""
+        plan.queued.append(
+            Queued(queue_id, name, data.get(name), value, current, target.versions.get(name), rule)
+        )
+    else:
+        plan.resolutions.append(_resolution(decision, outcome.how, current, incoming, False))
+
+
+def _resolution(
+    decision: Decision, how: str, current: Stamp, incoming: Stamp, incoming_won: bool
+) -> dict[str, Any]:
+    """An automatic resolution of a shared field, as its ``conflict.resolved`` audit entry says
+    it: which rule, how (``policy`` for a causal edit under the declared policy; ``owner_wins`` /
+    ``newest_wins`` for a concurrent one), who won and who lost."""
+    rule = decision.rule
+    winner, loser = (incoming, current) if incoming_won else (current, incoming)
+    return {
+        "field": decision.field,
+        "rule": rule.label() if rule is not None else None,
+        "policy": decision.conflict.value if decision.conflict is not None else None,
+        "how": how,
+        "concurrent": how != "policy",
+        "winner": stamp_json(winner),
+        "loser": stamp_json(loser),
+    }
+
+
+def _move_vectors(plan: Plan, target: Target, incoming: Stamp) -> None:
+    """Shared fields applied get ``v`` bumped; shared fields found equal are held by the writer."""
+    writer = writer_of(incoming)
+    data = target.current.data if target.current is not None else {}
+    for name, value in plan.values.items():
+        if name in target.shared:
+            applied = value_digest(value)
+            plan.versions[name] = after_apply(target.versions.get(name), writer, applied)
+    for name in plan.unchanged:
+        if name not in target.shared:
+            continue
+        held = value_digest(data[name]) if name in data else None
+        if (moved := after_hold(target.versions.get(name), writer, held)) is not None:
+            plan.versions[name] = moved
 
 
 _ALLOWED = frozenset({Access.OWNER, Access.WRITER})

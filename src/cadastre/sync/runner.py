@@ -22,6 +22,10 @@ page that cannot be read at all (``malformed_page``: the connector hands it over
 after its retries; the body is set aside, the stream's read ends for this run, and its cursor stays
 where it was, so the next run reads that page again).
 
+A record the vendor says it merged into another (``RawRecord.merged_into``, a CRM contact merge)
+is not mapped: identity resolution handles it in the page's transaction (``identity.merging``:
+cross-references and links re-pointed, the merged record tombstoned), counted in ``merged``.
+
 A watchdog guards every run: with no page committed for ``stall_seconds``, or past
 ``max_seconds`` in all, it cancels the run (a hung vendor call included, wherever it waits), counts
 it ``timed_out`` and raises ``SyncTimedOut``, so the worker is free for the next job. What was
@@ -36,17 +40,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from cadastre.contract import Change
+from cadastre.contract import Change, Operation
 from cadastre.errors import SyncTimedOut, Transient
 from cadastre.mapping import RecordMapper
 from cadastre.ports import RawPage, RawRecord, SourceConnector
 from cadastre.sync.engine import BACKWARDS, CursorAdvance, PreparedBatch, QuarantineDraft
+from cadastre.sync.identity import Merge, merge_of, merging
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -54,6 +60,8 @@ if TYPE_CHECKING:
     from cadastre.observe import Metrics
     from cadastre.ports import Clock, Store
     from cadastre.sync.engine import BatchItem, SyncEngine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,6 +74,10 @@ class SyncTally:
     duplicates: int = 0
     refused: int = 0
     superseded: int = 0  # older than the version held, skipped (pushed records, out of order)
+    merged: int = 0  # vendor merges (RawRecord.merged_into) handed to identity resolution
+    # merges whose changes did not all go through (the merged record not wholly tombstoned, a
+    # ContactKey refused): logged one by one; counted apart from ``merged``
+    merges_incomplete: int = 0
     quarantined: int = 0  # records set aside (a malformed page counts in unreadable_pages)
     pages: int = 0
     unreadable_pages: int = 0
@@ -78,7 +90,7 @@ class SyncTally:
         """Records accounted for in the store (written, deleted, unchanged, already applied,
         refused): with ``quarantined``, every record fetched."""
         return (self.created + self.updated + self.deleted + self.unchanged + self.duplicates
-                + self.refused + self.superseded)  # fmt: skip
+                + self.refused + self.superseded + self.merged)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -246,6 +258,12 @@ class SyncRunner:
             now = self._clock.now()  # the page's arrival, for the records' freshness
             for raw in raw_page.records:
                 mapper = mappers.get(raw.stream) or fallback
+                if raw.merged_into is not None:  # identity resolution's, not mapping's
+                    merge = merge_of(raw, tenant=tenant, connection=connection, system=system,
+                                     entity=mapper.entity)  # fmt: skip
+                    if merge is not None:
+                        page.merges.append(merge)
+                        continue
                 mapped = mapper.map(
                     raw, tenant=tenant, connection=connection, system=system, now=now
                 )
@@ -306,10 +324,18 @@ class SyncRunner:
 
         raw = page.raw
         advance = CursorAdvance(tenant, connection, raw.stream, raw.cursor)
+        merges = merging(page.merges, self._clock) if page.merges else None
         items = await self._engine.apply_batch(
             page.changes, cursor=advance, quarantine=page.drafts, on_reject=on_reject,
-            refuse_backwards=True, prepared=page.prepared,
+            refuse_backwards=True, prepared=page.prepared, before=merges,
         )  # fmt: skip
+        tally.merged += len(page.merges)
+        for item in items[len(page.changes) :]:  # the merges' own changes are counted as merges
+            if (why := _merge_fell_short(item)) is not None:
+                tally.merges_incomplete += 1
+                log.warning("merge on %s: %s %s %s", connection, item.change.entity,
+                            item.change.canonical_id, why)  # fmt: skip
+        items = items[: len(page.changes)]
         tally.pages += 1
         tally.fetched += len(raw.records)
         if raw.expected is not None and tally.expected is None:
@@ -330,6 +356,18 @@ class SyncRunner:
             lag = (self._clock.now() - newest).total_seconds()
             gauge = self._metrics.gauge("cadastre_sync_lag_seconds")
             gauge.labels(connection=connection, stream=page.stream).set(max(0.0, lag))
+
+
+def _merge_fell_short(item: BatchItem) -> str | None:
+    """Why one of a merge's changes (the tombstone, a ContactKey) did not go through, or None."""
+    result = item.result
+    if result is None:
+        return f"was rejected: {item.error}"
+    if result.refused:
+        return "was refused: " + "; ".join(f"{r.field} ({r.detail})" for r in result.refused)
+    if item.change.operation is Operation.DELETE and result.applied and not result.deleted:
+        return f"was only partly deleted (fields {', '.join(result.applied)} remain)"
+    return None
 
 
 class _Watchdog:
@@ -412,6 +450,7 @@ class _Page:
     payloads: dict[str, RawRecord] = field(default_factory=dict)  # by idempotency key
     reasons: Counter[str] = field(default_factory=Counter)
     prepared: PreparedBatch | None = None  # its changes validated ahead, by the engine
+    merges: list[Merge] = field(default_factory=list)  # applied in the page's transaction
 
 
 def _one_copy_per_key(page: _Page, connection: str) -> None:

@@ -13,8 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 from cadastre.contract.changes import ApplyResult
 from cadastre.contract.events import EventEnvelope, entity_event_type
-from cadastre.ports import AuditDraft, ExternalRef, ProvenanceWrite, RecordWrite, StoredRecord
-from cadastre.sync.origin import Stamp, event_source
+from cadastre.ports import (
+    AuditDraft,
+    Conflict,
+    ExternalRef,
+    FieldVector,
+    ProvenanceWrite,
+    RecordWrite,
+    StoredRecord,
+)
+from cadastre.sync.origin import Stamp, event_source, stamp_of
+from cadastre.sync.vectors import stamp_json
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -36,6 +45,13 @@ class WriteSet:
     link: ExternalRef | None = None
     events: list[EventEnvelope] = field(default_factory=list)
     audit: list[AuditDraft] = field(default_factory=list)
+    # the record's whole vector map once this write's moves are in (None: no vector moved)
+    versions: Mapping[str, FieldVector] | None = None
+    conflicts: list[Conflict] = field(default_factory=list)  # for the review queue
+    # False for the extra records one change writes (a ledger entry's reversal): the change's
+    # result goes into the idempotency ledger once, with its main write
+    ledger: bool = True
+    repoint: ExternalRef | None = None  # re-link the change's external id to this record
 
 
 def build_writes(target: Target, plan: Plan, *, now: datetime, link: bool) -> WriteSet:
@@ -78,7 +94,53 @@ def build_writes(target: Target, plan: Plan, *, now: datetime, link: bool) -> Wr
         _record_write(writes, target, plan, now)
     if plan.refused:
         _record_refusal(writes, target, now)
+    if plan.versions:
+        writes.versions = {**target.versions, **plan.versions}
+    if plan.queued or plan.resolutions:
+        _record_conflicts(writes, target, plan, now)
     return writes
+
+
+def _record_conflicts(writes: WriteSet, target: Target, plan: Plan, now: datetime) -> None:
+    change = target.change
+    incoming = stamp_of(change.origin)
+    for item in plan.queued:
+        conflict = Conflict(
+            id=item.id, entity=change.entity, record_id=target.canonical_id, field=item.field,
+            current={"value": item.current, "stamp": stamp_json(item.current_stamp)},
+            incoming={"value": item.incoming, "stamp": stamp_json(incoming),
+                      "idempotency_key": change.idempotency_key,
+                      "external_id": change.origin.external_id},
+            vector=item.vector.to_json() if item.vector is not None else {"v": 0, "seen": {}},
+            rule=item.rule, created_at=now,
+        )  # fmt: skip
+        writes.conflicts.append(conflict)
+        writes.audit.append(
+            AuditDraft(
+                actor="sync",
+                action="conflict.queued",
+                entity=change.entity,
+                entity_id=target.canonical_id,
+                detail={
+                    "conflict": item.id,
+                    "field": item.field,
+                    "rule": item.rule,
+                    "current": conflict.current["stamp"],
+                    "incoming": conflict.incoming["stamp"],
+                    "vector": conflict.vector,
+                },
+            )
+        )
+    for resolution in plan.resolutions:
+        writes.audit.append(
+            AuditDraft(
+                actor="sync",
+                action="conflict.resolved",
+                entity=change.entity,
+                entity_id=target.canonical_id,
+                detail={**resolution, "idempotency_key": change.idempotency_key},
+            )
+        )
 
 
 def _provenance(
@@ -194,9 +256,23 @@ async def flush(uow: UnitOfWork, batch: list[WriteSet]) -> list[StoredRecord]:
     # order means two batches wait for each other in turn instead of deadlocking.
     links = sorted((w.link for w in batch if w.link is not None), key=_link_order)
     await uow.xref.link_many(links)
+    for w in batch:
+        if w.repoint is not None:
+            await uow.identities.repoint_external(w.repoint)
     await uow.outbox.add_many([e for w in batch for e in w.events])
     await uow.audit.append_many([a for w in batch for a in w.audit])
-    await uow.applied.put_many(sorted((w.result for w in batch), key=lambda r: r.idempotency_key))
+    await uow.applied.put_many(
+        sorted((w.result for w in batch if w.ledger), key=lambda r: r.idempotency_key)
+    )
+    versions: dict[str, dict[str, Mapping[str, FieldVector]]] = {}
+    for w in batch:
+        if w.versions is not None:
+            versions.setdefault(w.result.entity, {})[w.result.canonical_id] = w.versions
+    for entity, vectors in versions.items():
+        await uow.conflicts.put_versions(entity, vectors)
+    queued = [c for w in batch for c in w.conflicts]
+    if queued:
+        await uow.conflicts.add_many(queued)
     return stored
 
 
