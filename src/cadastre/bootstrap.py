@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -18,6 +19,7 @@ from cadastre.clock import SystemClock
 from cadastre.config import Settings
 from cadastre.connectors import AuthSpec, available, connector_spec
 from cadastre.directory import ConnectionService, KeyService, TenantService
+from cadastre.directory.idempotency import IdempotencyReaper
 from cadastre.errors import (
     CadastreError,
     ConfigurationError,
@@ -49,7 +51,9 @@ from cadastre.ports import (
     RateLimitBackend,
     SourceConnector,
     Store,
+    TargetConnector,
     TokenEndpoint,
+    WritebackMode,
 )
 from cadastre.store import PostgresLockBackend, PostgresStore, open_store
 from cadastre.sync import (
@@ -61,9 +65,13 @@ from cadastre.sync import (
     SyncTally,
 )
 from cadastre.sync.drift import check_drift
+from cadastre.sync.identity import Thresholds
+from cadastre.sync.identity_consumer import IdentityConsumer
+from cadastre.sync.identity_service import IdentityService
 from cadastre.sync.pacing import report_mass_updates, report_unread_streams
 from cadastre.sync.reconcile import KeyReconciler, ReconcileGuard, ReconcileReport
 from cadastre.sync.scheduler import Job
+from cadastre.sync.writeback_service import WriteBack
 from cadastre.vault import (
     Defaults,
     EnvMasterKeys,
@@ -147,10 +155,39 @@ class Hub:
         # issue 7 parts add theirs here, each one line: webhooks-out dispatcher (a bus
         # consumer), then the outbox relay, the webhook normaliser, the delivery sender.
         workers.append(self.webhooks.dispatcher(self.bus))
+        workers.append(IdentityConsumer(self.bus, self.store, self.engine, self.identities,
+                                        metrics=self.metrics))  # fmt: skip
         workers.append(self.relay)
         workers.append(self.webhooks_in.normaliser(self))
         workers.append(self.webhooks.sender())
+        workers.append(self.writeback.propagator(self.bus))  # write-back: vendor -> vendor
+        workers.append(self.writeback.worker())  # write-back: targets -> their vendors
+        keep = timedelta(hours=self.settings.idempotency_keep_hours)  # API Idempotency-Key
+        workers.append(IdempotencyReaper(self.store, self.clock, keep=keep))
         return workers
+
+    @functools.cached_property
+    def writeback(self) -> WriteBack:
+        """Write-back (docs/writeback.md): platform writes routed to each field's owner, the
+        worker that sends them, modes and kill switches."""
+        settings = self.settings
+        return WriteBack(
+            self.store, self.registry, self.clock, self.engine, _HubTargets(self),
+            lease=settings.writeback_lease_seconds, poll=settings.writeback_poll_seconds,
+            max_attempts=settings.writeback_max_attempts,
+            echo_keep=timedelta(days=settings.writeback_echo_days), metrics=self.metrics,
+        )  # fmt: skip
+
+    @property
+    def identities(self) -> IdentityService:
+        """Identity links (docs/identity.md): the matcher, links by hand, the backlog scan."""
+        try:
+            thresholds = Thresholds(self.settings.identity_auto_link,
+                                    self.settings.identity_suggest)  # fmt: skip
+        except ValueError as exc:
+            raise ConfigurationError(f"CADASTRE_IDENTITY_*: {exc}") from None
+        return IdentityService(self.store, self.engine, self.clock, thresholds,
+                               metrics=self.metrics)  # fmt: skip
 
     async def close(self) -> None:
         for source in [*self._sources.values(), *self._retired.values()]:
@@ -521,6 +558,25 @@ class Hub:
         )  # fmt: skip
 
 
+class _HubTargets:
+    """Write-back's way to connectors (``sync.writeback.TargetDirectory``): the connection's
+    connector as syncs open it (``Hub.open_source``), when it takes writes."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    async def target(self, tenant: str, connection: Connection) -> TargetConnector | None:
+        connector = (await self._hub.open_source(tenant, connection.name)).connector
+        return connector if isinstance(connector, TargetConnector) else None
+
+    def default_mode(self, connection: Connection) -> WritebackMode:
+        try:
+            spec = connector_spec(connection.connector)
+        except ConfigurationError:
+            return WritebackMode.SHADOW  # unknown connector: send nothing
+        return WritebackMode(getattr(spec, "default_writeback_mode", "live"))
+
+
 async def bootstrap(
     settings: Settings | None = None, *, clock: Clock | None = None, migrate: bool = True,
     configure_logs: bool = True,
@@ -556,7 +612,10 @@ async def bootstrap(
     vault = Vault(store, master_keys(settings), clock)
     locks = lock_backend(settings, store)
     metrics = Metrics()
-    engine = SyncEngine(store, registry, clock, metrics=metrics)
+    engine = SyncEngine(
+        store, registry, clock, metrics=metrics, conflict_skew=settings.conflict_skew_seconds
+    )
+    engine.echo_keep = timedelta(days=settings.writeback_echo_days)  # write-back echoes
     runner = SyncRunner(
         engine, store, clock, metrics=metrics, stall_seconds=settings.sync_stall_seconds,
         max_seconds=settings.sync_max_seconds,

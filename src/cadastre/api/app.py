@@ -11,7 +11,11 @@ from fastapi import FastAPI
 
 import cadastre
 from cadastre.api.changes import router as changes_router
+from cadastre.api.conflicts import router as conflicts_router
 from cadastre.api.connections import router as connections_router
+from cadastre.api.entities import router as entities_router
+from cadastre.api.idempotency import install as install_idempotency
+from cadastre.api.identities import router as identities_router
 from cadastre.api.listings import router as listings_router
 from cadastre.api.oauth import router as oauth_router
 from cadastre.api.problems import HANDLERS, CatchAll
@@ -19,6 +23,7 @@ from cadastre.api.reso import router as reso_router
 from cadastre.api.subscriptions import router as subscriptions_router
 from cadastre.api.webhooks_in import IntakeFirst
 from cadastre.api.webhooks_in import mount as mount_webhooks_in
+from cadastre.api.writes import router as writes_router
 from cadastre.bootstrap import Hub
 
 DESCRIPTION = """The unified read API of Cadastre.
@@ -48,12 +53,17 @@ def create_app(hub: Hub) -> FastAPI:
     for exception, handler in HANDLERS.items():
         app.add_exception_handler(exception, handler)
     app.add_middleware(CatchAll)
+    install_idempotency(app)  # Idempotency-Key on every /v1 write; outside CatchAll
     app.include_router(listings_router)
     app.include_router(connections_router)
     app.include_router(oauth_router)
     app.include_router(reso_router)
     app.include_router(subscriptions_router)
+    app.include_router(identities_router)
     app.include_router(changes_router)
+    app.include_router(entities_router)  # write-back: read and write every entity
+    app.include_router(writes_router)
+    app.include_router(conflicts_router)
     mount_webhooks_in(app)  # for the OpenAPI document: IntakeFirst answers the requests
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")

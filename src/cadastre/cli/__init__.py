@@ -6,10 +6,12 @@ import typer
 
 from cadastre.cli import (
     audit,
+    conflicts,
     connections,
     credentials,
     deliveries,
     demo,
+    identities,
     keys,
     mappings,
     ownership,
@@ -22,6 +24,7 @@ from cadastre.cli import (
     tenants,
     vault,
     webhooks_in,
+    writes,
 )
 
 app = typer.Typer(
@@ -39,6 +42,7 @@ app.add_typer(connections.app, name="connections")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(vault.app, name="vault")
 app.add_typer(audit.app, name="audit")
+app.add_typer(conflicts.app, name="conflicts")
 app.add_typer(ownership.app, name="ownership")
 app.add_typer(schema.app, name="schema")
 app.add_typer(mappings.app, name="mappings")
@@ -46,6 +50,9 @@ app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(subscriptions.app, name="subscriptions")
 app.add_typer(deliveries.app, name="deliveries")
 app.add_typer(webhooks_in.app, name="webhooks")
+app.add_typer(writes.writes_app, name="writes")
+app.add_typer(writes.writeback_app, name="writeback")
+app.add_typer(identities.app, name="identities")
 
 
 def main() -> None:

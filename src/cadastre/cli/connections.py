@@ -12,7 +12,9 @@ from cadastre.bootstrap import Hub
 from cadastre.cli.runtime import console, read_text_file, run, write_text_file
 from cadastre.config import describe_validation_error
 from cadastre.connectors import connector_spec
+from cadastre.connectors.claims import check_connections
 from cadastre.directory import ConnectionSpec
+from cadastre.directory.connections import parse_connections_yaml
 from cadastre.errors import ConfigurationError
 
 app = typer.Typer(help="The connection registry (configuration as code).", no_args_is_help=True)
@@ -61,6 +63,7 @@ def add(
             raise ConfigurationError(describe_validation_error(exc)) from None
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
+        await check_claims(hub, tenant, [spec])
         if parsed.get("ingestion", "poll") != "poll":
             # Checked now rather than at the first scheduled run: with a connector that cannot
             # read webhooks, or a misspelt mode, every one of its syncs would fail.
@@ -137,7 +140,12 @@ def import_(
 ) -> None:
     """Create or update connections from YAML; the whole file is checked before any write."""
     text = read_text_file(file)
-    outcome = run(lambda hub: hub.connections.import_yaml(tenant, text))
+
+    async def work(hub: Hub) -> dict[str, str]:
+        await check_claims(hub, tenant, parse_connections_yaml(text).connections)
+        return await hub.connections.import_yaml(tenant, text)
+
+    outcome = run(work)
     for name, what in outcome.items():
         console.print(f"{name}: {what}")
 
@@ -155,3 +163,13 @@ def export(
     else:
         write_text_file(out, text)
         console.print(f"wrote {out}")
+
+
+async def check_claims(hub: Hub, tenant: str, adding: list[ConnectionSpec] | None = None) -> None:
+    """Refuse ownership drift (``cadastre.ownership.claims``): the tenant's connections, with
+    ``adding`` in place of any of the same name, checked against the registry and each other."""
+    found = {c.name: (c.name, c.system, c.connector, c.config)
+             for c in await hub.connections.all(tenant)}  # fmt: skip
+    for spec in adding or []:
+        found[spec.name] = (spec.name, spec.system, spec.connector, spec.config)
+    check_connections(hub.registry, found.values())

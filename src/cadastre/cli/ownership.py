@@ -11,7 +11,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cadastre.cli.runtime import console, fail, print_error
+from cadastre.cli.runtime import console, fail, print_error, read_text_file
+from cadastre.connectors.claims import check_connections
+from cadastre.directory.connections import parse_connections_yaml
 from cadastre.errors import ConfigurationError
 from cadastre.ownership import OwnershipRegistry, default_registry_text, parse_registry
 
@@ -22,6 +24,12 @@ app = typer.Typer(help="The system-of-record registry: who owns which field.", n
 def check(
     file: Path = typer.Argument(..., help="the registry YAML to check"),
     strict: bool = typer.Option(False, "--strict", help="also fail when a field has no owner"),
+    connections: Path | None = typer.Option(
+        None,
+        "--connections",
+        help="a connections YAML (as `connections import` reads): also refuse ownership drift - "
+        "claims of its connections that contradict FILE or each other",
+    ),
 ) -> None:
     """Validate FILE against the canonical contract: exit 0 if valid, 1 if not, 2 if unreadable."""
     # Read here, not in the loader, so that an unreadable file (missing, a folder, not UTF-8)
@@ -38,10 +46,24 @@ def check(
         # the consoles print data verbatim: a message may hold brackets ("Listing.[A-Z]*")
         print_error(str(exc))
         raise typer.Exit(1) from None
+    if connections is not None:
+        _check_drift(registry, connections)
     uncovered = _summarise(registry)
     if uncovered and strict:
         fail(f"{uncovered} field(s) have no owner (--strict)", 1)
     console.print(Text.assemble(("valid", "green"), f": {file}"))
+
+
+def _check_drift(registry: OwnershipRegistry, file: Path) -> None:
+    text = read_text_file(file, "connections file")
+    try:
+        document = parse_connections_yaml(text)
+        check_connections(
+            registry, [(c.name, c.system, c.connector, c.config) for c in document.connections]
+        )
+    except ConfigurationError as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from None
 
 
 @app.command("default")
@@ -52,7 +74,7 @@ def default() -> None:
 
 
 def _summarise(registry: OwnershipRegistry) -> int:
-    rules = Table("#", "match", "owner", "writers", "conflict", title="rules")
+    rules = Table("#", "match", "owner", "writers", "conflict", "platform", title="rules")
     for rule in registry.rules:
         rules.add_row(
             str(rule.index),
@@ -60,9 +82,12 @@ def _summarise(registry: OwnershipRegistry) -> int:
             rule.owner,
             ", ".join(sorted(rule.writers)) or "-",
             rule.conflict.value if rule.conflict else "-",
+            rule.platform.value,
         )
     console.print(rules)
-    coverage = Table("entity", "fields", "record owner", "shared", "no owner", title="coverage")
+    coverage = Table(
+        "entity", "fields", "record owner", "shared", "API writes", "no owner", title="coverage"
+    )
     uncovered_total = 0
     shared = registry.shared_fields()
     for entity in registry.entities():
@@ -73,6 +98,7 @@ def _summarise(registry: OwnershipRegistry) -> int:
             str(len(registry.fields(entity))),
             registry.record_owner(entity) or Text("none", style="red"),
             str(sum(1 for e, _, _ in shared if e == entity)),
+            str(len(registry.routed_fields(entity))),
             ", ".join(sorted(uncovered)) or "-",
         )
     console.print(coverage)

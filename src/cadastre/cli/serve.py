@@ -143,7 +143,10 @@ def serve(
 async def _serve(hub: Hub, host: str, port: int, schedule: bool | None = None) -> None:
     # Imported here: FastAPI costs every other command a fifth of a second at start-up.
     from cadastre.api import create_app
+    from cadastre.cli.connections import check_claims
 
+    for tenant in await hub.tenants.all():  # ownership drift stops the hub before it serves
+        await check_claims(hub, tenant.id)
     # The background workers (outbox relay, bus consumers, webhook normaliser, deliveries) run
     # while the API serves; they stop after it, so an accepted webhook is not left unread.
     async with (

@@ -88,6 +88,22 @@ SPECS: tuple[MetricSpec, ...] = (
     # store
     MetricSpec("cadastre_audit_entries_total", "counter",
                "Entries appended to the hash-chained audit log.", ("tenant",)),
+    # write-back (issue 8)
+    MetricSpec("cadastre_writeback_targets_total", "counter",
+               "Write-back targets settled, by their new state (applied, failed, shadowed, ...).",
+               ("tenant", "connection", "state")),
+    MetricSpec("cadastre_writeback_recoveries_total", "counter",
+               "Write-back targets found sending after a crash (or a possibly sent attempt) "
+               "and recovered by resend or read-back.", ("tenant", "connection")),
+    MetricSpec("cadastre_writeback_echoes_dropped_total", "counter",
+               "Vendor changes recognised as the echo of our own write-back and dropped.",
+               ("tenant", "connection")),
+    # identity resolution (issue 8)
+    MetricSpec("cadastre_identity_links_total", "counter",
+               "Identity links made or changed, by their new state.", ("state",)),
+    MetricSpec("cadastre_identity_propagations_total", "counter",
+               "Linked person fields carried to the linked record: applied, equal, refused.",
+               ("outcome",)),
 )  # fmt: skip
 
 _KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
