@@ -174,12 +174,14 @@ class BearerToken:
 
 
 class ApiKey:
-    """A static key in a header (``meta.header``) or the query (``meta.query``)."""
+    """A static key in a header (``meta.header``) or the query (``meta.query``); for a key pair
+    (Buildium), the non-secret client id ``meta.id`` in ``meta.id_header`` beside it."""
 
     def __init__(self, auth: VaultAuth) -> None:
         self._auth = auth
         self._header = auth.meta.get("header")
         self._query = auth.meta.get("query")
+        self._id_header, self._id = auth.meta.get("id_header"), auth.meta.get("id")
         if not (self._header or self._query):
             raise ConfigurationError(
                 f"credential {auth.credential!r}: an API key needs a header or a query parameter"
@@ -191,6 +193,8 @@ class ApiKey:
     async def apply(self, request: httpx.Request) -> None:
         a = self._auth
         key = (await a.tokens.secrets(a.tenant, a.credential, actor=a.actor))["api_key"]
+        if self._id_header and self._id:
+            request.headers[str(self._id_header)] = str(self._id)
         if self._query:
             request.url = request.url.copy_set_param(str(self._query), key.reveal())
         else:

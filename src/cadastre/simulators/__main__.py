@@ -1,6 +1,7 @@
 """``python -m cadastre.simulators reso --port 0 --records 50000 --seed 7 [--dialect mlsgrid]``, or
 ``python -m cadastre.simulators auth --port 0 --rotation single_use --token-ttl 1800``, or
-``python -m cadastre.simulators rets --port 0 --max-rows 100 --ignore-offset``
+``python -m cadastre.simulators rets --port 0 --max-rows 100 --ignore-offset``, or
+``python -m cadastre.simulators buildium --port 0 --units 40 --seed 7``
 
 Starts a simulator in this process, writes one line ``ready http://127.0.0.1:<port>`` to stdout
 once it is listening (benchmarks and scripts wait for it), then serves until SIGTERM or SIGINT.
@@ -23,7 +24,9 @@ from typing import TYPE_CHECKING, Literal
 import orjson
 
 from cadastre.simulators.auth import DEFAULT_REDIRECT_URI, ROTATIONS, AuthSettings, AuthSimulator
+from cadastre.simulators.buildium import BuildiumSimulator
 from cadastre.simulators.faults import FaultProfile
+from cadastre.simulators.quickbooks import DEFAULT_REALM, QuickBooksSimulator
 from cadastre.simulators.ratelimit import RATE_LIMIT_HEADERS, RateLimit
 from cadastre.simulators.reso import ResoSimulator, dialect_names, load_dialect
 from cadastre.simulators.rets import RetsSimulator
@@ -77,7 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _auth_parser(vendors)
     _rets_parser(vendors)
+    _buildium_parser(vendors)
+    _hubspot_parser(vendors)
+    _quickbooks_parser(vendors)
     return parser
+
+
+def _hubspot_parser(vendors: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    hubspot = vendors.add_parser("hubspot", help="a HubSpot CRM (OAuth2, contacts and deals)")
+    hubspot.add_argument("--host", default="127.0.0.1")
+    hubspot.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    hubspot.add_argument("--contacts", type=int, default=0)
+    hubspot.add_argument("--deals", type=int, default=0)
+    hubspot.add_argument("--client-id", default="demo-client")
+    hubspot.add_argument("--client-secret", default="demo-secret")
+    hubspot.add_argument("--token-ttl", type=float, default=1800.0)
+    hubspot.add_argument("--faults", type=_faults, default=None, metavar="JSON")
 
 
 def _rets_parser(vendors: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,6 +112,33 @@ def _rets_parser(vendors: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rets.add_argument("--password", default="demo-password")
     rets.add_argument("--rate-limit", type=_rate_limit, default=None, metavar="N[/SECONDS]")
     rets.add_argument("--faults", type=_faults, default=None, metavar="JSON")
+
+
+def _buildium_parser(vendors: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pms = vendors.add_parser("buildium", help="a Buildium PMS account (units, leases, tenants)")
+    pms.add_argument("--host", default="127.0.0.1")
+    pms.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    pms.add_argument("--units", type=int, default=40)
+    pms.add_argument("--seed", type=int, default=7)
+    pms.add_argument("--client-id", default="demo-client-id")
+    pms.add_argument("--client-secret", default="demo-client-secret")
+    pms.add_argument("--rate-limit", type=_rate_limit, default=None, metavar="N[/SECONDS]",
+                     help="instead of the vendor's 10 requests a second")  # fmt: skip
+    pms.add_argument("--no-rate-limit", action="store_true")
+    pms.add_argument("--faults", type=_faults, default=None, metavar="JSON")
+
+
+def _quickbooks_parser(vendors: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    qbo = vendors.add_parser("quickbooks", help="QuickBooks Online (OAuth2, CDC, SyncToken)")
+    qbo.add_argument("--host", default="127.0.0.1")
+    qbo.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    qbo.add_argument("--realm", action="append", default=None, help="repeatable company id")
+    qbo.add_argument("--client-id", default="qbo-client")
+    qbo.add_argument("--client-secret", default="qbo-secret")
+    qbo.add_argument("--per-minute", type=int, default=500, help="requests a minute per realm")
+    qbo.add_argument("--per-second", type=int, default=10, help="a second per realm and app")
+    qbo.add_argument("--rotate-after", type=float, default=86400.0, help="refresh token age")
+    qbo.add_argument("--faults", type=_faults, default=None, metavar="JSON")
 
 
 def _auth_parser(vendors: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -180,6 +225,26 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
             password=args.password,
             api_keys=args.api_key,
         )
+    if args.vendor == "buildium":
+        return BuildiumSimulator(
+            units=args.units, seed=args.seed, client_id=args.client_id,
+            client_secret=args.client_secret, faults=args.faults,
+            rate_limit=None if args.no_rate_limit else (args.rate_limit or "vendor"),
+        )  # fmt: skip
+    if args.vendor == "hubspot":
+        from cadastre.simulators.hubspot import HubSpotSimulator
+
+        return HubSpotSimulator(
+            client_id=args.client_id, client_secret=args.client_secret,
+            token_ttl=args.token_ttl, contacts=args.contacts, deals=args.deals,
+            faults=args.faults,
+        )  # fmt: skip
+    if args.vendor == "quickbooks":
+        return QuickBooksSimulator(
+            realms=tuple(args.realm or (DEFAULT_REALM,)), client_id=args.client_id,
+            client_secret=args.client_secret, per_minute=args.per_minute,
+            per_second=args.per_second, rotate_after=args.rotate_after, faults=args.faults,
+        )  # fmt: skip
     if args.vendor == "rets":
         return RetsSimulator(
             records=args.records, seed=args.seed, username=args.username,

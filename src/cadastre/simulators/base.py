@@ -112,6 +112,14 @@ class Simulator:
         """Extra ``/admin/...`` endpoints of one vendor (never faulted or rate limited)."""
         return []
 
+    def throttled(self, retry_after: int) -> tuple[Any, dict[str, str]]:
+        """The body and headers of the vendor's own 429 (``retry_after``: whole seconds until a
+        slot frees). Default: an OData error with ``Retry-After``; a vendor that sends no
+        ``Retry-After`` or another error shape overrides it."""
+        return odata_error("TooManyRequests", "rate limit exceeded"), {
+            "Retry-After": str(retry_after)
+        }
+
     # ------------------------------------------------------------------------- live settings
 
     @property
@@ -169,9 +177,8 @@ class Simulator:
             budget = self._limiter.headers(style, now) if style is not None else {}
             if not admission.admitted:
                 self.stats.rate_limit_violations += 1
-                body = odata_error("TooManyRequests", "rate limit exceeded")
-                headers = {"Retry-After": str(admission.retry_after), **budget}
-                await send_json(send, 429, body, headers)
+                body, headers = self.throttled(admission.retry_after)
+                await send_json(send, 429, body, {**headers, **budget})
                 return
             if budget:
                 send = _with_headers(send, budget)

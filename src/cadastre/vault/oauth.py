@@ -31,9 +31,15 @@ from cadastre.ports import Secret
 if TYPE_CHECKING:
     from cadastre.ports import EndpointReply
 
-# OAuth2 error codes meaning "this client, or this grant, may not have a token" (RFC 6749 5.2)
-REFUSALS = frozenset({"invalid_client", "unauthorized_client", "invalid_grant"})
+# OAuth2 error codes meaning "this client, or this grant, may not have a token" (RFC 6749 5.2),
+# and the same refusals in vendor dialects: HubSpot answers 400 {"status": "BAD_REFRESH_TOKEN"}
+# (a revoked or uninstalled grant) or BAD_CLIENT_ID / BAD_CLIENT_SECRET instead of an `error`.
+REFUSALS = frozenset({
+    "invalid_client", "unauthorized_client", "invalid_grant",
+    "BAD_REFRESH_TOKEN", "BAD_CLIENT_ID", "BAD_CLIENT_SECRET",
+})  # fmt: skip
 _ERROR_CODE = re.compile(r"[a-z_]{1,64}")
+_VENDOR_STATUS = re.compile(r"[A-Z_]{1,64}")  # HubSpot's `status`: a code, never free text
 MAX_LIFETIME = 366 * 86400.0  # a longer expires_in is read as a year
 
 
@@ -131,11 +137,17 @@ def _reason(status: int) -> str:
 
 
 def _oauth_error(content: bytes) -> str:
-    """The ``error`` code of an OAuth2 error body, if it looks like one. Only the code: a vendor's
-    ``error_description`` is free text that may quote what we sent."""
+    """The ``error`` code of an OAuth2 error body (else a vendor's upper-case ``status`` code, as
+    HubSpot sends), if it looks like one. Only the code: a vendor's ``error_description`` or
+    ``message`` is free text that may quote what we sent."""
     try:
         body = orjson.loads(content)
     except orjson.JSONDecodeError:
         return ""
-    code = body.get("error") if isinstance(body, dict) else None
-    return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else ""
+    if not isinstance(body, dict):
+        return ""
+    code = body.get("error")
+    if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
+        return code
+    status = body.get("status")
+    return status if isinstance(status, str) and _VENDOR_STATUS.fullmatch(status) else ""

@@ -64,6 +64,10 @@ class AuthorizationCodeMeta(ClientCredentialsMeta):
 class ApiKeyMeta(SchemeMeta):
     header: str | None = "X-Api-Key"
     query: str | None = None  # the query parameter, for vendors that want the key in the URL
+    # Vendors whose key is a pair (Buildium: x-buildium-client-id + x-buildium-client-secret):
+    # the non-secret client id, sent in `id_header` beside the key (the secret stays `api_key`).
+    id_header: str | None = None
+    id: str | None = None
     rotate_url: str | None = None  # the vendor's key-rotation endpoint, if it has one
     rotate_every_days: float | None = Field(default=None, gt=0)
     rotated_at: str | None = None  # ISO 8601, set by the hub
@@ -140,8 +144,14 @@ def check(name: str, scheme: str, fields: set[str], meta: dict[str, Any]) -> dic
             f"{', '.join((*spec.needs, *spec.may))}"
         )
     try:
-        return spec.meta.model_validate(meta).model_dump(mode="json")
+        checked = spec.meta.model_validate(meta)
     except ValidationError as exc:
         raise ConfigurationError(
             f"credential {name!r} ({scheme}): {describe_validation_error(exc)}"
         ) from None
+    if isinstance(checked, ApiKeyMeta) and (checked.id_header is None) != (checked.id is None):
+        raise ConfigurationError(
+            f"credential {name!r} ({scheme}): id_header and id go together (the header and the "
+            "client id it carries)"
+        )
+    return checked.model_dump(mode="json")

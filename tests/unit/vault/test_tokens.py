@@ -17,6 +17,7 @@ from cadastre.errors import (
     CredentialNeedsReauth,
     RequestNotSent,
     StoreUnavailable,
+    VendorRejected,
     VendorUnavailable,
 )
 from cadastre.ports import CredentialStatus, EndpointReply, Secret
@@ -260,6 +261,36 @@ async def test_a_refused_refresh_stops_with_one_alert_and_no_more_requests() -> 
     stored = await kit.vault.stored(TENANT, "xero")
     assert stored.status is CredentialStatus.NEEDS_REAUTH
     assert "invalid_grant" in stored.status_reason
+
+
+@pytest.mark.parametrize("status", ["BAD_REFRESH_TOKEN", "BAD_CLIENT_ID", "BAD_CLIENT_SECRET"])
+async def test_hubspots_dead_refresh_token_is_a_refused_grant_too(status: str) -> None:
+    # HubSpot answers a dead refresh token (app uninstalled, token revoked) 400 with its own body,
+    # not RFC 6749's {"error": "invalid_grant"}: it must stop too, not be retried for ever.
+    clock = FakeClock()
+    kit = VaultKit(clock)
+    await authorization_code(kit, name="hubspot")
+    body = {"status": status, "message": "missing or invalid refresh token",
+            "correlationId": "0b1f7a52-1c57-4bd4-9a2a-0c4f2e6d1f00"}  # fmt: skip
+    endpoint = Endpoint(lambda form: ok(body, 400))
+    for _ in range(5):
+        with pytest.raises(CredentialNeedsReauth):
+            await token(kit, endpoint, "hubspot")
+        clock.advance(3600)
+    assert len(endpoint.forms) == 1
+    stored = await kit.vault.stored(TENANT, "hubspot")
+    assert stored.status is CredentialStatus.NEEDS_REAUTH
+    assert status in stored.status_reason
+    assert "missing or invalid" not in stored.status_reason  # vendor free text is not kept
+
+
+async def test_a_vendor_status_that_is_no_refusal_still_cools_down() -> None:
+    kit = VaultKit(FakeClock())
+    await authorization_code(kit, name="hubspot")
+    endpoint = Endpoint(lambda form: ok({"status": "BAD_REQUEST", "message": "?"}, 400))
+    with pytest.raises(VendorRejected, match="BAD_REQUEST"):
+        await token(kit, endpoint, "hubspot")
+    assert (await kit.vault.stored(TENANT, "hubspot")).status is CredentialStatus.ACTIVE
 
 
 async def test_a_failing_token_endpoint_is_not_stormed() -> None:

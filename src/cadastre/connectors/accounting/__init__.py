@@ -1,0 +1,2 @@
+"""Accounting connectors (system ``accounting``): general ledgers whose entries are never
+mutated, only reversed."""
