@@ -15,6 +15,7 @@ import asyncio
 import copy
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -63,7 +64,7 @@ from cadastre.testing.fake_webhooks_in import FakeWebhooksIn
 from cadastre.testing.fake_writes import FakeWrites, WriteTables
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Collection, Sequence
     from types import TracebackType
 
     from cadastre.contract.events import EventEnvelope
