@@ -15,8 +15,11 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pydantic_core import to_jsonable_python
 
+from cadastre.contract import validate_fields
 from cadastre.contract.changes import Change, Operation
+from cadastre.errors import ContractError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -74,6 +77,37 @@ async def find_echoes(uow: UnitOfWork, changes: Sequence[Change], *, since: date
             continue
         origin = change.origin
         key = (origin.connection or "", change.entity, origin.external_id or "")
-        if any(matches(change, echo) for echo in held.get(key, ())):
+        found = [echo for echo in held.get(key, ()) if matches(change, echo)]
+        if found and not await _brings_news(uow, change, found):
             dropped.add(i)
     return dropped
+
+
+_MOVES = frozenset({"ModificationTimestamp"})
+
+
+async def _brings_news(uow: UnitOfWork, change: Change, echoes: Sequence[WriteEcho]) -> bool:
+    """Whether a change matched to our write by its version carries a value of a field we did
+    not write that differs from the record's. A vendor object read whole after our write
+    (a poll, a webhook's fetch) has our write's version, but may hold a person's edit made
+    before it that we never heard of (its webhook dropped): dropping the read as an echo would
+    lose that edit for good. Such a change passes; our own fields in it are ``unchanged``."""
+    if change.operation is Operation.DELETE:
+        return False
+    ours = {name for echo in echoes for name in echo.fields}
+    # the vendor's modification time moves with our write itself: not news
+    others = {n: v for n, v in change.fields.items() if n not in ours and n not in _MOVES}
+    if not others:
+        return False
+    origin = change.origin
+    record_id = change.canonical_id or await uow.xref.resolve(
+        origin.system, origin.connection or "", change.entity, origin.external_id or ""
+    )
+    record = await uow.records.get(change.entity, record_id) if record_id else None
+    if record is None or record.deleted:
+        return True
+    try:  # compared as the record holds them (a time "...00.000Z" is "...00Z" there)
+        normal = to_jsonable_python(dict(validate_fields(change.entity, others)))
+    except ContractError:
+        return True
+    return any(to_jsonable_python(record.data.get(n)) != v for n, v in normal.items())

@@ -243,9 +243,8 @@ class WriteBackWorker:
             await self._settle(tenant, target, holder, WriteState.HELD,
                                error=f"held: {stopped[0].reason or 'kill switch on'}")  # fmt: skip
             return
-        if recovering:
-            await self._recover(tenant, target, holder, connector, outbound)
-            return
+        # Also when recovering: a superseded field is neither resent (it would undo the newer
+        # value) nor looked for in the read-back (the newer write replaced it at the vendor).
         current = await self._still_current(tenant, target)
         if not current:
             await self._settle(tenant, target, holder, WriteState.SKIPPED,
@@ -255,7 +254,10 @@ class WriteBackWorker:
         if current != dict(target.fields):
             target = replace(target, fields=current)
             outbound = _outbound(target)
-        await self._send(tenant, target, holder, connector, outbound)
+        if recovering:
+            await self._recover(tenant, target, holder, connector, outbound)
+        else:
+            await self._send(tenant, target, holder, connector, outbound)
 
     async def _still_current(self, tenant: str, target: WriteTarget) -> dict[str, Any]:
         """The fields of a propagation (a vendor change carried to another vendor) whose value

@@ -543,3 +543,28 @@ async def test_propagation_asks_for_each_connector_once_per_batch(world: World) 
     await propagator.handle(messages)
     assert asked == ["hubspot2"]
     assert len(await world.writeback.targets_of(T)) == 3
+
+
+async def test_a_read_with_our_version_and_someone_elses_edit_is_not_an_echo(
+    world: World,
+) -> None:
+    """A vendor object read whole after our write carries our write's version, and may carry a
+    person's edit of another field made just before it (its own webhook lost): that read passes,
+    or the edit is never heard of."""
+    cid = await world.contact()
+    await world.writeback.submit(T, "Contact", cid, {"Email": "i@example.com"},
+                                 operation=UPDATE, actor="k")  # fmt: skip
+    await world.worker.run_once()
+    origin = Origin(system="crm", connection="hubspot", external_id="501", source_version="2",
+                    source_time=world.crm.objects["501"].modified)  # fmt: skip
+    same = Change(tenant=T, entity="Contact", fields={"Email": "i@example.com", "FirstName": "Ann"},
+                  origin=origin)  # fmt: skip
+    (dropped,) = await world.engine.apply_batch([same])
+    assert dropped.result is not None
+    assert dropped.result.echo  # nothing new besides ours: our echo
+    fields = {"Email": "i@example.com", "FirstName": "Annabel"}
+    news = Change(tenant=T, entity="Contact", fields=fields, origin=origin)
+    (passed,) = await world.engine.apply_batch([news])
+    assert passed.result is not None
+    assert not passed.result.echo
+    assert (await world.record(cid))["FirstName"] == "Annabel"
