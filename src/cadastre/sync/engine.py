@@ -42,7 +42,7 @@ from cadastre.sync.echo import find_echoes
 from cadastre.sync.ledger import MONEY_FIELDS, needs_reversal, reverse
 from cadastre.sync.origin import Stamp, compare, new_record_id, stamp_of
 from cadastre.sync.plan import Plan, Target, Validator, plan_delete, plan_upsert
-from cadastre.sync.review import Resolved, resolve_conflict
+from cadastre.sync.review import Resolved, carry_resolution, resolve_conflict
 from cadastre.sync.vectors import DEFAULT_SKEW_SECONDS
 from cadastre.sync.writes import REFUSED_EVENT, WriteSet, build_writes, flush
 
@@ -216,6 +216,20 @@ class SyncEngine:
         return await resolve_conflict(
             self._store, self._clock, self._validate, tenant=tenant, conflict_id=conflict_id,
             resolution=resolution, value=value, actor=actor,
+        )  # fmt: skip
+
+    async def carry_resolution(
+        self, change: Change, *, conflict_id: str, source: tuple[str, str]
+    ) -> ApplyResult | None:
+        """A review-queue decision on ``source`` carried to the record linked to it (``change``
+        names it), as ``resolve_conflict`` wrote it: ownership not asked. None when
+        ``conflict_id`` is no resolved conflict of ``source`` (the caller applies as usual)."""
+        if change.canonical_id is None:
+            return None
+        return await carry_resolution(
+            self._store, self._clock, tenant=change.tenant, conflict_id=conflict_id,
+            source=source, entity=change.entity, record_id=change.canonical_id,
+            values=change.fields, origin=change.origin, key=change.idempotency_key,
         )  # fmt: skip
 
     async def apply(self, change: Change) -> ApplyResult:

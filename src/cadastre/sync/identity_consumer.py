@@ -9,6 +9,10 @@ through ``SyncEngine.apply``: ownership and the conflict rules decide as for any
 fields are shared both ways, ``newest_wins``). The origin carries no external id: the derived
 change names its record by canonical id, so it never links the source's id to the other entity.
 
+**Resolutions.** A change of origin ``core`` caused by a resolved conflict of the source record
+(the review queue's decision) crosses the link as a resolution: ``SyncEngine.carry_resolution``,
+no ownership check, as ``resolve_conflict`` wrote it. Any other change goes through ``apply``.
+
 **No loop.** Only fields whose value differs from the linked record's are sent; the change a
 propagation causes comes back as an event whose values the source already holds, so nothing is
 sent again (and the engine itself reports an equal value unchanged, without an event).
@@ -26,10 +30,11 @@ import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Self
 
-from cadastre.contract.changes import Change, Origin, RefusalReason
+from cadastre.contract.changes import ApplyResult, Change, Origin, RefusalReason
 from cadastre.errors import ContractError, OwnershipViolation
 from cadastre.ports import LinkState
 from cadastre.sync.identity import CONTACT, PERSON_FIELDS, RESIDENT, derived_key
+from cadastre.sync.review import RESOLVER_SYSTEM
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -140,7 +145,8 @@ class IdentityConsumer:
                 idempotency_key=derived_key("linked", event.id, partner.entity, partner.id),
             )  # fmt: skip
             try:
-                result = await self._engine.apply(change)
+                result = await self._carried(change, source, entity, id) or (
+                    await self._engine.apply(change))  # fmt: skip
             except (OwnershipViolation, ContractError) as exc:
                 # The registry or the contract refuses it (a value too long for the other side):
                 # recorded by the engine, nothing to retry.
@@ -155,6 +161,19 @@ class IdentityConsumer:
             ]  # fmt: skip
             if lost:
                 await self._answer(event, entity, id, partner.entity, partner.id, lost)
+
+    async def _carried(
+        self, change: Change, source: Origin, entity: str, id: str
+    ) -> ApplyResult | None:
+        """A review-queue resolution (origin ``core``, causation the conflict) is a person's
+        decision: it crosses the link as one (``SyncEngine.carry_resolution``, ownership not
+        asked), else the linked CRM or PMS would keep the losing value. None: not a resolution
+        of this record's conflict, applied as any change."""
+        if source.system != RESOLVER_SYSTEM or source.causation_id is None:
+            return None
+        return await self._engine.carry_resolution(
+            change, conflict_id=source.causation_id, source=(entity, id)
+        )
 
     async def _answer(
         self, event: EventEnvelope, entity: str, id: str, other: str, other_id: str,

@@ -167,7 +167,10 @@ def plan_upsert(registry: OwnershipRegistry, validate: Validator, target: Target
                 moves[key] = None if current is not None and after == current else after
             if name in data and data[name] == value:
                 plan.unchanged.append(name)
-                if (restamp := moves[key]) is not None:
+                # A shared field keeps the time its value was set: a whole-object read that
+                # re-dates an unchanged value (Buildium stamps a tenant with the read's time)
+                # would otherwise make an older value look newer than another system's edit.
+                if (restamp := moves[key]) is not None and name not in target.shared:
                     plan.stamps[name] = restamp
             else:
                 plan.values[name] = value

@@ -8,6 +8,13 @@ still has to reach the system whose edit lost. One decision settles the field: t
 open conflicts on it are resolved with the chosen value (``resolved_by`` names the conflict that
 superseded them, a ``conflict.superseded`` audit entry each). Ownership is not asked: a person
 decided between values the registry let two systems write.
+
+``carry_resolution`` takes a decision across an identity link (``identity_consumer.py``): the
+resolved value, set on the conflict's record, is written to the record linked to it the same way
+- origin ``core``, ownership not asked, the field's vector moved on and held by the writers that
+hold the decision - so the linked record's systems get it too. Only a resolved conflict of the
+linked record (the change's causation) opens this path; any other ``core`` change goes through
+the engine's ownership check as before.
 """
 
 from __future__ import annotations
@@ -158,3 +165,83 @@ def _vector(
         seen[writer] = v
     kept = vector.held if vector is not None else {}
     return FieldVector(v, {**{w: n for w, n in held.items() if w not in seen}, **seen}, kept)
+
+
+async def carry_resolution(
+    store: Store,
+    clock: Clock,
+    *,
+    tenant: str,
+    conflict_id: str,
+    source: tuple[str, str],
+    entity: str,
+    record_id: str,
+    values: Mapping[str, Any],
+    origin: Origin,
+    key: str,
+) -> ApplyResult | None:
+    """Write the values a resolution of ``conflict_id`` set on ``source`` (entity, id) to the
+    record linked to it, as the resolution did; None (nothing written) when ``conflict_id`` is no
+    resolved conflict of ``source``, or the record is gone."""
+    async with store.unit_of_work(tenant) as uow:
+        conflict = await uow.conflicts.get(conflict_id)
+        if (
+            conflict is None
+            or conflict.state is ConflictState.OPEN
+            or (conflict.entity, conflict.record_id) != source
+            or conflict.field not in values
+        ):
+            return None
+        found = await uow.records.get_many(entity, [record_id], for_update=True)
+        current = found.get(record_id)
+        if current is None or current.deleted:
+            return None
+        provenance = await uow.provenance.for_record(entity, record_id)
+        stamps = {
+            f: Stamp(p.system, p.connection, p.source_time, p.source_version)
+            for f, p in provenance.items()
+        }
+        vectors = (await uow.conflicts.versions(entity, [record_id])).get(record_id, {})
+        source_vectors = (await uow.conflicts.versions(source[0], [source[1]])).get(source[1], {})
+        now = clock.now()
+        stamp = Stamp(origin.system, origin.connection, origin.source_time or now,
+                      origin.source_version)  # fmt: skip
+        change = Change(tenant=tenant, entity=entity, canonical_id=record_id, fields=dict(values),
+                        origin=origin, idempotency_key=key)  # fmt: skip
+        plan = Plan(
+            values=dict(values), stamps=dict.fromkeys(values, stamp),
+            versions={
+                name: _carried(vectors.get(name), source_vectors.get(name), stamp)
+                for name in values
+            },
+        )  # fmt: skip
+        target = Target(change, record_id, current, stamps, vectors, frozenset(values))
+        writes = build_writes(target, plan, now=now, link=False)
+        writes.audit.append(
+            AuditDraft(
+                actor=RESOLVER_SYSTEM,
+                action="conflict.carried",
+                entity=entity,
+                entity_id=record_id,
+                detail={
+                    "conflict": conflict_id,
+                    "from": {"entity": source[0], "id": source[1]},
+                    "fields": sorted(values),
+                    "event_id": writes.result.event_id,
+                },
+            )
+        )
+        await flush(uow, [writes])
+        await uow.commit()
+    return writes.result
+
+
+def _carried(mine: FieldVector | None, decided: FieldVector | None, stamp: Stamp) -> FieldVector:
+    """The linked record's vector moves on: held by the platform and by the writers that hold
+    the decision on the conflict's record (the connection whose edit was taken, say)."""
+    v = (mine.v if mine is not None else 0) + 1
+    holders = {writer_of(stamp)}
+    if decided is not None:
+        holders |= {w for w, n in decided.seen.items() if n == decided.v}
+    seen = {**(mine.seen if mine is not None else {}), **dict.fromkeys(holders, v)}
+    return FieldVector(v, seen, mine.held if mine is not None else {})

@@ -40,12 +40,6 @@ async def everywhere(world: World, expected: dict[str, str]) -> None:
     assert not seen.open_conflicts
 
 
-@pytest.mark.xfail(
-    reason="design gap: the resolved value (origin core) reaches the PMS, but identity "
-    "propagation to the linked Contact is refused (core is no writer of Contact.FirstName), so "
-    "the CRM keeps the losing value",
-    strict=True,
-)
 async def test_concurrent_edits_within_the_skew_go_to_review_then_reach_both(world: World) -> None:
     world.edit_crm("FirstName", "Anna")
     world.edit_pms("FirstName", "Annie")  # the same instant: unorderable

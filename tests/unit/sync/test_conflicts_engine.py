@@ -212,3 +212,19 @@ async def test_a_late_receipt_of_an_older_write_does_not_revert_a_newer_value(
                           ext="pms-R1", t=40, key="writeback:W2:pms-1", causation="W2")  # fmt: skip
     assert (await engine.apply(settled)).unchanged == ["MobilePhone"]
     assert await vector(store, rid) == {"v": 3, "seen": {"crm-1": 3, "pms-1": 3}}
+
+
+async def test_a_re_read_of_an_unchanged_shared_field_keeps_its_stamp(
+    engine: SyncEngine, store: Store
+) -> None:
+    """A whole-object read that finds the value unchanged is no edit of it: the stamp stays the
+    value's, so another system's edit made after the value was set (but before the re-read) is
+    newer, not refused (the bisync findings ``linked-apart`` and
+    ``crashed-platform-write-overwritten``)."""
+    created = await engine.apply(
+        make_change("pms", {"MobilePhone": "1"}, entity="Resident", ext="pms-R1", t=0)
+    )
+    rid = created.canonical_id
+    assert (await engine.apply(phone("pms", "1", 10, rid))).unchanged == ["MobilePhone"]
+    assert (await engine.apply(phone("crm", "2", 5, rid))).applied == ["MobilePhone"]
+    assert (await Reader(store).record("Resident", rid)).data["MobilePhone"] == "2"
