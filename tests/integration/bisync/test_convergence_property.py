@@ -143,18 +143,6 @@ SHRUNK: dict[str, list[tuple[str, Any]]] = {
 }  # fmt: skip
 
 
-# Found by a full run, not fixed yet (docs/writeback.md "Known gaps"): strict xfails, each the
-# shrunk steps. None open now.
-OPEN: dict[str, list[tuple[str, Any]]] = {}
-
-
-@pytest.mark.parametrize("name", sorted(OPEN))
-@pytest.mark.xfail(reason="open finding of the property test (docs/writeback.md)", strict=True)
-async def test_the_open_findings(tmp_path: Path, name: str) -> None:
-    async with open_bench(tmp_path) as bench:
-        await check(bench, OPEN[name])
-
-
 async def test_the_shrunk_interleavings_converge(tmp_path: Path) -> None:
     async with open_bench(tmp_path) as bench:
         for steps in SHRUNK.values():
