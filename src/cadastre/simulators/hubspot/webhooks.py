@@ -23,27 +23,27 @@ HubSpot does not retry; a 429's ``Retry-After`` is a floor on the next wait.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
-import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import orjson
+
+from cadastre.simulators import push
+from cadastre.simulators.push import Pusher
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    import httpx
 
     from cadastre.simulators.clock import Clock
 
 DEFAULT_SCHEDULE: tuple[float, ...] = tuple(60.0 * 2**n for n in range(10))
 NOT_RETRIED = frozenset({400, 401, 403, 404, 405})
 MAX_BATCH = 100
-ORDERS = ("fifo", "reverse", "shuffle")
 SUBSCRIPTION_TYPES = (
     "contact.creation", "contact.propertyChange", "contact.deletion", "contact.restore",
     "contact.merge", "deal.creation", "deal.propertyChange", "deal.deletion", "deal.restore",
@@ -77,8 +77,7 @@ class WebhookSettings:
     timeout: float = 5.0  # seconds an attempt waits for its answer (real time: it is I/O)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
-            raise ValueError("url is an http:// or https:// URL")
+        push.check_url(self.url)
         if not isinstance(self.secret, str) or not self.secret:
             raise ValueError("secret is the app's client secret, a non-empty string")
         unknown = set(self.subscriptions) - set(SUBSCRIPTION_TYPES)
@@ -90,27 +89,11 @@ class WebhookSettings:
             or not (1 <= self.batch <= MAX_BATCH)
         ):
             raise ValueError(f"batch is a whole number from 1 to {MAX_BATCH}")
-        for name in ("drop_rate", "duplicate_rate"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (0.0 <= value <= 1.0)
-            ):
-                raise ValueError(f"{name} is between 0 and 1")
-        if not isinstance(self.hold, bool):
-            raise ValueError("hold is true or false")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError("seed is a whole number")
-        if not all(isinstance(s, int | float) and not isinstance(s, bool) and s >= 0
-                   for s in self.retry_schedule):  # fmt: skip
-            raise ValueError("retry_schedule is a list of seconds >= 0")
-        if (
-            isinstance(self.timeout, bool)
-            or not isinstance(self.timeout, int | float)
-            or (self.timeout <= 0)
-        ):
-            raise ValueError("timeout is seconds > 0")
+        push.check_rates(self, "drop_rate", "duplicate_rate")
+        push.check_hold(self.hold)
+        push.check_seed(self.seed)
+        push.check_schedule(self.retry_schedule)
+        push.check_timeout(self.timeout)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> WebhookSettings:
@@ -128,10 +111,8 @@ class WebhookSettings:
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
-        shown: dict[str, Any] = {n: getattr(self, n) for n in self.__dataclass_fields__}
-        shown["secret"] = "***"  # noqa: S105 - a mask
+        shown = push.shown_settings(self, "secret")
         shown["subscriptions"] = list(self.subscriptions)
-        shown["retry_schedule"] = list(self.retry_schedule)
         return shown
 
 
@@ -165,46 +146,21 @@ class Delivery:
         return orjson.dumps([{**e, "attemptNumber": attempt} for e in self.events])
 
 
-class WebhookEmitter:
+class WebhookEmitter(Pusher[Delivery, WebhookSettings]):
+    stats: WebhookStats
+
     def __init__(self, clock: Clock, *, portal_id: int, app_id: int) -> None:
-        self._clock = clock
+        super().__init__(clock)
         self.portal_id = portal_id
         self.app_id = app_id
-        self.settings: WebhookSettings | None = None
         self.stats = WebhookStats()
-        self.deliveries: list[Delivery] = []
+        self.deliveries = self._made
         self._event_id = 0
-        self._drops = random.Random(0)  # noqa: S311 - reproducible, not secret
-        self._copies = random.Random(1)  # noqa: S311
         self._pending: list[dict[str, Any]] = []  # events not yet in a request
-        self._queue: list[Delivery] = []
-        self._held: list[Delivery] = []
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._retries: set[asyncio.Task[None]] = set()
-
-    def __repr__(self) -> str:
-        return f"WebhookEmitter(settings={self.settings!r}, stats={self.stats!r})"
-
-    def configure(self, settings: WebhookSettings) -> None:
-        self.settings = settings
-        self._drops = random.Random(settings.seed)  # noqa: S311
-        self._copies = random.Random(settings.seed + 1)  # noqa: S311
 
     async def stop(self) -> None:
-        self.settings = None
-        tasks = [t for t in (self._dispatcher, *self._retries) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for waiting in [*self._queue, *self._held]:
-            waiting.outcome = "cancelled"
+        await super().stop()
         self._pending.clear()
-        self._queue.clear()
-        self._held.clear()
-        self._dispatcher = None
-        self._retries.clear()
 
     # ------------------------------------------------------------------------------ making
 
@@ -249,36 +205,10 @@ class WebhookEmitter:
             chunk = pending[i : i + settings.batch]
             delivery = Delivery(len(self.deliveries) + len(made) + 1, chunk, settings)
             made.append(delivery)
-            if settings.duplicate_rate and self._copies.random() < settings.duplicate_rate:
+            if self._copied(settings):
                 made.append(Delivery(delivery.number + 1, chunk, settings,
                                      copy_of=delivery.number))  # fmt: skip
-                self.stats.duplicated += 1
-        for delivery in made:
-            self.deliveries.append(delivery)
-            if settings.drop_rate and self._drops.random() < settings.drop_rate:
-                delivery.outcome = "dropped"
-                self.stats.dropped += 1
-            elif settings.hold:
-                delivery.outcome = "held"
-                self._held.append(delivery)
-            else:
-                self._queue.append(delivery)
-
-    def release(self, order: str = "fifo") -> int:
-        if order not in ORDERS:
-            raise ValueError(f"order is one of {list(ORDERS)}")
-        self._form()
-        held, self._held = self._held, []
-        if order == "reverse":
-            held.reverse()
-        elif order == "shuffle":
-            seed = self.settings.seed if self.settings is not None else 0
-            random.Random(seed + 2).shuffle(held)  # noqa: S311
-        for delivery in held:
-            delivery.outcome = "pending"
-        self._queue.extend(held)
-        self._kick()
-        return len(held)
+        self._file(made, settings)
 
     def object_ids(self, *outcomes: Outcome) -> set[str]:
         self._form()
@@ -286,60 +216,19 @@ class WebhookEmitter:
 
     # ----------------------------------------------------------------------------- sending
 
-    def _kick(self) -> None:
-        if not (self._queue or self._pending) or (
-            self._dispatcher is not None and not self._dispatcher.done()
-        ):
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._dispatcher = asyncio.create_task(self._dispatch())
+    def _waiting(self) -> bool:
+        return bool(self._queue or self._pending)
 
-    async def drain(self) -> None:
-        self._kick()
-        while True:
-            pending = [t for t in (self._dispatcher, *self._retries)
-                       if t is not None and not t.done()]  # fmt: skip
-            if not pending:
-                return
-            await asyncio.gather(*pending, return_exceptions=True)
+    async def _pause(self, note: Delivery, wait: float, floor: float) -> None:
+        # Each wait runs from the failed attempt, not from when its answer was read: the clock
+        # may have moved while the answer was on its way.
+        due = note.attempted_at + max(wait, floor)
+        await self._clock.sleep(due - self._clock.monotonic())
 
-    async def _dispatch(self) -> None:
-        async with httpx.AsyncClient() as client:
-            self._form()
-            while self._queue:
-                delivery = self._queue.pop(0)
-                answer = await self._attempt(client, delivery)
-                if answer is not None:
-                    task = asyncio.create_task(self._retry(delivery, answer))
-                    self._retries.add(task)
-                    task.add_done_callback(self._retries.discard)
-                self._form()
-
-    async def _retry(self, delivery: Delivery, floor: float) -> None:
-        async with httpx.AsyncClient() as client:
-            for wait in delivery.settings.retry_schedule:
-                # Each wait runs from the failed attempt, not from when its answer was read:
-                # the clock may have moved while the answer was on its way.
-                due = delivery.attempted_at + max(wait, floor)
-                await self._clock.sleep(due - self._clock.monotonic())
-                self.stats.retried += 1
-                answer = await self._attempt(client, delivery)
-                if answer is None:
-                    return
-                floor = answer
-        delivery.outcome = "failed"
-        self.stats.failed += 1
-
-    async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery) -> float | None:
-        """None when done (sent, or refused for good); else the least wait before the next."""
-        settings = delivery.settings
-        delivery.attempts += 1
-        delivery.attempted_at = self._clock.monotonic()
-        self.stats.attempts += 1
-        body = delivery.body()
+    def _request(self, note: Delivery) -> tuple[str, bytes, dict[str, str], float]:
+        settings = note.settings
+        note.attempted_at = self._clock.monotonic()
+        body = note.body()
         timestamp = str(int(self._clock.now().timestamp() * 1000))
         headers = {
             "content-type": "application/json",
@@ -350,18 +239,15 @@ class WebhookEmitter:
             "X-HubSpot-Signature": sign_v1(settings.secret, body),
             "X-HubSpot-Signature-Version": "v1",
         }  # fmt: skip
-        try:
-            response = await client.post(
-                settings.url, content=body, headers=headers, timeout=settings.timeout
-            )
-        except httpx.HTTPError:
-            return 0.0
+        return settings.url, body, headers, settings.timeout
+
+    def _answered(self, note: Delivery, response: httpx.Response) -> float | None:
+        """None when done (sent, or refused for good); else the least wait before the next."""
         if 200 <= response.status_code < 300:
-            delivery.outcome = "sent"
-            self.stats.sent += 1
+            self._sent(note)
             return None
         if response.status_code in NOT_RETRIED:
-            delivery.outcome = "refused"
+            note.outcome = "refused"
             self.stats.refused += 1
             return None
         if response.status_code == 429:

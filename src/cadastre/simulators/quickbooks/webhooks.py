@@ -21,18 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
-import random
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import orjson
 
+from cadastre.simulators import push
+from cadastre.simulators.push import Pusher, PushStats
 from cadastre.simulators.quickbooks.faults import qbo_time
 
 if TYPE_CHECKING:
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
 
 INTUIT_SCHEDULE: tuple[float, ...] = (10.0, 20.0, 30.0, 300.0, 1200.0, 7200.0, 14400.0, 21600.0)
 SIX_HOURS = 21600.0
-ORDERS = ("fifo", "reverse", "shuffle")
 SOURCE = "intuit.quickbooks.simulator"
 _OPERATIONS = {"Create": "created", "Update": "updated", "Delete": "deleted"}
 
@@ -69,8 +67,7 @@ class WebhookSettings:
     content_type: str = "application/json"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
-            raise ValueError("url is an http:// or https:// URL")
+        push.check_url(self.url)
         if not isinstance(self.verifier_token, str) or not self.verifier_token:
             raise ValueError("verifier_token is a non-empty string")
         if self.payload not in ("cloudevents", "legacy"):
@@ -81,57 +78,23 @@ class WebhookSettings:
             or not 1 <= self.batch <= 100
         ):
             raise ValueError("batch is a whole number from 1 to 100")
-        for name in ("drop_rate", "duplicate_rate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-                raise ValueError(f"{name} is between 0 and 1")
-        if not isinstance(self.hold, bool):
-            raise ValueError("hold is true or false")
-        if not all(isinstance(s, int | float) and not isinstance(s, bool) and s >= 0
-                   for s in self.retry_schedule):  # fmt: skip
-            raise ValueError("retry_schedule is a list of seconds >= 0")
-        if (
-            isinstance(self.extra_retries, bool)
-            or not isinstance(self.extra_retries, int)
-            or (self.extra_retries < 0)
-        ):
-            raise ValueError("extra_retries is a whole number >= 0")
-        if (
-            isinstance(self.timeout, bool)
-            or not isinstance(self.timeout, int | float)
-            or (self.timeout <= 0)
-        ):
-            raise ValueError("timeout is seconds > 0")
+        push.check_rates(self, "drop_rate", "duplicate_rate")
+        push.check_hold(self.hold)
+        push.check_schedule(self.retry_schedule)
+        push.check_whole(self.extra_retries, "extra_retries", 0)
+        push.check_timeout(self.timeout)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> WebhookSettings:
-        unknown = set(body) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown fields: {sorted(unknown)}")
-        if "url" not in body or "verifier_token" not in body:
-            raise ValueError("url and verifier_token are required")
-        values = dict(body)
-        schedule = values.get("retry_schedule", INTUIT_SCHEDULE)
-        if not isinstance(schedule, list | tuple):
-            raise ValueError("retry_schedule is a list of seconds >= 0")
-        values["retry_schedule"] = tuple(schedule)
-        return cls(**values)
+        return cls(**push.settings_values(cls.__dataclass_fields__, body, ("url", "verifier_token"),
+                                          INTUIT_SCHEDULE))  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
-        shown = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        shown["verifier_token"] = "***"  # noqa: S105 - a mask
-        shown["retry_schedule"] = list(self.retry_schedule)
-        return shown
+        return push.shown_settings(self, "verifier_token")
 
 
 @dataclass
-class WebhookStats:
-    sent: int = 0
-    dropped: int = 0
-    failed: int = 0
-    retried: int = 0
-    duplicated: int = 0
-    attempts: int = 0
+class WebhookStats(PushStats):
     too_slow: int = 0  # attempts answered (or not) after the timeout
 
 
@@ -147,37 +110,13 @@ class Notification:
     copy_of: str | None = None
 
 
-class WebhookEmitter:
+class WebhookEmitter(Pusher[Notification, WebhookSettings]):
+    stats: WebhookStats
+
     def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self.settings: WebhookSettings | None = None
+        super().__init__(clock)
         self.stats = WebhookStats()
-        self.notifications: list[Notification] = []
-        self._drops = random.Random(0)  # noqa: S311 - reproducible, not secret
-        self._copies = random.Random(1)  # noqa: S311
-        self._queue: deque[Notification] = deque()
-        self._held: list[Notification] = []
-        self._dispatcher: asyncio.Task[None] | None = None
-
-    def __repr__(self) -> str:
-        return f"WebhookEmitter(settings={self.settings!r}, stats={self.stats!r})"
-
-    def configure(self, settings: WebhookSettings) -> None:
-        self.settings = settings
-        self._drops = random.Random(settings.seed)  # noqa: S311
-        self._copies = random.Random(settings.seed + 1)  # noqa: S311
-
-    async def stop(self) -> None:
-        self.settings = None
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
-            self._dispatcher = None
-        for waiting in [*self._queue, *self._held]:
-            waiting.outcome = "cancelled"
-        self._queue.clear()
-        self._held.clear()
+        self.notifications = self._made
 
     def emit(self, realm: str, changes: Sequence[Change]) -> list[Notification]:
         settings = self.settings
@@ -190,50 +129,16 @@ class WebhookEmitter:
             events = tuple((c.entity, c.id, c.operation) for c in chunk)
             note = Notification(_message_id(), events, body, settings)
             made.append(note)
-            if settings.duplicate_rate and self._copies.random() < settings.duplicate_rate:
+            if self._copied(settings):
                 copy = _body(settings, realm, chunk)  # new CloudEvents ids, as a re-emit has
                 made.append(Notification(_message_id(), events, copy, settings, copy_of=note.id))
-                self.stats.duplicated += 1
-        for note in made:
-            self.notifications.append(note)
-            if settings.drop_rate and self._drops.random() < settings.drop_rate:
-                note.outcome = "dropped"
-                self.stats.dropped += 1
-            elif settings.hold:
-                note.outcome = "held"
-                self._held.append(note)
-            else:
-                self._queue.append(note)
+        self._file(made, settings)
         self._kick()
         return made
-
-    def release(self, order: str = "fifo") -> int:
-        if order not in ORDERS:
-            raise ValueError(f"order is one of {list(ORDERS)}")
-        held, self._held = self._held, []
-        if order == "reverse":
-            held.reverse()
-        elif order == "shuffle":
-            seed = self.settings.seed if self.settings is not None else 0
-            random.Random(seed + 2).shuffle(held)  # noqa: S311
-        for note in held:
-            note.outcome = "pending"
-        self._queue.extend(held)
-        self._kick()
-        return len(held)
 
     def ids(self, *outcomes: str) -> set[tuple[str, str]]:
         """(entity, id) of the events whose notification ended in one of ``outcomes``."""
         return {(e, i) for n in self.notifications if n.outcome in outcomes for e, i, _ in n.events}
-
-    def _kick(self) -> None:
-        if not self._queue or (self._dispatcher is not None and not self._dispatcher.done()):
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._dispatcher = asyncio.create_task(self._dispatch())
 
     async def drain(self) -> None:
         """Until every notification made so far is sent, failed or dropped (held ones stay)."""
@@ -246,45 +151,28 @@ class WebhookEmitter:
         async with httpx.AsyncClient() as client:
             while self._queue:
                 note = self._queue[0]
-                if not await self._attempt(client, note):
-                    await self._retry(client, note)  # later ones wait behind it
+                if await self._attempt(client, note) is not None:
+                    await self._retry_with(client, note, 0.0)  # later ones wait behind it
                 self._queue.popleft()
 
-    async def _retry(self, client: httpx.AsyncClient, note: Notification) -> None:
-        waits = [*note.settings.retry_schedule, *[SIX_HOURS] * note.settings.extra_retries]
-        for wait in waits:
-            await self._clock.sleep(wait)
-            self.stats.retried += 1
-            if await self._attempt(client, note):
-                return
-        note.outcome = "failed"
-        self.stats.failed += 1
+    def _waits(self, note: Notification) -> list[float]:
+        return [*note.settings.retry_schedule, *[SIX_HOURS] * note.settings.extra_retries]
 
-    async def _attempt(self, client: httpx.AsyncClient, note: Notification) -> bool:
+    def _request(self, note: Notification) -> tuple[str, bytes, dict[str, str], float]:
         settings = note.settings
+        note.attempt_times.append(self._clock.monotonic())
         headers = {
             "content-type": settings.content_type,
             "intuit-signature": intuit_signature(settings.verifier_token, note.body),
             "intuit-t-id": str(uuid.uuid4()),
             "user-agent": "intuit-webhooks-simulator",
         }
-        note.attempts += 1
-        note.attempt_times.append(self._clock.monotonic())
-        self.stats.attempts += 1
-        try:
-            response = await client.post(
-                settings.url, content=note.body, headers=headers, timeout=settings.timeout
-            )
-        except httpx.TimeoutException:
+        return settings.url, note.body, headers, settings.timeout
+
+    def _unanswered(self, note: Notification, error: httpx.HTTPError) -> float | None:
+        if isinstance(error, httpx.TimeoutException):
             self.stats.too_slow += 1
-            return False
-        except httpx.HTTPError:
-            return False
-        if 200 <= response.status_code < 300:
-            note.outcome = "sent"
-            self.stats.sent += 1
-            return True
-        return False
+        return 0.0
 
 
 def _body(settings: WebhookSettings, realm: str, changes: Sequence[Change]) -> bytes:

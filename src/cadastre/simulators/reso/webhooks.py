@@ -39,21 +39,18 @@ sender re-emitting a change: only the record's timestamp tells the receiver it h
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
-import random
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import orjson
 
+from cadastre.simulators import push
+from cadastre.simulators.push import Pusher, PushStats
 from cadastre.simulators.reso.records import format_timestamp
 
 if TYPE_CHECKING:
@@ -67,18 +64,12 @@ RESO_CONTEXT = "urn:reso:metadata:2.0:resource:entityevent"
 # Svix retries after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; the same shape, in seconds.
 DEFAULT_SCHEDULE: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 300.0)
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the scheme's prefix, not a secret
-ORDERS = ("fifo", "reverse", "shuffle")
 Outcome = Literal["pending", "held", "dropped", "sent", "failed", "cancelled"]
 
 
 @dataclass
-class WebhookStats:
-    sent: int = 0  # notifications a receiver answered 2xx
-    dropped: int = 0  # never sent, on purpose (drop_rate)
-    failed: int = 0  # not answered 2xx by the last attempt of the schedule
-    retried: int = 0  # attempts after a notification's first
-    duplicated: int = 0  # copies sent under a new webhook-id (duplicate_rate)
-    attempts: int = 0  # every POST made, answered or not
+class WebhookStats(PushStats):
+    pass
 
 
 @dataclass(frozen=True)
@@ -95,58 +86,25 @@ class WebhookSettings:
     timeout: float = 5.0  # seconds an attempt waits for its answer (real time: it is I/O)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
-            raise ValueError("url is an http:// or https:// URL")
+        push.check_url(self.url)
         signing_key(self.secret)
-        for name in ("drop_rate", "duplicate_rate"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (0.0 <= value <= 1.0)
-            ):
-                raise ValueError(f"{name} is between 0 and 1")
-        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
-            raise ValueError("batch is a whole number >= 1")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError("seed is a whole number")
+        push.check_rates(self, "drop_rate", "duplicate_rate")
+        push.check_whole(self.batch, "batch", 1)
+        push.check_seed(self.seed)
         if self.payload not in ("records", "keys"):
             raise ValueError('payload is "records" or "keys"')
-        if not isinstance(self.hold, bool):
-            raise ValueError("hold is true or false")
-        if not all(
-            isinstance(s, int | float) and not isinstance(s, bool) and s >= 0
-            for s in self.retry_schedule
-        ):
-            raise ValueError("retry_schedule is a list of seconds >= 0")
-        if (
-            isinstance(self.timeout, bool)
-            or not isinstance(self.timeout, int | float)
-            or (self.timeout <= 0)
-        ):
-            raise ValueError("timeout is seconds > 0")
+        push.check_hold(self.hold)
+        push.check_schedule(self.retry_schedule)
+        push.check_timeout(self.timeout)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> WebhookSettings:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(body) - known
-        if unknown:
-            raise ValueError(f"unknown fields: {sorted(unknown)}")
-        if "url" not in body or "secret" not in body:
-            raise ValueError("url and secret are required")
-        values = dict(body)
-        schedule = values.get("retry_schedule", DEFAULT_SCHEDULE)
-        if not isinstance(schedule, list | tuple):
-            raise ValueError("retry_schedule is a list of seconds >= 0")
-        values["retry_schedule"] = tuple(schedule)
-        return cls(**values)
+        return cls(**push.settings_values(cls.__dataclass_fields__, body, ("url", "secret"),
+                                          DEFAULT_SCHEDULE))  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         """The settings as the admin API shows them: never the secret."""
-        shown = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        shown["secret"] = "***"  # noqa: S105 - a mask
-        shown["retry_schedule"] = list(self.retry_schedule)
-        return shown
+        return push.shown_settings(self, "secret")
 
 
 def signing_key(secret: str) -> bytes:
@@ -200,49 +158,14 @@ def deletion_event(key: str, when: datetime) -> dict[str, Any]:
     }
 
 
-class WebhookEmitter:
+class WebhookEmitter(Pusher[Notification, WebhookSettings]):
+    stats: WebhookStats
+
     def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self.settings: WebhookSettings | None = None
+        super().__init__(clock)
         self.stats = WebhookStats()
-        self.notifications: list[Notification] = []  # every one made, in order
+        self.notifications = self._made  # every one made, in order
         self._sequence = 0  # EntityEventSequence: one order for every event the MLS emits
-        self._drops = random.Random(0)  # noqa: S311 - reproducible, not secret
-        self._copies = random.Random(1)  # noqa: S311
-        self._queue: deque[Notification] = deque()
-        self._held: list[Notification] = []
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._retries: set[asyncio.Task[None]] = set()
-
-    def __repr__(self) -> str:
-        return f"WebhookEmitter(settings={self.settings!r}, stats={self.stats!r})"
-
-    @property
-    def active(self) -> bool:
-        return self.settings is not None
-
-    def configure(self, settings: WebhookSettings) -> None:
-        """Subscribe (or change the subscription); the generators restart from the seed, so the
-        same settings drop the same notifications. Notifications already made keep theirs."""
-        self.settings = settings
-        self._drops = random.Random(settings.seed)  # noqa: S311
-        self._copies = random.Random(settings.seed + 1)  # noqa: S311
-
-    async def stop(self) -> None:
-        """Unsubscribe: nothing more is made, and what is waiting or being retried is cancelled."""
-        self.settings = None
-        tasks = [t for t in (self._dispatcher, *self._retries) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for waiting in [*self._queue, *self._held]:
-            waiting.outcome = "cancelled"
-        self._queue.clear()
-        self._held.clear()
-        self._dispatcher = None
-        self._retries.clear()
 
     # ------------------------------------------------------------------------------ making
 
@@ -259,20 +182,9 @@ class WebhookEmitter:
             keys = tuple(str(event["ResourceRecordKey"]) for event in chunk)
             note = Notification(_message_id(), keys, body, settings)
             made.append(note)
-            if settings.duplicate_rate and self._copies.random() < settings.duplicate_rate:
+            if self._copied(settings):
                 made.append(Notification(_message_id(), keys, body, settings, copy_of=note.id))
-                self.stats.duplicated += 1
-        for note in made:
-            self.notifications.append(note)
-            # A drop is drawn per notification made (copies too), so a seed fixes the pattern.
-            if settings.drop_rate and self._drops.random() < settings.drop_rate:
-                note.outcome = "dropped"
-                self.stats.dropped += 1
-            elif settings.hold:
-                note.outcome = "held"
-                self._held.append(note)
-            else:
-                self._queue.append(note)
+        self._file(made, settings)
         self._kick()
         return made
 
@@ -284,69 +196,13 @@ class WebhookEmitter:
                                              "ResourceRecordKey") if k in numbered}  # fmt: skip
         return numbered
 
-    def release(self, order: str = "fifo") -> int:
-        """Send the held notifications: in the order made, ``reverse``, or ``shuffle`` (seeded).
-        Answers how many."""
-        if order not in ORDERS:
-            raise ValueError(f"order is one of {list(ORDERS)}")
-        held, self._held = self._held, []
-        if order == "reverse":
-            held.reverse()
-        elif order == "shuffle":
-            seed = self.settings.seed if self.settings is not None else 0
-            random.Random(seed + 2).shuffle(held)  # noqa: S311
-        for note in held:
-            note.outcome = "pending"
-        self._queue.extend(held)
-        self._kick()
-        return len(held)
-
     def keys(self, *outcomes: Outcome) -> set[str]:
         """The record keys of the notifications with one of ``outcomes`` (for tests)."""
         return {key for n in self.notifications if n.outcome in outcomes for key in n.keys}
 
     # ----------------------------------------------------------------------------- sending
 
-    def _kick(self) -> None:
-        if not self._queue or (self._dispatcher is not None and not self._dispatcher.done()):
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return  # made outside an event loop: sent when one asks (drain, the next change)
-        self._dispatcher = asyncio.create_task(self._dispatch())
-
-    async def drain(self) -> None:
-        """Wait until every notification made so far is sent, failed or dropped (held ones stay
-        held)."""
-        self._kick()
-        while True:
-            pending = [t for t in (self._dispatcher, *self._retries)
-                       if t is not None and not t.done()]  # fmt: skip
-            if not pending:
-                return
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _dispatch(self) -> None:
-        async with httpx.AsyncClient() as client:
-            while self._queue:
-                note = self._queue.popleft()
-                if not await self._attempt(client, note):
-                    task = asyncio.create_task(self._retry(note))
-                    self._retries.add(task)
-                    task.add_done_callback(self._retries.discard)
-
-    async def _retry(self, note: Notification) -> None:
-        async with httpx.AsyncClient() as client:
-            for wait in note.settings.retry_schedule:
-                await self._clock.sleep(wait)
-                self.stats.retried += 1
-                if await self._attempt(client, note):
-                    return
-        note.outcome = "failed"
-        self.stats.failed += 1
-
-    async def _attempt(self, client: httpx.AsyncClient, note: Notification) -> bool:
+    def _request(self, note: Notification) -> tuple[str, bytes, dict[str, str], float]:
         settings = note.settings
         stamp = int(self._clock.now().timestamp())
         headers = {
@@ -356,19 +212,7 @@ class WebhookEmitter:
             "webhook-timestamp": str(stamp),
             "webhook-signature": sign(signing_key(settings.secret), note.id, stamp, note.body),
         }
-        note.attempts += 1
-        self.stats.attempts += 1
-        try:
-            response = await client.post(
-                settings.url, content=note.body, headers=headers, timeout=settings.timeout
-            )
-        except httpx.HTTPError:
-            return False  # no answer: the receiver is down or cut the connection
-        if 200 <= response.status_code < 300:
-            note.outcome = "sent"
-            self.stats.sent += 1
-            return True
-        return False
+        return settings.url, note.body, headers, settings.timeout
 
 
 def _message_id() -> str:
