@@ -33,9 +33,14 @@ DELETED = "@deleted"  # the fields of a delete's echo
 RECEIPT_KEY_PREFIX = "writeback:"
 
 
-def values_hash(values: Mapping[str, Any]) -> str:
-    body = orjson.dumps(dict(values), option=orjson.OPT_SORT_KEYS, default=str)
+def json_digest(value: Any) -> str:
+    """sha256 hex of a JSON value serialised with sorted keys (echoes, version vectors)."""
+    body = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(body).hexdigest()
+
+
+def values_hash(values: Mapping[str, Any]) -> str:
+    return json_digest(dict(values))
 
 
 def echo_fields(change: Change) -> tuple[str, ...]:

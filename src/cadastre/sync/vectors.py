@@ -21,11 +21,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from cadastre.contract.changes import FieldRefusal, RefusalReason
 from cadastre.ownership import Access, ConflictPolicy
 from cadastre.ports import FieldVector
+from cadastre.sync.echo import json_digest
 
 if TYPE_CHECKING:
     from cadastre.ownership import Decision
@@ -48,8 +47,7 @@ def is_causal(vector: FieldVector | None, writer: str) -> bool:
 
 def value_digest(value: Any) -> str:
     """A short digest of a field's JSON value, for ``FieldVector.held``."""
-    body = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
-    return hashlib.sha256(body).hexdigest()[:16]
+    return json_digest(value)[:16]
 
 
 def repeats(vector: FieldVector | None, writer: str, digest: str) -> bool:
