@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure each named service answers on loopback; where one is missing (a fresh Debian machine),
 # install it from Debian's packages and start it. Usage: scripts/services.sh postgres [redis] [nats]
-# Services that are already running are left exactly as they are.
+# [chromium]. Services that are already running are left exactly as they are. chromium is a program,
+# not a service: it is only installed (the browser tests start it themselves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
@@ -60,11 +61,31 @@ ensure_nats() {
   wait_for NATS 4222
 }
 
+# The browser tests (tests/e2e/conftest.py) drive Debian's Chromium through Playwright: Playwright's
+# own browser downloads do not work everywhere, so the browser comes from the distribution. They use
+# CADASTRE_CHROMIUM when it is set, /usr/bin/chromium otherwise; this checks the same place.
+ensure_chromium() {
+  if [ -n "${CADASTRE_CHROMIUM:-}" ]; then
+    [ -x "$CADASTRE_CHROMIUM" ] && return 0
+    # A browser the user named and that is not there is their mistake to fix, not ours to paper over.
+    echo "CADASTRE_CHROMIUM=$CADASTRE_CHROMIUM is not an executable file" >&2
+    return 1
+  fi
+  [ -x /usr/bin/chromium ] && return 0
+  echo "==> Chromium is not installed; installing Debian's chromium"
+  apt_install chromium
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "the chromium package did not install /usr/bin/chromium" >&2
+    return 1
+  fi
+}
+
 for service in "$@"; do
   case "$service" in
     postgres) ensure_postgres ;;
     redis) ensure_redis ;;
     nats) ensure_nats ;;
+    chromium) ensure_chromium ;;
     *) echo "unknown service: $service" >&2; exit 2 ;;
   esac
 done

@@ -18,7 +18,8 @@ from cadastre.bus import OutboxRelay, open_bus
 from cadastre.clock import SystemClock
 from cadastre.config import Settings
 from cadastre.connectors import AuthSpec, available, connector_spec
-from cadastre.directory import ConnectionService, KeyService, TenantService
+from cadastre.directory import ConnectionService, KeyService, OperatorService, TenantService
+from cadastre.directory.config_history import ConfigHistory
 from cadastre.directory.idempotency import IdempotencyReaper
 from cadastre.errors import (
     CadastreError,
@@ -41,7 +42,18 @@ from cadastre.gateway import (
     origin,
 )
 from cadastre.mapping import MappingRegistry, RecordMapper
-from cadastre.observe import Metrics, configure_logging
+from cadastre.observe import (
+    Metrics,
+    Observations,
+    ObservationSampler,
+    configure_logging,
+    configure_tracing,
+    working_for,
+)
+from cadastre.observe.alert_service import AlertService
+from cadastre.observe.alerts import AlertEvaluator
+from cadastre.observe.detectors import DETECTORS
+from cadastre.observe.rules import AlertRules, load_rules
 from cadastre.ownership import OwnershipRegistry, load_registry
 from cadastre.ports import (
     Clock,
@@ -119,6 +131,7 @@ class Hub:
     tokens: TokenManager
     locks: LockBackend
     metrics: Metrics
+    observations: Observations  # vendor calls, counts and gauges by minute (docs/operations.md)
     mappings: MappingRegistry
     runner: SyncRunner
     controls: GatewayControls
@@ -126,6 +139,8 @@ class Hub:
     relay: OutboxRelay  # outbox -> bus; a worker of running()
     webhooks: WebhooksOut  # subscriptions, deliveries; dispatcher and sender are workers
     webhooks_in: WebhookReceiver  # POST /webhooks/...: verified, stored; the normaliser a worker
+    config_history: ConfigHistory  # versions of mapping and ownership files (docs/rollback.md)
+    alert_rules: AlertRules | None = None  # checked by bootstrap(); None: loaded on first use
     # Open connectors by (tenant, connection, its version, its mapping, how its credential is
     # put on requests): their gateways keep pooled connections across syncs; an edited
     # connection, mapping file or credential (scheme, header, login URL...) gets a new one.
@@ -155,6 +170,7 @@ class Hub:
         # issue 7 parts add theirs here, each one line: webhooks-out dispatcher (a bus
         # consumer), then the outbox relay, the webhook normaliser, the delivery sender.
         workers.append(self.webhooks.dispatcher(self.bus))
+        workers.append(self.alerts.consumer(self.bus))  # subsystem alerts into the table
         workers.append(IdentityConsumer(self.bus, self.store, self.engine, self.identities,
                                         metrics=self.metrics))  # fmt: skip
         workers.append(self.relay)
@@ -164,7 +180,28 @@ class Hub:
         workers.append(self.writeback.worker())  # write-back: targets -> their vendors
         keep = timedelta(hours=self.settings.idempotency_keep_hours)  # API Idempotency-Key
         workers.append(IdempotencyReaper(self.store, self.clock, keep=keep))
+        workers.append(self.sampler)  # observations stored, gauges sampled, old minutes pruned
+        workers.append(self.alerts.worker(self.settings.alert_eval_seconds))  # alert rules
         return workers
+
+    @functools.cached_property
+    def alerts(self) -> AlertService:
+        """Alerts (docs/alerts.md): the rules' evaluator, listing and resolving."""
+        rules = self.alert_rules
+        if rules is None:
+            rules = load_rules(self.settings.alert_rules, detectors=DETECTORS)
+        evaluator = AlertEvaluator(self.store, self.clock, rules, DETECTORS,
+                                   mapping_of=_mapping_name)  # fmt: skip
+        return AlertService(self.store, self.clock, evaluator, self.locks)
+
+    @functools.cached_property
+    def sampler(self) -> ObservationSampler:
+        """Stores ``observations`` and samples the backlog gauges (docs/operations.md)."""
+        return ObservationSampler(
+            self.store, self.observations, self.clock, self.metrics,
+            flush_seconds=self.settings.observe_flush_seconds,
+            keep_days=self.settings.observe_keep_days, freshness=self.runner,
+        )  # fmt: skip
 
     @functools.cached_property
     def writeback(self) -> WriteBack:
@@ -177,6 +214,12 @@ class Hub:
             max_attempts=settings.writeback_max_attempts,
             echo_keep=timedelta(days=settings.writeback_echo_days), metrics=self.metrics,
         )  # fmt: skip
+
+    @functools.cached_property
+    def operators(self) -> OperatorService:
+        """Console operators and their sessions (docs/console.md)."""
+        hours = self.settings.console_session_hours
+        return OperatorService(self.store, self.clock, session_hours=hours)
 
     @property
     def identities(self) -> IdentityService:
@@ -201,6 +244,10 @@ class Hub:
         await self.controls.aclose()
         await self.bus.close()
         await self.locks.aclose()
+        try:  # what a command (a sync outside running()) observed is kept too
+            await self.sampler.flush()
+        except CadastreError as exc:
+            _log.warning("observations not stored at close: %s", exc)
         await self.store.close()
 
     async def open_source(
@@ -224,6 +271,7 @@ class Hub:
         mappers = {mapper.stream: mapper}
         for stream, entry in spec.stream_mappings(settings).items():
             mappers[stream] = self.mappings.load(entry)
+        await self.config_history.flush()  # a file read for the first time, or edited by hand
         auth = await self._vault_auth(tenant, name, connection.credential, spec.auth(settings))
         mapping_key = "".join(m.spec.model_dump_json() for m in mappers.values())
         key = (tenant, name, connection.version, mapping_key, _shape(auth))
@@ -283,7 +331,7 @@ class Hub:
         return Gateway(
             base_url, policy, clock=self.clock, metrics=self.metrics, connection=name,
             transport=transport, guards=guards, allow_hosts=gateway_settings.allow_hosts,
-            auth=auth,
+            auth=auth, observations=self.observations,
         )  # fmt: skip
 
     async def _vault_auth(
@@ -344,6 +392,10 @@ class Hub:
             self._endpoints[key] = Gateway(
                 url, policy, clock=self.clock, metrics=self.metrics, connection=label,
                 guards=guards, allow_hosts=self.settings.gateway_allow_hosts,
+                # Not in the per-connection observations: this endpoint belongs to no connection
+                # (the label would read as one to the detectors and the console, and its
+                # failures are the credential's: needs_reauth, the vault's alerts).
+                observations=None,
             )  # fmt: skip
         return self._endpoints[key].token_endpoint, Defaults()
 
@@ -443,6 +495,7 @@ class Hub:
         """Pull one connection into the store (``cadastre sync``). One run per connection at a
         time, across workers: a second one raises ``SyncInProgress`` at once."""
         async with contextlib.AsyncExitStack() as held:
+            held.enter_context(working_for(tenant, name))  # every log line says which
             lease = self.settings.sync_max_seconds or 6 * 3600.0
             try:
                 await held.enter_async_context(
@@ -480,12 +533,13 @@ class Hub:
         """Re-map the connection's quarantined records with its current mapping files and apply
         them (``cadastre quarantine replay``). No vendor call is made; a connector that can say
         how it reads an item (``raw_record(stream, item, mapper)``) is asked to."""
-        async with self._use(await self.open_source(tenant, name)) as source:
-            return await QuarantineReplay(self.engine, self.store).run(
-                tenant=tenant, connection=name, system=source.connector.system,
-                mappers=source.mappers, code=code, ids=ids, progress=progress,
-                rebuild=getattr(source.connector, "raw_record", None),
-            )  # fmt: skip
+        with working_for(tenant, name):  # every log line says which
+            async with self._use(await self.open_source(tenant, name)) as source:
+                return await QuarantineReplay(self.engine, self.store).run(
+                    tenant=tenant, connection=name, system=source.connector.system,
+                    mappers=source.mappers, code=code, ids=ids, progress=progress,
+                    rebuild=getattr(source.connector, "raw_record", None),
+                )  # fmt: skip
 
     async def _after_sync(
         self, tenant: str, name: str, source: OpenSource, report: SyncReport
@@ -516,6 +570,7 @@ class Hub:
         ``CADASTRE_SYNC_MAX_SECONDS`` of wall-clock time (``SyncTimedOut``)."""
         limit = self.settings.sync_max_seconds
         async with contextlib.AsyncExitStack() as held:
+            held.enter_context(working_for(tenant, name))  # every log line says which
             try:
                 await held.enter_async_context(
                     self.locks.hold(f"reconcile:{tenant}:{name}", wait=0.0,
@@ -591,6 +646,9 @@ async def bootstrap(
                 f"CADASTRE_LOG_LEVEL {settings.log_level!r} is not one of "
                 "DEBUG, INFO, WARNING, ERROR, CRITICAL"
             ) from None
+    # Always, logs configured or not: the SDK's spans give every log line its trace id, and a
+    # later hub's exporter setting replaces an earlier one's (observe.tracing).
+    configure_tracing(settings)
     try:
         registry = load_registry(settings.ownership_file)
     except FileNotFoundError:
@@ -608,17 +666,25 @@ async def bootstrap(
         ) from None
     # Checked at start-up, so a bad entry stops the hub rather than its first sync.
     AddressAllowList.parse(settings.gateway_allow_hosts)
+    alert_rules = load_rules(settings.alert_rules, detectors=DETECTORS)  # the same for the rules
     store = await open_store(settings.resolved_database_url(), clock=clock, migrate=migrate)
+    history = ConfigHistory(store, clock)  # hand edits are versioned when first seen
+    await history.observe_ownership(settings.ownership_file)
     vault = Vault(store, master_keys(settings), clock)
     locks = lock_backend(settings, store)
     metrics = Metrics()
+    # Audit entries are appended all over (engine, vault, directory, webhooks...); the store's
+    # commit hook sees every one of them, committed, without the store knowing of Prometheus.
+    audited = metrics.counter("cadastre_audit_entries_total")
+    store.watch_audit(lambda tenant, entries: audited.labels(tenant).inc(entries))
     engine = SyncEngine(
         store, registry, clock, metrics=metrics, conflict_skew=settings.conflict_skew_seconds
     )
     engine.echo_keep = timedelta(days=settings.writeback_echo_days)  # write-back echoes
+    observations = Observations(clock)
     runner = SyncRunner(
         engine, store, clock, metrics=metrics, stall_seconds=settings.sync_stall_seconds,
-        max_seconds=settings.sync_max_seconds,
+        max_seconds=settings.sync_max_seconds, observations=observations,
     )  # fmt: skip
     controls = GatewayControls(clock, backend=rate_limit_backend(settings, clock, metrics),
                                metrics=metrics)  # fmt: skip
@@ -643,7 +709,8 @@ async def bootstrap(
         tokens=TokenManager(vault, locks, clock),
         locks=locks,
         metrics=metrics,
-        mappings=MappingRegistry(settings.mappings_dir, families),
+        observations=observations,
+        mappings=MappingRegistry(settings.mappings_dir, families, observer=history.seen_mapping),
         runner=runner,
         controls=controls,
         bus=bus,
@@ -652,6 +719,8 @@ async def bootstrap(
         webhooks_in=WebhookReceiver(
             store, vault, clock, public_url=settings.public_url, metrics=metrics
         ),
+        config_history=history,
+        alert_rules=alert_rules,
     )
 
 
@@ -663,6 +732,13 @@ def rate_limit_backend(settings: Settings, clock: Clock, metrics: Metrics) -> Ra
     return FailSafeRateLimitBackend(
         shared, clock, min_workers=settings.rate_limit_workers, metrics=metrics
     )
+
+
+def _mapping_name(connection: Connection) -> str | None:
+    """The mapping a connection's records go through (the ``{mapping}`` of alert runbooks)."""
+    spec = connector_spec(connection.connector)
+    name = spec.mapping_name(spec.settings(connection.name, connection.config))
+    return name if isinstance(name, str) else None
 
 
 def _shape(auth: VaultAuth | None) -> str:

@@ -193,8 +193,51 @@ class Settings(BaseSettings):
         description="match score (0..1) from which a link is suggested for a person to confirm "
         "(at most identity_auto_link)",
     )  # fmt: skip
+    # the operations console (issue 9; docs/console.md)
+    console_session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30,
+        description="how long a console sign-in lasts (on the hub's clock) before the operator "
+        "signs in again",
+    )  # fmt: skip
+    # alerts (issue 9; docs/alerts.md)
+    alert_rules: Path | None = Field(
+        default=None,
+        description="the alert rules YAML file; unset: the packaged default "
+        "(cadastre/observe/rules.yaml). `cadastre alerts rules --check FILE` validates one",
+    )
+    alert_eval_seconds: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="how often each tenant's alert rules are evaluated (on the hub's clock)",
+    )  # fmt: skip
+    # observations by vendor and minute (issue 9; docs/operations.md)
+    observe_flush_seconds: float = Field(
+        default=15.0, gt=0, le=600,
+        description="how often each worker stores the vendor calls and counts it observed and "
+        "samples the backlog gauges (on the hub's clock)",
+    )  # fmt: skip
+    observe_keep_days: float = Field(
+        default=14.0, gt=0, le=3650,
+        description="how many days of per-minute observations are kept",
+    )  # fmt: skip
     log_level: str = "INFO"
     log_json: bool = True
+    # monitoring (issue 9; docs/operations.md)
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token that lets clients other than loopback read /metrics; unset: "
+        "loopback only",
+    )
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        default="none",
+        description="where OpenTelemetry spans go: none (ids in the logs only), console "
+        "(standard error), otlp (a collector over OTLP/HTTP; the otel extra)",
+    )
+    # SecretStr like the other URLs: a collector's URL may carry a password.
+    otel_endpoint: SecretStr | None = Field(
+        default=None,
+        description="the OTLP/HTTP collector (http://collector:4318; /v1/traces is added to a "
+        "URL without a path); unset: OTEL_EXPORTER_OTLP_ENDPOINT or localhost",
+    )
 
     @field_validator("gateway_allow_hosts", mode="before")
     @classmethod

@@ -196,6 +196,10 @@ class QuarantinedRecord:
     stream: str = ""  # the vendor stream it came from ("Property"), for a replay
     code: str = ""  # the rejection code (a metric label): "unknown_enum_value", "malformed_page"
     attempts: int = 0  # replays tried that failed again
+    # Reads that set the same version aside again while the entry was open (an unchanged bad
+    # record the cursor meets on every incremental sync): one entry, counted, not a new one.
+    sightings: int = 1
+    last_seen_at: datetime | None = None  # the latest such read; None: seen once
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,52 @@ class ApiKey:
     revoked_at: datetime | None = None
     label: str = ""
     payload_class: PayloadClass = PayloadClass.FULL
+
+
+@dataclass(frozen=True)
+class Operator:
+    """A person who signs in to the operations console (issue 9). Cross-tenant, like tenants:
+    ``tenant`` None means every tenant."""
+
+    username: str
+    tenant: str | None
+    password_hash: str = field(repr=False)  # "scrypt$n$r$p$<salt>$<hash>", never the password
+    created_at: datetime
+    updated_at: datetime
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class OperatorSession:
+    """A signed-in console browser, found by the sha256 of its cookie's token (never stored)."""
+
+    token_hash: str
+    operator: str
+    csrf: str = field(repr=False)  # the token every form of the session carries
+    created_at: datetime
+    expires_at: datetime
+
+
+class ConfigKind(StrEnum):
+    """The global configuration files kept as numbered versions (issue 9; connections have
+    their own ``connection_versions``)."""
+
+    MAPPING = "mapping"  # a mapping registry file, by its registry name
+    OWNERSHIP = "ownership"  # the system-of-record registry, always named "ownership"
+
+
+@dataclass(frozen=True)
+class ConfigVersion:
+    """One version of a global configuration file: its text exactly as it was on disk."""
+
+    kind: str  # a ConfigKind value
+    name: str
+    version: int  # 1, 2, ... per (kind, name)
+    content: str = field(repr=False)
+    sha256: str  # hex digest of the content's UTF-8 bytes
+    changed_by: str
+    changed_at: datetime
+    note: str = ""
 
 
 class ConnectionStatus(StrEnum):
@@ -416,7 +466,13 @@ class QuarantineRepository(Protocol):
         payload: Mapping[str, Any],
         stream: str = "",
         code: str = "",
-    ) -> QuarantinedRecord: ...
+    ) -> QuarantinedRecord:
+        """Set a record aside. While an open entry holds the same version of it - the same
+        connection, stream, entity and external id (both absent counts as the same) and a
+        payload of the same canonical JSON - that entry is returned with one more sighting
+        (its reason and code stay as they were), and no second entry is opened. Another
+        payload of the same record is an entry of its own."""
+        ...
 
     async def open_items(
         self,
@@ -476,6 +532,11 @@ class OutboxRepository(Protocol):
         """Unpublished events of the tenant, by position."""
         ...
 
+    async def count_pending(self) -> int:
+        """How many events of the tenant are unpublished (the outbox backlog), without reading
+        them."""
+        ...
+
     async def mark_published(self, event_ids: Sequence[str]) -> None:
         """Mark the events published and give each a ``feed_seq``, in the order of
         ``event_ids`` (the order the bus took them). Already published ones are left alone.
@@ -485,6 +546,14 @@ class OutboxRepository(Protocol):
     async def feed(self, *, after: int = 0, limit: int = 100) -> list[OutboxMessage]:
         """Published events of the tenant with ``feed_seq > after``, by feed_seq: the change
         feed (``GET /v1/changes``)."""
+        ...
+
+    async def recent(
+        self, types: Collection[str], *, since: datetime, limit: int = 100
+    ) -> list[EventEnvelope]:
+        """The tenant's events of ``types`` (exact type names) written to the outbox at or after
+        ``since`` (the store's clock), published or not, newest first, at most ``limit``: what
+        the alert evaluator reads schema drift from, and the console's drift history."""
         ...
 
 
@@ -697,6 +766,8 @@ class UnitOfWork(Protocol):
     idempotency: IdempotencyRepository  # Idempotency-Key of the API's own writes (issue 8)
     identities: IdentityRepository  # identity links (issue 8)
     conflicts: ConflictRepository  # field version vectors and the review queue (issue 8)
+    observations: ObservationRepository  # vendor calls and gauges by minute (issue 9)
+    alerts: AlertRepository  # detector and subsystem alerts (issue 9)
 
     async def commit(self) -> None: ...
 
@@ -729,6 +800,58 @@ class Store(Protocol):
 
     async def find_api_key(self, key_id: str) -> ApiKey | None: ...
 
+    # Console operators and their sessions (issue 9): cross-tenant, like the tenant calls.
+    async def create_operator(self, operator: Operator) -> None:
+        """``AlreadyExists`` when the username is taken."""
+        ...
+
+    async def find_operator(self, username: str) -> Operator | None: ...
+
+    async def list_operators(self) -> list[Operator]:
+        """By username."""
+        ...
+
+    async def update_operator(
+        self, username: str, *, password_hash: str | None = None, disabled: bool | None = None
+    ) -> Operator:
+        """Change what is given; ``NotFound`` for an unknown username."""
+        ...
+
+    async def delete_operator(self, username: str) -> bool:
+        """Remove the operator and every session of theirs; False when there was none."""
+        ...
+
+    async def create_operator_session(self, session: OperatorSession) -> None: ...
+
+    async def find_operator_session(self, token_hash: str) -> OperatorSession | None:
+        """The session, expired or not (the caller compares with its clock)."""
+        ...
+
+    async def delete_operator_session(self, token_hash: str) -> None: ...
+
+    async def delete_operator_sessions(self, username: str) -> int:
+        """Sign the operator out everywhere (a new password, disabled); how many sessions."""
+        ...
+
+    async def prune_operator_sessions(self, *, before: datetime) -> int:
+        """Forget sessions that expired before ``before``; how many."""
+        ...
+
+    # Versions of the global configuration files (issue 9): cross-tenant, like the tenant calls.
+    async def record_config_version(
+        self, kind: str, name: str, content: str, *, actor: str, note: str = ""
+    ) -> ConfigVersion:
+        """Keep ``content`` as the next version of (kind, name), or return the latest version
+        unchanged when its sha256 is the same. Two workers recording one change at once get one
+        version between them."""
+        ...
+
+    async def config_versions(self, kind: str, name: str) -> list[ConfigVersion]:
+        """Every version, oldest first."""
+        ...
+
+    async def config_version(self, kind: str, name: str, version: int) -> ConfigVersion | None: ...
+
     async def pending_outbox_tenants(self) -> list[str]:
         """Tenants with unpublished outbox events (the relay's round; cross-tenant, like the
         directory calls)."""
@@ -737,6 +860,12 @@ class Store(Protocol):
     def watch_outbox(self, listener: Callable[[str], None]) -> Callable[[], None]:
         """Call ``listener(tenant)`` after each commit in this process that wrote outbox events
         (so the relay need not wait for its next poll); returns the call that stops it."""
+        ...
+
+    def watch_audit(self, listener: Callable[[str, int], None]) -> Callable[[], None]:
+        """Call ``listener(tenant, n)`` after each commit in this process that appended ``n``
+        audit entries (``cadastre_audit_entries_total``: the store knows no metrics library);
+        returns the call that stops it."""
         ...
 
     async def close(self) -> None: ...
@@ -1134,6 +1263,11 @@ class SubscriptionStatus(StrEnum):
     DISABLED = "disabled"  # by a person, a 410 Gone or days of failures; status_reason says which
 
 
+class SubscriptionFormat(StrEnum):
+    STANDARD = "standard"  # the event as CloudEvents JSON, Standard Webhooks signed
+    SLACK = "slack"  # a Slack incoming-webhook payload (text + blocks) of an alert event
+
+
 @dataclass(frozen=True)
 class Subscription:
     """A platform service's webhook endpoint: which event types it takes, and the vault
@@ -1149,6 +1283,9 @@ class Subscription:
     credential: str  # a vault credential name, never a secret
     created_at: datetime
     updated_at: datetime
+    # What its bodies are: the signed CloudEvents JSON, or a Slack incoming-webhook payload
+    # (alert types only; cadastre.webhooks.slack)
+    format: SubscriptionFormat = SubscriptionFormat.STANDARD
 
 
 class DeliveryStatus(StrEnum):
@@ -1230,6 +1367,10 @@ class DeliveryRepository(Protocol):
     async def any_due(self) -> bool:
         """Whether ``claim`` would take something now: a read, so an idle sender's poll never
         takes the store's write lock (SQLite has one, shared with webhooks coming in)."""
+        ...
+
+    async def count_pending(self) -> int:
+        """How many deliveries of the tenant are pending (the delivery backlog), due or not."""
         ...
 
     async def claim(self, *, holder: str, until: datetime, limit: int = 50) -> list[Delivery]:
@@ -1648,6 +1789,10 @@ class WriteRepository(Protocol):
         """Whether ``claim`` would take something now (a read: an idle poll takes no lock)."""
         ...
 
+    async def pending_counts(self) -> dict[str, int]:
+        """Connection -> its targets not yet settled (pending, sending or held)."""
+        ...
+
     async def claim(self, *, holder: str, until: datetime, limit: int = 20) -> list[WriteTarget]:
         """Take up to ``limit`` targets: pending ones due now, and ``sending`` ones whose claim
         ran out (their worker died: recovery). Atomic: two workers never take one target."""
@@ -1809,4 +1954,121 @@ class ConflictRepository(Protocol):
     ) -> Conflict:
         """Mark an open conflict resolved; ``NotFound`` for an unknown id, ``ConcurrentUpdate``
         when it is resolved already."""
+        ...
+
+
+# --------------------------------------------------------------------------- observations
+
+
+@dataclass(frozen=True)
+class MinuteRollup:
+    """What one minute of one connection looked like (issue 9): the vendor calls by outcome and
+    status, their latency histogram (``cadastre.observe.signals.LATENCY_EDGES`` buckets plus one
+    overflow bucket), error fingerprints and response shapes, additive counters and sampled
+    gauges. ``connection`` is "" for tenant-wide samples (outbox, delivery backlog).
+
+    Stored rows merge: counts, calls, statuses, latency, errors and shapes add; gauges are last
+    wins. Everything is JSON-compatible, so a rollup is one row."""
+
+    connection: str
+    minute: datetime  # UTC, truncated to the minute
+    vendor: str = ""
+    calls: Mapping[str, int] = field(default_factory=dict)  # outcome -> count
+    statuses: Mapping[str, int] = field(default_factory=dict)  # "200", "503", "timeout" -> count
+    latency: Sequence[int] = ()  # counts per latency bucket (empty: no calls timed)
+    latency_sum: float = 0.0
+    # fp -> {"count": n, "status": "503", "sample": "..."}
+    errors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # fp -> {"count": n, "endpoint": "GET /odata/Property", "keys": ["value:array", ...]}
+    shapes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    counts: Mapping[str, int] = field(default_factory=dict)  # additive counters
+    gauges: Mapping[str, float] = field(default_factory=dict)  # sampled, last wins
+
+
+class ObservationRepository(Protocol):
+    """``uow.observations``: the tenant's minutes, one row per (connection, minute)."""
+
+    async def add(self, rollups: Sequence[MinuteRollup]) -> None:
+        """Merge each rollup into its stored minute: counters add, gauges last-wins (safe when
+        several workers flush the same minute at once)."""
+        ...
+
+    async def window(
+        self, *, since: datetime, until: datetime | None = None, connection: str | None = None
+    ) -> list[MinuteRollup]:
+        """Minutes in ``[since, until)``, oldest first (then by connection)."""
+        ...
+
+    async def last_seen(self) -> dict[str, datetime]:
+        """Connection -> the latest minute with a ``sync_ok`` count."""
+        ...
+
+    async def prune(self, before: datetime) -> int:
+        """Forget minutes before ``before``; how many rows."""
+        ...
+
+
+# --------------------------------------------------------------------------------- alerts
+
+
+class AlertState(StrEnum):
+    PENDING = "pending"  # the condition holds, not yet for the rule's ``for``: nobody is told
+    FIRING = "firing"  # raised (``cadastre.alert.raised.v1``)
+    RESOLVED = "resolved"  # cleared for ``clear_for``, resolved by a person, or a dropped pending
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One episode of one alert (issue 9, docs/alerts.md): a detector's finding held by a rule,
+    or a subsystem's ``cadastre.alert.raised.v1`` folded in. A tenant has at most one alert per
+    (rule, key) that is not resolved; the store refuses a second."""
+
+    id: str
+    tenant: str
+    rule: str  # the rule's name (detector alerts) or data.alert (subsystem alerts)
+    key: str  # de-dup key within the rule: connection name, credential name, subject
+    state: AlertState
+    severity: str  # info | warning | critical
+    owner: str
+    vendor: str | None
+    connection: str | None
+    summary: str  # one line: which vendor/connection and what changed
+    changed: str  # the measured fact: "error rate 62% (31 of 50 calls) over 5 min; ..."
+    since: datetime  # when the condition began
+    action: str  # what to do: the runbook step, with the rollback command where one answers it
+    rollback: str | None  # the exact rollback command, if the rule names one
+    facts: Mapping[str, Any]
+    occurrences: int
+    raised_at: datetime | None  # when it started firing (None: it never did)
+    last_seen_at: datetime  # the last evaluation (or subsystem event) that found it
+    resolved_at: datetime | None
+    source: str  # "/cadastre/observe" (detector) or the subsystem event's source
+
+
+class AlertRepository(Protocol):
+    """``uow.alerts``: the tenant's alerts, every episode kept as history."""
+
+    async def put(self, alert: Alert) -> None:
+        """Insert, or update the alert of that id. ``AlreadyExists`` when it is new and another
+        alert of its (rule, key) is not resolved (the evaluator that lost a race), or the id is
+        taken by another tenant."""
+        ...
+
+    async def get(self, id: str) -> Alert | None: ...
+
+    async def current(self, rule: str, key: str, *, for_update: bool = False) -> Alert | None:
+        """The alert of (rule, key) that is not resolved, if any. ``for_update`` locks its row
+        until the unit of work ends (PostgreSQL), so two writers of one alert's transition
+        queue and the second sees what the first made of it."""
+        ...
+
+    async def open(self, *, connection: str | None = None) -> list[Alert]:
+        """Pending and firing alerts (of ``connection``), newest first (the last made first)."""
+        ...
+
+    async def history(
+        self, *, rule: str | None = None, connection: str | None = None, limit: int = 100
+    ) -> list[Alert]:
+        """Alerts in every state (of ``rule``, of ``connection``), newest first (the last
+        made first)."""
         ...

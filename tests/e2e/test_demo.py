@@ -85,6 +85,32 @@ def _read_the_api(url: str, key: str, listings: int) -> None:
         )
 
 
+def _sign_in_to_the_console(url: str, out: str) -> None:
+    """The printed operator signs in, and the fleet view shows the demo MLS the syncs measured."""
+    found = re.search(r"console: (\S+) \(operator (\S+), password (\S+), shown once\)", out)
+    assert found, out
+    console_url, operator, password = found.groups()
+    assert console_url == f"{url}/console/"
+    with httpx.Client(base_url=url, timeout=10) as client:
+        form = client.get("/console/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert form.status_code == 200
+        assert token, form.text
+        fields = {"csrf": token.group(1), "next": "", "username": operator}
+        wrong = client.post("/console/login", data={**fields, "password": password + "x"})
+        assert wrong.status_code == 200
+        assert "wrong username or password" in wrong.text
+        assert "cadastre_console" not in client.cookies  # no session after a refusal
+        token = re.search(r'name="csrf" value="([^"]+)"', wrong.text)
+        assert token, wrong.text
+        fields["csrf"] = token.group(1)
+        signed_in = client.post("/console/login", data={**fields, "password": password},
+                                follow_redirects=True)  # fmt: skip
+        assert signed_in.status_code == 200, signed_in.text
+        assert "demo-mls" in signed_in.text
+        assert 'data-testid="fleet-row"' in signed_in.text
+
+
 @pytest.mark.timeout(300)
 def test_demo_syncs_then_the_printed_key_reads_the_api(tmp_path: Path) -> None:
     done = subprocess.run(
@@ -134,6 +160,7 @@ def test_demo_serves_until_interrupted_and_runs_again(tmp_path: Path) -> None:
         out = "".join(lines)
         assert "serving until interrupted" in out, out
         _read_the_api(f"http://127.0.0.1:{port}", _key(out), _count(out, "Listing records"))
+        _sign_in_to_the_console(f"http://127.0.0.1:{port}", out)
     finally:
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=30)

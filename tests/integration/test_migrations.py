@@ -175,3 +175,75 @@ async def test_postgres_0002_carries_provenance_over(postgres_database: str) -> 
         await carry_over(store)
     finally:
         await store.close()
+
+
+async def fold_quarantine_copies(store: SqlAlchemyStore) -> None:
+    """0016 gives existing quarantine entries their digest and folds the open copies of one
+    record version (what syncs before it left behind) into the oldest, with their sightings."""
+    from datetime import UTC, datetime, timedelta
+
+    await store.migrate("0015")
+    at = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    bad = '{"ListingKey": "X1", "StandardStatus": "Sold-ish"}'
+    same = '{"StandardStatus": "Sold-ish", "ListingKey": "X1"}'  # the same JSON, keys reordered
+    rows = [  # id, external id, payload, minutes later, resolved
+        ("q1", "X1", bad, 0, False),
+        ("q2", "X1", same, 10, False),
+        ("q3", "X1", bad, 20, False),
+        ("q4", "X1", bad, 30, True),  # resolved: left as it is
+        ("q5", "X1", '{"ListingKey": "X1", "ListPrice": 1}', 40, False),  # another version
+        ("q6", None, bad, 50, False),  # no key: not the keyed entries' copy
+    ]
+    async with store.engine.begin() as conn:
+        for id, key, payload, minutes, resolved in rows:
+            created = at + timedelta(minutes=minutes)
+            await conn.execute(
+                text(
+                    "INSERT INTO quarantine (id, tenant, connection, entity, external_id, reason,"
+                    " payload, created_at, resolved_at, stream, code, attempts) VALUES (:id,"
+                    " 'acme', 'mls', 'Listing', :key, 'unknown status', :payload, :created,"
+                    " :resolved, 'Property', 'unknown_enum_value', 0)"
+                ),
+                {
+                    "id": id,
+                    "key": key,
+                    "payload": payload,
+                    "created": created,
+                    "resolved": created if resolved else None,
+                },
+            )
+    await store.migrate()
+    async with store.unit_of_work("acme") as uow:
+        held = {q.id: q for q in await uow.quarantine.open_items()}
+        assert set(held) == {"q1", "q5", "q6"}
+        assert (held["q1"].sightings, held["q1"].last_seen_at) == (3, at + timedelta(minutes=20))
+        assert (held["q5"].sightings, held["q5"].last_seen_at) == (1, None)
+        closed = await uow.quarantine.get("q4")
+        assert closed is not None
+        assert closed.sightings == 1
+        # the filled digests are the ones add computes: the next sighting finds its entry
+        again = await uow.quarantine.add(
+            connection="mls", entity="Listing", external_id="X1", reason="r",
+            payload={"ListingKey": "X1", "StandardStatus": "Sold-ish"}, stream="Property",
+        )  # fmt: skip
+        assert (again.id, again.sightings) == ("q1", 4)
+        await uow.commit()
+    await store.downgrade("0015")
+    await store.migrate()
+
+
+async def test_sqlite_0016_folds_quarantine_copies(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "cadastre.db")
+    try:
+        await fold_quarantine_copies(store)
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_0016_folds_quarantine_copies(postgres_database: str) -> None:
+    store = await open_store(postgres_database, migrate=False)
+    try:
+        await fold_quarantine_copies(store)
+    finally:
+        await store.close()

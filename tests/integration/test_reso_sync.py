@@ -192,3 +192,49 @@ async def test_a_token_that_expires_mid_sync_is_replaced_and_nothing_is_lost(
     assert report.tally.fetched == 300
     assert sim.stats.tokens_issued >= 3  # fresh tokens along the way (read-ahead shares some)
     same_as_the_mls(await stored(hub), sim)
+
+
+async def test_an_unchanged_bad_record_is_one_entry_however_often_the_cursor_reads_it(
+    hub: Hub, clock: FakeClock
+) -> None:
+    """The bad record is the newest, so every incremental sync starts on it again: three syncs,
+    one open entry seen three times; the vendor changes it (still bad): a second entry."""
+    from cadastre.observe import series
+
+    sim = ResoSimulator(records=40, seed=17, clock=clock, rate_limit=None)
+    async with serve(sim.app) as running:
+        await connect(hub, running.url, page_size=50)
+        assert (await hub.sync(TENANT, MLS)).tally.quarantined == 0
+        key = sorted(sim.records)[7]
+        clock.advance(60)
+        sim.touch(keys=[key], changes={"StandardStatus": "Sold-ish"})  # no spelling maps it
+        runs = []
+        for _ in range(3):
+            clock.advance(60)
+            runs.append((await hub.sync(TENANT, MLS)).tally)
+        # each run met it and says so; the store holds it once
+        assert [t.quarantined for t in runs] == [1, 1, 1]
+        assert all(t.reasons == {"unknown_enum_value": 1} for t in runs)
+        async with hub.store.unit_of_work(TENANT, read_only=True) as uow:
+            (held,) = await uow.quarantine.open_items(MLS)
+            assert await uow.quarantine.open_counts() == {MLS: 1}
+        assert (held.external_id, held.code, held.sightings) == (key, "unknown_enum_value", 3)
+        assert held.payload["StandardStatus"] == "Sold-ish"
+
+        clock.advance(60)
+        sim.touch(keys=[key], changes={"ListPrice": 654321})  # edited, and still Sold-ish
+        clock.advance(60)
+        assert (await hub.sync(TENANT, MLS)).tally.quarantined == 1
+        async with hub.store.unit_of_work(TENANT, read_only=True) as uow:
+            first, second = await uow.quarantine.open_items(MLS)
+        assert first == held
+        assert (second.external_id, second.sightings) == (key, 1)
+        assert float(second.payload["ListPrice"]) == 654321
+    kept = (await stored(hub))[key]  # the good version of the first sync stays
+    assert kept["StandardStatus"] != "Sold-ish"
+    assert float(kept["ListPrice"]) != 654321
+    # the observations count records set aside per run (sightings), as the reports do
+    await hub.sampler.flush()
+    async with hub.store.unit_of_work(TENANT, read_only=True) as uow:
+        rollups = await uow.observations.window(since=NOW, connection=MLS)
+    assert series.counter(rollups, "records_quarantined") == 4

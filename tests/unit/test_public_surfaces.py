@@ -11,7 +11,7 @@ import pytest
 PACKAGES = [
     "cadastre.observe", "cadastre.vault", "cadastre.directory", "cadastre.testing",
     "cadastre.ownership", "cadastre.sync", "cadastre.mapping", "cadastre.connectors",
-    "cadastre.gateway", "cadastre.api", "cadastre.simulators", "cadastre.bus",
+    "cadastre.gateway", "cadastre.api", "cadastre.simulators", "cadastre.bus", "cadastre.console",
 ]  # fmt: skip
 
 

@@ -60,6 +60,12 @@ class SubscriptionIn(BaseModel):
         "families (cadastre.listing.*: every type, as emitted)",
     )  # fmt: skip
     description: str = Field(default="", max_length=500)
+    format: Literal["standard", "slack"] = Field(
+        default="standard",
+        description="standard: the event as Standard Webhooks signed CloudEvents JSON; slack: a "
+        "Slack incoming-webhook message (text and blocks), for alert types only "
+        "(cadastre.alert.*)",
+    )
 
 
 class SubscriptionOut(BaseModel):
@@ -72,6 +78,7 @@ class SubscriptionOut(BaseModel):
     failing_since: datetime | None
     created_at: datetime
     updated_at: datetime
+    format: Literal["standard", "slack"]
 
 
 class SubscriptionCreated(SubscriptionOut):
@@ -121,7 +128,7 @@ def _subscription(s: Subscription) -> SubscriptionOut:
     return SubscriptionOut(
         id=s.id, url=s.url, event_types=list(s.event_types), description=s.description,
         status=s.status.value, status_reason=s.status_reason, failing_since=s.failing_since,
-        created_at=s.created_at, updated_at=s.updated_at,
+        created_at=s.created_at, updated_at=s.updated_at, format=s.format.value,
     )  # fmt: skip
 
 
@@ -168,7 +175,7 @@ async def create_subscription(
     try:
         created = await hub_of(request).webhooks.subscriptions.add(
             key.tenant, url=body.url, event_types=body.event_types,
-            description=body.description, actor=f"api:{key.key_id}",
+            description=body.description, actor=f"api:{key.key_id}", format=body.format,
         )  # fmt: skip
     except ConfigurationError as exc:
         raise Problem(422, str(exc)) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cadastre.cli import (
+    alerts,
     audit,
     conflicts,
     connections,
@@ -14,9 +15,11 @@ from cadastre.cli import (
     identities,
     keys,
     mappings,
+    operators,
     ownership,
     quarantine,
     reconcile,
+    rollback,
     schema,
     serve,
     subscriptions,
@@ -53,6 +56,9 @@ app.add_typer(webhooks_in.app, name="webhooks")
 app.add_typer(writes.writes_app, name="writes")
 app.add_typer(writes.writeback_app, name="writeback")
 app.add_typer(identities.app, name="identities")
+app.add_typer(rollback.app, name="rollback")
+app.add_typer(operators.app, name="operators")
+app.add_typer(alerts.app, name="alerts")
 
 
 def main() -> None:

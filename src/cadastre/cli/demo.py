@@ -2,13 +2,15 @@
 
 It onboards a demo MLS (a RESO Web API simulator on loopback, with OAuth2 client credentials, a
 rate limit and a share of bad records), runs a full and then an incremental sync into SQLite
-through the gateway, and serves the read API on port 8700 with a fresh API key, until
-interrupted (``--exit-after-sync`` stops after the syncs, for scripts and tests).
+through the gateway, and serves the read API on port 8700 with a fresh API key and the
+operations console with a demo operator (the hub's workers run meanwhile), until interrupted
+(``--exit-after-sync`` stops after the syncs, for scripts and tests).
 """
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections import Counter
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
@@ -24,7 +26,7 @@ from cadastre.cli.serve import serve_app
 from cadastre.cli.sync import print_report, sync_progress
 from cadastre.directory import ConnectionSpec
 from cadastre.errors import AlreadyExists
-from cadastre.ports import ApiKeyScope
+from cadastre.ports import ApiKeyScope, Secret
 
 if TYPE_CHECKING:
     from cadastre.sync import SyncReport
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 TENANT = "demo"
 MLS = "demo-mls"
 CREDENTIAL = "demo-mls"
+OPERATOR = "demo"
 # The simulator's own client credentials: demo values, not a secret of anyone's.
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"
 MAPPING = f"""\
@@ -103,6 +106,8 @@ async def _demo(hub: Hub, port: int, records: int, seed: int, exit_after_sync: b
             api = await stack.enter_async_context(
                 serve_app(create_app(hub), host="127.0.0.1", port=port, handle_signals=True)
             )
+            # the workers `cadastre serve` runs: relay, consumers, observations, alerts
+            await stack.enter_async_context(hub.running())
         async with serve(simulator.app) as mls:
             await _onboard(hub, mls.url)
             full = await _sync(hub, full=True, label="full sync")
@@ -111,11 +116,16 @@ async def _demo(hub: Hub, port: int, records: int, seed: int, exit_after_sync: b
             incremental = await _sync(hub, full=False, label="incremental sync")
             violations = simulator.stats.rate_limit_violations
         issued = await hub.keys.create(TENANT, ApiKeyScope.READ, label="demo")
+        # What the syncs measured, in the store now rather than at the workers' next round, so
+        # the console's fleet view and alerts show them at once.
+        await hub.sampler.round()
+        await hub.alerts.evaluate(TENANT)
+        password = await _operator(hub)
         await _summary(hub, full, incremental, violations)
         if api is None:
-            _print_access(f"http://127.0.0.1:{port}", issued.plaintext, serving=False)
+            _print_access(f"http://127.0.0.1:{port}", issued.plaintext, password, serving=False)
             return
-        _print_access(api.url, issued.plaintext, serving=True)
+        _print_access(api.url, issued.plaintext, password, serving=True)
         await api.wait()  # until Ctrl-C or SIGTERM
 
 
@@ -178,10 +188,23 @@ async def _summary(hub: Hub, full: SyncReport, incremental: SyncReport, violatio
                                 (f"broken at {audit.first_bad_seq}", "red")))  # fmt: skip
 
 
-def _print_access(api: str, key: str, *, serving: bool) -> None:
+async def _operator(hub: Hub) -> str:
+    """The demo tenant's console operator, with a new random password each run (shown once;
+    only its scrypt hash is stored)."""
+    password = secrets.token_urlsafe(12)
+    try:
+        await hub.operators.add(OPERATOR, Secret(password), tenant=TENANT)
+    except AlreadyExists:
+        await hub.operators.set_password(OPERATOR, Secret(password))
+    return password
+
+
+def _print_access(api: str, key: str, password: str, *, serving: bool) -> None:
     # soft_wrap: a key or URL broken over two lines cannot be copied
     say = console.print
     say(f"API key (read, shown once): {key}", soft_wrap=True)
+    say(f"console: {api}/console/ (operator {OPERATOR}, password {password}, shown once)",
+        soft_wrap=True)  # fmt: skip
     say(f"API: {api}/v1/listings", soft_wrap=True)
     say(f"OpenAPI: {api}/docs", soft_wrap=True)
     query = f"{api}/v1/listings?status=Active&limit=5"

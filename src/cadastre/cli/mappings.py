@@ -3,7 +3,8 @@
 ``check CONNECTION`` reads a sample of the connection's records through its connector, maps them
 and stores nothing: coverage of the vendor fields seen, of the canonical fields filled, and what
 the mapping does not know (fields, enumeration values). ``check --file NAME`` only loads and
-validates a mapping file; ``list`` shows the registry.
+validates a mapping file; ``list`` shows the registry; ``put NAME FILE`` validates a file, writes
+it into the registry atomically and versions it (``cadastre rollback`` returns to a version).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cadastre.cli.runtime import console, err_console, fail, load_settings, run
+from cadastre.cli.config_files import BY, NOTE, put_mapping, run_checked
+from cadastre.cli.runtime import (
+    console,
+    err_console,
+    fail,
+    load_settings,
+    read_text_file,
+    run,
+)
 from cadastre.cli.sync import _owner
 from cadastre.connectors import available
 from cadastre.errors import ConfigurationError, MappingError
@@ -55,6 +64,21 @@ def list_() -> None:
         table.add_row(name, str(spec.version), spec.extends or "", spec.entity or "", "ok")
     console.print(table)
     console.print(f"registry folder: {registry.folder}")
+
+
+@app.command("put")
+def put(
+    name: str = typer.Argument(..., help="the registry name: the file becomes NAME.yaml"),
+    file: Path = typer.Argument(..., help="the new mapping file"),
+    by: str = BY,
+    note: str = NOTE,
+) -> None:
+    """Validate FILE as mapping NAME (with every mapping that extends it), then write it into
+    the registry folder atomically and keep it as a new version. A file that does not load is
+    refused and nothing changes."""
+    text = read_text_file(file, "mapping file")
+    why = note or f"put from {file.name}"
+    run_checked(lambda hub: put_mapping(hub, name, text, by=by, note=why))
 
 
 @app.command("check")

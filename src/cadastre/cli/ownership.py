@@ -1,6 +1,7 @@
-"""``cadastre ownership``: check a system-of-record file before the hub loads it.
+"""``cadastre ownership``: check a system-of-record file before the hub loads it, and put one in
+place of the hub's (``CADASTRE_OWNERSHIP_FILE``) as a new version.
 
-It needs no database, so it builds no Hub: a registry file can be checked in CI.
+``check`` needs no database, so it builds no Hub: a registry file can be checked in CI.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from cadastre.cli.config_files import BY, NOTE, put_ownership, run_checked
 from cadastre.cli.runtime import console, fail, print_error, read_text_file
 from cadastre.connectors.claims import check_connections
 from cadastre.directory.connections import parse_connections_yaml
@@ -64,6 +66,25 @@ def _check_drift(registry: OwnershipRegistry, file: Path) -> None:
     except ConfigurationError as exc:
         print_error(str(exc))
         raise typer.Exit(1) from None
+
+
+@app.command("put")
+def put(
+    file: Path = typer.Argument(..., help="the new registry YAML"),
+    by: str = BY,
+    note: str = NOTE,
+) -> None:
+    """Check FILE as `ownership check --connections` would, against every tenant's connections,
+    then write it over CADASTRE_OWNERSHIP_FILE atomically and keep it as a new version. A file
+    that fails is refused and nothing changes."""
+    text = read_text_file(file, "registry file")
+    try:  # the file alone first, before the hub opens: its own errors, as `check` prints them
+        parse_registry(text, source=str(file))
+    except ConfigurationError as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from None
+    why = note or f"put from {file.name}"
+    run_checked(lambda hub: put_ownership(hub, text, by=by, note=why))
 
 
 @app.command("default")

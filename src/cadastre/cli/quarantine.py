@@ -59,13 +59,13 @@ def list_entries(
         console.print("no open quarantine entries")
         return
     tenants = {t for t, _ in found}
-    table = Table("id", "connection", "code", "external id", "reason", "age", "attempts",
+    table = Table("id", "connection", "code", "external id", "reason", "age", "seen", "attempts",
                   title=f"quarantine ({len(found) + more:,} open)")  # fmt: skip
     if len(tenants) > 1:
         table.add_column("tenant")
     for t, q in found:
         row = [q.id, q.connection, q.code or "-", q.external_id or "-", q.reason,
-               _age(now, q.created_at), str(q.attempts)]  # fmt: skip
+               _age(now, q.created_at), f"{q.sightings}x", str(q.attempts)]  # fmt: skip
         table.add_row(*row, *([t] if len(tenants) > 1 else []))
     console.print(table)
     if more:
@@ -201,5 +201,8 @@ def _as_json(tenant: str, q: QuarantinedRecord) -> dict[str, Any]:
     return {
         "id": q.id, "tenant": tenant, "connection": q.connection, "stream": q.stream,
         "entity": q.entity, "code": q.code, "external_id": q.external_id, "reason": q.reason,
-        "attempts": q.attempts, "created_at": q.created_at.isoformat(), "payload": q.payload,
+        "attempts": q.attempts, "created_at": q.created_at.isoformat(),
+        "sightings": q.sightings,  # reads that set this version aside again while it was open
+        "last_seen_at": q.last_seen_at.isoformat() if q.last_seen_at else None,
+        "payload": q.payload,
     }  # fmt: skip

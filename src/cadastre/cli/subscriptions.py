@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cadastre.cli.runtime import console, run
-from cadastre.ports import Subscription
+from cadastre.ports import Subscription, SubscriptionFormat
 
 app = typer.Typer(
     help="Outbound webhook subscriptions: endpoints sent the events they subscribe to, signed.",
@@ -31,6 +31,7 @@ def describe(s: Subscription) -> dict[str, Any]:
         "status_reason": s.status_reason,
         "failing_since": s.failing_since.isoformat() if s.failing_since else None,
         "credential": s.credential, "created_at": s.created_at.isoformat(),
+        "format": s.format.value,
     }  # fmt: skip
 
 
@@ -46,12 +47,23 @@ def add(
         "repeatable",
     ),
     description: str = typer.Option("", "--description", help="what the endpoint is"),
+    body_format: SubscriptionFormat = typer.Option(
+        SubscriptionFormat.STANDARD,
+        "--format",
+        help="standard: the event as Standard Webhooks signed CloudEvents JSON; slack: a Slack "
+        "incoming-webhook message (alert events only: -e 'cadastre.alert.*')",
+    ),
     as_json: bool = AS_JSON,
 ) -> None:
     """Subscribe an endpoint. Its signing secret is printed once: give it to the endpoint."""
     created = run(
         lambda hub: hub.webhooks.subscriptions.add(
-            tenant, url=url, event_types=events, description=description, actor="cli"
+            tenant,
+            url=url,
+            event_types=events,
+            description=description,
+            actor="cli",
+            format=body_format,
         )
     )
     secret = created.secret.reveal()
@@ -60,7 +72,7 @@ def add(
         return
     s = created.subscription
     console.print(Text.assemble("subscription ", (s.id, "bold"), f" -> {s.url}"))
-    console.print(f"events: {', '.join(s.event_types)}")
+    console.print(f"events: {', '.join(s.event_types)} (format {s.format.value})")
     console.print("signing secret (store it now; it cannot be shown again):")
     console.print(secret, soft_wrap=True)
 
@@ -77,12 +89,13 @@ def list_(tenant: str = TENANT, as_json: bool = AS_JSON) -> None:
         return
     table = Table()
     table.add_column("id", no_wrap=True)  # ids are typed back into commands: never cut
-    for name in ("url", "events", "status", "failing since", "description"):
+    for name in ("url", "events", "format", "status", "failing since", "description"):
         table.add_column(name)
     for s in found:
         status = s.status.value + (f" ({s.status_reason})" if s.status_reason else "")
         since = s.failing_since.isoformat(timespec="seconds") if s.failing_since else ""
-        table.add_row(s.id, s.url, "\n".join(s.event_types), status, since, s.description)
+        table.add_row(s.id, s.url, "\n".join(s.event_types), s.format.value, status, since,
+                      s.description)  # fmt: skip
     console.print(table)
 
 

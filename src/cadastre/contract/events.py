@@ -91,6 +91,11 @@ _OTHER = [
         "cadastre.alert.raised.v1",
         "Something needs a person: what happened, where, and what to do (data.action).",
     ),
+    EventType(
+        "cadastre.alert.resolved.v1",
+        "An alert ended: its condition stayed clear for its rule's clear_for, or a person "
+        "resolved it (data.alert_id names the alert, data.resolved_by who or what).",
+    ),
     EventType("cadastre.credential.rotated.v1", "A credential's key was rotated with its vendor."),
     EventType(
         "cadastre.schema.drifted.v1",

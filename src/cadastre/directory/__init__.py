@@ -1,4 +1,5 @@
-"""The directory: tenants, their API keys and their connections, over the Store port."""
+"""The directory: tenants, their API keys and their connections, and the console's operators,
+over the Store port."""
 
 from cadastre.directory.connections import (
     ConnectionService,
@@ -7,6 +8,7 @@ from cadastre.directory.connections import (
     parse_connections_yaml,
 )
 from cadastre.directory.keys import IssuedKey, KeyService
+from cadastre.directory.operators import OperatorService, SignedIn, Visitor
 from cadastre.directory.tenants import TenantService
 
 __all__ = [
@@ -15,6 +17,9 @@ __all__ = [
     "ConnectionsFile",
     "IssuedKey",
     "KeyService",
+    "OperatorService",
+    "SignedIn",
     "TenantService",
+    "Visitor",
     "parse_connections_yaml",
 ]

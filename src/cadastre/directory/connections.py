@@ -122,15 +122,18 @@ class ConnectionService:
             await uow.commit()
         return saved
 
-    async def put(self, tenant: str, spec: ConnectionSpec, *, actor: str = "cli") -> Connection:
-        """Add the connection, or save ``spec`` as its next version when it differs."""
+    async def put(
+        self, tenant: str, spec: ConnectionSpec, *, actor: str = "cli", change: str = "edited"
+    ) -> Connection:
+        """Add the connection, or save ``spec`` as its next version when it differs; ``change``
+        says what the new version is ("edited", "rollback to v3")."""
         _refuse_secrets(spec.config)
         await self._require_tenant(tenant)
         async with self._store.unit_of_work(tenant) as uow:
             current = await uow.connections.get(spec.name)
             if current is not None and to_spec(current) == spec:
                 return current
-            version, change = (1, "added") if current is None else (current.version + 1, "edited")
+            version, change = (1, "added") if current is None else (current.version + 1, change)
             saved = await uow.connections.save(
                 self._from_spec(tenant, spec, version), changed_by=actor, change=change
             )
@@ -231,9 +234,14 @@ class ConnectionService:
         )
 
     async def _record(self, uow: UnitOfWork, saved: Connection, actor: str, change: str) -> None:
+        # "rollback to v3": the action is its first word, the whole of it goes in the detail
+        action, _, more = change.partition(" ")
+        detail: dict[str, Any] = {"version": saved.version, "status": saved.status.value}
+        if more:
+            detail["change"] = change
         await uow.audit.append(
-            actor=actor, action=f"connection.{change}", entity="Connection",
-            entity_id=saved.name, detail={"version": saved.version, "status": saved.status.value},
+            actor=actor, action=f"connection.{action}", entity="Connection",
+            entity_id=saved.name, detail=detail,
         )  # fmt: skip
 
 

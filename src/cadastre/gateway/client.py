@@ -51,6 +51,7 @@ from cadastre.gateway.outcome import Outcome, classify
 from cadastre.gateway.ratelimit import RateLimitTransport
 from cadastre.gateway.records import TRACE, CallRecord
 from cadastre.gateway.retry import ATTEMPTS, RetryTransport
+from cadastre.observe import endpoint_of, shape_of, working_for
 
 if TYPE_CHECKING:
     import random
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     from cadastre.gateway.auth import Authenticator, FlowAuthenticator
     from cadastre.gateway.policy import VendorPolicy
     from cadastre.gateway.translate import SchemaTranslator
-    from cadastre.observe import Metrics
+    from cadastre.observe import Metrics, Observations
     from cadastre.ports import Clock
 
 _tracer = trace.get_tracer("cadastre.gateway")
@@ -88,6 +89,7 @@ def _assemble(
     connection: str,
     rng: random.Random | None,
     guards: Guards,
+    observations: Observations | None = None,
 ) -> httpx.AsyncBaseTransport:
     """retry -> breaker -> bulkhead -> auth -> rate limit -> metering -> HTTP.
 
@@ -102,7 +104,9 @@ def _assemble(
     taken slots would wait for a token request queued behind those very slots, and, the token
     come, send at once in a burst past the vendor's window. Every request an auth flow sends (a
     Digest challenge's answer, say) pays its own slot as well."""
-    chain: httpx.AsyncBaseTransport = MeteringTransport(http, metrics, policy, connection, clock)
+    chain: httpx.AsyncBaseTransport = MeteringTransport(
+        http, metrics, policy, connection, clock, observations=observations, tenant=guards.tenant
+    )
     chain = _rate_limited(chain, policy, metrics, connection, guards)
     if authenticator is not None:
         chain = AuthTransport(chain, authenticator)
@@ -127,10 +131,12 @@ def _rate_limited(
 
 def _limited(
     http: httpx.AsyncBaseTransport, policy: VendorPolicy, clock: Clock, metrics: Metrics | None,
-    connection: str, guards: Guards,
+    connection: str, guards: Guards, observations: Observations | None = None,
 ) -> httpx.AsyncBaseTransport:  # fmt: skip
     """The token endpoint's chain: rate limit -> metering -> HTTP (no retry, no breaker)."""
-    metered = MeteringTransport(http, metrics, policy, connection, clock)
+    metered = MeteringTransport(
+        http, metrics, policy, connection, clock, observations=observations, tenant=guards.tenant
+    )
     return _rate_limited(metered, policy, metrics, connection, guards)
 
 
@@ -150,6 +156,7 @@ class Gateway:
         guards: Guards | None = None,
         allow_hosts: Sequence[str] = (),
         translator: SchemaTranslator | None = None,
+        observations: Observations | None = None,
     ) -> None:
         """``transport`` is the innermost HTTP transport (default: an ``httpx.AsyncHTTPTransport``
         that refuses private addresses except ``allow_hosts``, see ``address``; tests pass
@@ -159,7 +166,8 @@ class Gateway:
         gateway only retries. ``translator`` rewrites JSON bodies between the vendor's schema
         and the one the connector reads. ``auth`` names the vault credential calls carry; its
         token, login and key-rotation requests go through ``token_endpoint``: this gateway's
-        rate limit, metering and HTTP transport, without retries."""
+        rate limit, metering and HTTP transport, without retries. ``observations`` (the hub's)
+        hears of every attempt and of each JSON answer's shape (``cadastre.observe.signals``)."""
         try:
             base = httpx.URL(base_url)
         except httpx.InvalidURL:
@@ -172,10 +180,11 @@ class Gateway:
         self._connection = connection
         self._guards = guards or Guards()
         self._translator = translator
+        self._observations = observations
         http = transport if transport is not None else default_transport(allow_hosts)
         self._pool = f"{policy.vendor}/{connection}#{id(http):x}"
         self.token_endpoint = GatewayTokenEndpoint(
-            _limited(http, policy, clock, metrics, connection, self._guards), clock,
+            _limited(http, policy, clock, metrics, connection, self._guards, observations), clock,
             timeout=policy.read, total=policy.total,
         )  # fmt: skip
         if auth is not None:
@@ -183,7 +192,15 @@ class Gateway:
                 raise ConfigurationError("give a gateway an authenticator or vault auth, not both")
             authenticator = authenticator_for(auth, self.token_endpoint)
         self._chain = _assemble(
-            http, policy, clock, authenticator, metrics, connection, rng, self._guards
+            http,
+            policy,
+            clock,
+            authenticator,
+            metrics,
+            connection,
+            rng,
+            self._guards,
+            observations,
         )
         # The client builds requests (base URL, query, default headers, timeouts); they are sent
         # straight into the chain, since AsyncClient.send logs every full URL, query string and
@@ -229,6 +246,7 @@ class Gateway:
         except orjson.JSONDecodeError:
             pass
         else:
+            self.note_shape(response, payload)
             if self._translator is None:
                 return payload
             return self._translator.inbound(payload, path=request.url.path)
@@ -237,6 +255,19 @@ class Gateway:
             f"{self._call(request)} answered a body that is not JSON "
             f"({len(response.content)} bytes)"
         )
+
+    def note_shape(self, response: httpx.Response, body: Any) -> None:
+        """Tell the hub's observations the shape of a 2xx JSON answer (``shape_of``: key paths
+        and types, never values). ``get_json`` does; a connector that parses a body itself (to
+        keep an unreadable page, say) calls it with what it parsed, so no page is parsed twice
+        just to be looked at. Without observations it does nothing."""
+        if self._observations is None or not response.is_success:
+            return
+        request = response.request
+        self._observations.note_shape(
+            self._guards.tenant, self._connection, endpoint_of(request.method, request.url.path),
+            shape_of(body), vendor=self._policy.vendor,
+        )  # fmt: skip
 
     async def request(
         self,
@@ -277,9 +308,11 @@ class Gateway:
             "server.address": url_.host, "cadastre.vendor": vendor,
             "cadastre.connection": self._connection,
         }  # fmt: skip
-        with _tracer.start_as_current_span(
+        with working_for(self._guards.tenant, self._connection), _tracer.start_as_current_span(
             f"{request.method} {vendor}", kind=SpanKind.CLIENT, attributes=attributes,
-            record_exception=False,  # an exception's text may quote a vendor; the type suffices
+            # An exception's text may quote a vendor; the type suffices (set below; the span
+            # would otherwise overwrite it with the text on the way out).
+            record_exception=False, set_status_on_exception=False,
         ) as span:  # fmt: skip
             try:
                 response = await self._send(request)

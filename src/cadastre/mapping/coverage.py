@@ -10,6 +10,10 @@ actually sends, worked out from the mapper's own counters and the changes it mad
   and ``dd_fields_not_in_contract``: vendor fields with a RESO Data Dictionary standard name of
   the stream's resource that the canonical contract does not carry (so no mapping can place
   them; they are candidates for local fields or a contract change).
+
+``snapshot_coverage`` answers the same first question for what a connection has sent over time
+(its schema snapshot's seen fields and enumeration values, ``cadastre.sync.drift``) rather than
+for a sample read now: the operations console's mapping coverage page.
 """
 
 from __future__ import annotations
@@ -22,7 +26,42 @@ from cadastre.contract.registry import LOCAL_FIELDS
 from cadastre.mapping.dd import data_dictionary
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from cadastre.mapping.mapper import RecordMapper, Rejection
+
+# How drift snapshots mark a field whose values passed their cap (cadastre.sync.drift.OPEN_ENDED:
+# no vendor value starts with a control character); such a field's values are not listed.
+_OPEN_ENDED_MARK = "\x1f"
+
+
+def snapshot_coverage(
+    mapper: RecordMapper, seen_fields: Iterable[str], seen_values: Mapping[str, Iterable[str]]
+) -> dict[str, Any]:
+    """How ``mapper`` covers what a connection's stream has sent: ``coverage`` (the share of the
+    seen vendor fields it maps or keeps as local fields, as in ``MappingCheck``), the
+    ``unmapped_fields`` and ``dropped_fields``, and ``unmapped_enum_values`` ({vendor field:
+    [values]}: values of an enumerated field it maps that it cannot read)."""
+    seen = sorted({name for name in seen_fields if not name.startswith("@")})
+    kinds = {name: mapper.disposition(name) for name in seen}
+    covered = [n for n in seen if kinds[n] in ("mapped", "local")]
+    unmapped_values: dict[str, list[str]] = {}
+    for name, values in sorted(seen_values.items()):
+        missed = sorted(
+            v for v in values
+            if not v.startswith(_OPEN_ENDED_MARK) and mapper.knows_value(name, v) is False
+        )  # fmt: skip
+        if missed:
+            unmapped_values[name] = missed
+    return {
+        "mapping": mapper.label,
+        "vendor_fields": len(seen),
+        "covered": len(covered),
+        "coverage": round(len(covered) / len(seen), 4) if seen else 0.0,
+        "unmapped_fields": [n for n in seen if kinds[n] == "unmapped"],
+        "dropped_fields": [n for n in seen if kinds[n] == "dropped"],
+        "unmapped_enum_values": unmapped_values,
+    }
 
 
 class MappingCheck:

@@ -195,6 +195,15 @@ class RecordMapper:
             return "local"
         return "unmapped"
 
+    def knows_value(self, vendor: str, value: str) -> bool | None:
+        """Whether this mapping reads ``value`` of the enumerated vendor field ``vendor`` (as
+        written, through an alias, or folded: what ``map`` accepts); None when ``vendor`` is not
+        an enumerated field the mapping maps."""
+        target = self._enums.get(vendor)
+        if target is None or target.spellings is None:
+            return None
+        return value in target.spellings or fold(value) in target.spellings
+
     def vendor_fields(self, offered: frozenset[str] | None = None) -> list[str]:
         """The vendor fields worth asking for (``$select``): mapped ones, the deletion rule's,
         and local ones among ``offered`` (what the vendor's metadata lists), in a stable order."""

@@ -7,6 +7,12 @@ structured extras, and (3) bearer tokens / basic credentials / ``Authorization``
 userinfo in free text. The formatters redact tracebacks and stacks the same way. Control
 characters (newlines, ANSI escapes) are escaped so a vendor field cannot forge a log line
 (CWE-117).
+
+Every line also says where it was written (``correlation``): ``trace_id`` and ``span_id`` of the
+current OpenTelemetry span when one is valid (``observe.tracing`` installs the SDK so there is
+one), ``tenant`` and ``connection`` from ``observe.context`` when set. They are read when the
+record is formatted, which the handler does in the logging call itself, in the caller's context.
+An extra of the same name given to the call wins: it is the more specific.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
+from opentelemetry import trace
+
+from cadastre.observe.context import current
 
 REDACTED = "[REDACTED]"
 
@@ -137,6 +146,18 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def correlation() -> dict[str, str]:
+    """``trace_id`` and ``span_id`` (hex) of the current span, when one is valid; ``tenant`` and
+    ``connection``, when set (``observe.context``)."""
+    found: dict[str, str] = {}
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        found["trace_id"] = trace.format_trace_id(span.trace_id)
+        found["span_id"] = trace.format_span_id(span.span_id)
+    found.update(current())
+    return found
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -145,6 +166,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": neutralise(record.getMessage()),
         }
+        entry.update(correlation())
         entry.update(
             (key, value)
             for key, value in record.__dict__.items()
@@ -164,9 +186,11 @@ class JsonFormatter(logging.Formatter):
 
 
 class PlainFormatter(logging.Formatter):
-    """``LEVEL logger: message`` for people at a terminal, with the JSON formatter's guarantees:
-    the message, traceback and stack are redacted, and control characters (newlines included)
-    are escaped, so one record is one line and a vendor value cannot forge another."""
+    """``LEVEL logger: message [tenant=... connection=... trace=...]`` for people at a
+    terminal, with the JSON formatter's guarantees: the message, traceback and stack are
+    redacted, and control characters (newlines included) are escaped, so one record is one line
+    and a vendor value cannot forge another. The bracket holds what of ``correlation`` is known,
+    without the span id (the trace id finds the trace; the span is in it)."""
 
     def __init__(self) -> None:
         super().__init__("%(levelname)s %(name)s: %(message)s")
@@ -176,7 +200,7 @@ class PlainFormatter(logging.Formatter):
         record.message = redact_text(record.getMessage())
         if self.usesTime():
             record.asctime = self.formatTime(record, self.datefmt)
-        text = self.formatMessage(record)
+        text = self.formatMessage(record) + _brief(correlation())
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         if record.stack_info:
@@ -188,6 +212,12 @@ class PlainFormatter(logging.Formatter):
 
     def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
         return redact_text(super().formatStack(stack_info))
+
+
+def _brief(found: dict[str, str]) -> str:
+    shown = {"tenant": "tenant", "connection": "connection", "trace_id": "trace"}
+    where = " ".join(f"{name}={found[key]}" for key, name in shown.items() if key in found)
+    return f" [{where}]" if where else ""
 
 
 def configure_logging(level: str = "INFO", *, json: bool = True, stream: Any = None) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from datetime import timedelta
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from cadastre.simulators.faults import FaultKind, InjectedReset, odata_error
+from cadastre.simulators.faults import FaultKind, InjectedReset, error_body
 
 if TYPE_CHECKING:
     import random
@@ -39,11 +40,15 @@ RESET_DECLARED_LENGTH = 65536
 
 
 async def send_json(
-    send: Send, status: int, body: Any, headers: Mapping[str, str] | None = None
+    send: Send,
+    status: int,
+    body: Any,
+    headers: Mapping[str, str] | None = None,
+    content_type: str = "application/json",
 ) -> None:
     payload = orjson.dumps(body)
     raw_headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", content_type.encode()),
         (b"content-length", str(len(payload)).encode()),
         *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items()),
     ]
@@ -68,17 +73,18 @@ async def answer_fault(
 ) -> None:
     if kind is FaultKind.ERROR:
         status = rng.choice(ERROR_STATUSES)
-        await send_json(send, status, odata_error("InjectedFault", f"injected {status}"))
+        body, content_type = _error(profile, clock, status, "InjectedFault", f"injected {status}")
+        await send_json(send, status, body, content_type=content_type)
     elif kind is FaultKind.THROTTLE:
         retry_after = str(profile.retry_after)
         if profile.retry_after_http_date:
             when = clock.now() + timedelta(seconds=profile.retry_after)
             retry_after = format_datetime(when, usegmt=True)
-        await send_json(
-            send, 429, odata_error("TooManyRequests", "slow down"), {"Retry-After": retry_after}
-        )
+        body, content_type = _error(profile, clock, 429, "TooManyRequests", "slow down")
+        await send_json(send, 429, body, {"Retry-After": retry_after}, content_type)
     elif kind is FaultKind.THROTTLE_NO_RETRY_AFTER:
-        await send_json(send, 429, odata_error("TooManyRequests", "slow down"))
+        body, content_type = _error(profile, clock, 429, "TooManyRequests", "slow down")
+        await send_json(send, 429, body, content_type=content_type)
     elif kind is FaultKind.HANG:
         await wait_for_disconnect(receive)
     elif kind is FaultKind.RESET:
@@ -95,6 +101,15 @@ async def answer_fault(
         await send_bytes(send, 200, b"text/html; charset=utf-8", GARBAGE_BODY)
     else:
         raise ValueError(f"{kind} is answered by the vendor, not instead of it")
+
+
+def _error(
+    profile: FaultProfile, clock: Clock, status: int, code: str, message: str
+) -> tuple[dict[str, Any], str]:
+    # A request id that differs per answer (as vendors' do) yet repeats with a fake clock: drawn
+    # from the fault generator it would shift every later draw of the seeded run.
+    request_id = hashlib.sha256(f"{clock.monotonic()}:{status}".encode()).hexdigest()[:16]
+    return error_body(profile.error_format, status, code, message, request_id)
 
 
 async def wait_for_disconnect(receive: Receive) -> None:

@@ -209,6 +209,8 @@ class Simulator:
                 kind, profile, rng=self._fault_rng, clock=self.clock, receive=receive, send=send
             )
             return
+        if profile.reshapes():
+            send = _reshaping(send, profile)
         await self._vendor(scope, receive, send)
 
     # ------------------------------------------------------------------------------- admin
@@ -275,6 +277,37 @@ def _with_headers(send: Send, headers: dict[str, str]) -> Send:
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
             message = {**message, "headers": [*message.get("headers", []), *raw]}
+        await send(message)
+
+    return sending
+
+
+def _reshaping(send: Send, profile: FaultProfile) -> Send:
+    """``send`` for an answer the profile's envelope options reshape: a 2xx JSON answer is held
+    until its body is complete, reshaped, and sent with its new length; anything else passes."""
+    held: list[Message] = []
+    body = bytearray()
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            kind = dict(message.get("headers", [])).get(b"content-type", b"")
+            json = b"json" in kind
+            if 200 <= message["status"] < 300 and json:
+                held.append(message)
+                return
+        elif message["type"] == "http.response.body" and held:
+            body.extend(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            start = held.pop()
+            try:
+                payload = orjson.dumps(profile.reshape(orjson.loads(bytes(body))))
+            except orjson.JSONDecodeError:
+                payload = bytes(body)  # not JSON after all: as the vendor sent it
+            kept = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+            kept.append((b"content-length", str(len(payload)).encode()))
+            await send({**start, "headers": kept})
+            message = {"type": "http.response.body", "body": payload}
         await send(message)
 
     return sending

@@ -29,12 +29,16 @@ from cadastre.errors import (
 )
 from cadastre.ports import ApiKey, Tenant
 from cadastre.store import tables as t
+from cadastre.store.repositories.alerts import SqlAlerts
+from cadastre.store.repositories.config_versions import SqlConfigVersions
 from cadastre.store.repositories.conflicts import SqlConflicts
 from cadastre.store.repositories.directory import SqlConnections, SqlKeys, key_from_row
 from cadastre.store.repositories.idempotency import SqlIdempotency
 from cadastre.store.repositories.identities import SqlIdentities
 from cadastre.store.repositories.ledger import SqlApplied, SqlAudit, SqlQuarantine
 from cadastre.store.repositories.links import SqlCursors, SqlProvenance, SqlSchemas, SqlXref
+from cadastre.store.repositories.observations import SqlObservations
+from cadastre.store.repositories.operators import SqlOperatorDirectory
 from cadastre.store.repositories.outbox import SqlConsumed, SqlOutbox, pending_tenants
 from cadastre.store.repositories.records import SqlRecords
 from cadastre.store.repositories.vault import SqlCredentials
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from cadastre.ports import (
+        AlertRepository,
         AppliedChanges,
         AuditLog,
         Clock,
@@ -63,6 +68,7 @@ if TYPE_CHECKING:
         IdempotencyRepository,
         IdentityRepository,
         KeyRepository,
+        ObservationRepository,
         OutboxRepository,
         ProvenanceRepository,
         QuarantineRepository,
@@ -81,7 +87,7 @@ def json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class SqlAlchemyStore:
+class SqlAlchemyStore(SqlOperatorDirectory, SqlConfigVersions):  # cross-tenant calls (issue 9)
     """The ``Store`` port over an SQLAlchemy async engine. Use ``SqliteStore`` or
     ``PostgresStore`` (or ``open_store(url)``), which build the engine."""
 
@@ -90,6 +96,7 @@ class SqlAlchemyStore:
         self.clock: Clock = clock or SystemClock()
         self._sync_url = sync_url
         self._outbox_listeners: list[Callable[[str], None]] = []
+        self._audit_listeners: list[Callable[[str, int], None]] = []
 
     # -- adapter hooks -----------------------------------------------------------------
 
@@ -160,6 +167,14 @@ class SqlAlchemyStore:
     def outbox_committed(self, tenant: str) -> None:
         for listener in list(self._outbox_listeners):
             listener(tenant)
+
+    def watch_audit(self, listener: Callable[[str, int], None]) -> Callable[[], None]:
+        self._audit_listeners.append(listener)
+        return lambda: self._audit_listeners.remove(listener)
+
+    def audit_committed(self, tenant: str, entries: int) -> None:
+        for listener in list(self._audit_listeners):
+            listener(tenant, entries)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -252,16 +267,23 @@ class SqlAlchemyUnitOfWork:
         self.schemas: SchemaRepository = SqlSchemas(self)
         self.consumed: ConsumedEvents = SqlConsumed(self)
         self._after_commit: dict[tuple[Callable[[str], None], str], None] = {}
+        self._audited = 0  # audit entries appended in this transaction (Store.watch_audit)
         self.subscriptions: SubscriptionRepository = SqlSubscriptions(self)
         self.deliveries: DeliveryRepository = SqlDeliveries(self)
         self.webhooks_in: WebhookInbox = SqlWebhooksIn(self)
         self.writes: WriteRepository = SqlWrites(self)
         self.conflicts: ConflictRepository = SqlConflicts(self)
+        self.observations: ObservationRepository = SqlObservations(self)
         self.identities: IdentityRepository = SqlIdentities(self)
         self.idempotency: IdempotencyRepository = SqlIdempotency(self)
+        self.alerts: AlertRepository = SqlAlerts(self)
 
     def now(self) -> datetime:
         return self.store.clock.now()
+
+    def audited(self, entries: int) -> None:
+        """``entries`` audit entries were appended: told to ``Store.watch_audit`` on commit."""
+        self._audited += entries
 
     def after_commit(self, call: Callable[[str], None], argument: str) -> None:
         """Run ``call(argument)`` once this unit of work commits (once, however often asked);
@@ -297,6 +319,7 @@ class SqlAlchemyUnitOfWork:
     ) -> None:
         conn, self._conn = self.connection, None
         self._after_commit.clear()
+        self._audited = 0
         try:
             with self.store.translate():
                 if conn.in_transaction():
@@ -313,8 +336,12 @@ class SqlAlchemyUnitOfWork:
         calls, self._after_commit = self._after_commit, {}
         for call, argument in calls:
             call(argument)
+        if self._audited:
+            entries, self._audited = self._audited, 0
+            self.store.audit_committed(self.tenant, entries)
 
     async def rollback(self) -> None:
         self._after_commit.clear()
+        self._audited = 0
         with self.store.translate():
             await self.connection.rollback()

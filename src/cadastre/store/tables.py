@@ -148,7 +148,13 @@ quarantine = Table(
     Column("stream", String(200), nullable=False, default=""),
     Column("code", String(64), nullable=False, default=""),
     Column("attempts", Integer, nullable=False, default=0),
+    # sha256 of the payload's canonical JSON: an open entry holding the same version of a record
+    # is found by it, and counted again rather than added twice (migration 0016)
+    Column("digest", String(64), nullable=False),
+    Column("sightings", Integer, nullable=False, default=1),
+    Column("last_seen_at", UtcDateTime(), nullable=True),
     Index("ix_quarantine_open", "tenant", "resolved_at", "connection"),
+    Index("ix_quarantine_digest", "tenant", "digest"),
 )  # fmt: skip
 
 # One row per (connection, stream): its schema as last seen (migration 0004).
@@ -581,6 +587,116 @@ writeback_echoes = Table(
     Column("recorded_at", UtcDateTime(), nullable=False),
     Index("ix_writeback_echoes_record", "tenant", "connection", "entity", "external_id"),
     Index("ix_writeback_echoes_recorded", "tenant", "recorded_at"),
+)  # fmt: skip
+
+# ---------------------------------------------------------------- observations (0012)
+
+# One row per connection and minute ("" for tenant-wide gauges): a ``MinuteRollup`` as JSON.
+# ``sync_ok`` repeats ``counts["sync_ok"]`` as a column so ``last_seen`` is an indexed MAX, not a
+# JSON scan.
+vendor_minutes = Table(
+    "vendor_minutes", metadata,
+    _tenant(),
+    Column("connection", String(64), primary_key=True),
+    Column("minute", UtcDateTime(), primary_key=True),
+    Column("vendor", String(200), nullable=False),
+    Column("calls", Json, nullable=False),
+    Column("statuses", Json, nullable=False),
+    Column("latency", Json, nullable=False),
+    Column("latency_sum", Float, nullable=False),
+    Column("errors", Json, nullable=False),
+    Column("shapes", Json, nullable=False),
+    Column("counts", Json, nullable=False),
+    Column("gauges", Json, nullable=False),
+    Column("sync_ok", Integer, nullable=False),
+    Index("ix_vendor_minutes_minute", "tenant", "minute"),
+)  # fmt: skip
+
+# ---------------------------------------------------------------- console operators (0015)
+
+# Cross-tenant, like ``tenants``: a null tenant is an operator of every tenant.
+operators = Table(
+    "operators", metadata,
+    Column("username", String(64), primary_key=True),
+    Column("tenant", String(64), nullable=True),
+    Column("password_hash", String(255), nullable=False),  # scrypt$n$r$p$salt$hash
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)  # fmt: skip
+
+# A signed-in browser, by the sha256 of its cookie's token (the token is never stored).
+operator_sessions = Table(
+    "operator_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("operator", String(64), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Index("ix_operator_sessions_operator", "operator"),
+    Index("ix_operator_sessions_expires", "expires_at"),
+)  # fmt: skip
+
+# ---------------------------------------------------------------- alerts (0013)
+
+# One row per alert episode; a tenant has at most one that is not resolved per (rule, key) - the
+# partial unique index, which is what makes two evaluators racing make one alert.
+alerts = Table(
+    "alerts", metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("tenant", String(64), nullable=False),
+    Column("rule", String(100), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("state", String(16), nullable=False),  # pending, firing, resolved
+    Column("severity", String(16), nullable=False),
+    Column("owner", String(100), nullable=False),
+    Column("vendor", String(200), nullable=True),
+    Column("connection", String(64), nullable=True),
+    Column("summary", Text, nullable=False),
+    Column("changed", Text, nullable=False),
+    Column("since", UtcDateTime(), nullable=False),
+    Column("action", Text, nullable=False),
+    Column("rollback", Text, nullable=True),
+    Column("facts", Json, nullable=False),
+    Column("occurrences", Integer, nullable=False),
+    Column("raised_at", UtcDateTime(), nullable=True),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    Column("source", String(200), nullable=False),
+    Index("ix_alerts_state", "tenant", "state", "position"),
+    Index("ix_alerts_connection", "tenant", "connection", "position"),
+    Index("ix_alerts_rule", "tenant", "rule", "position"),
+)  # fmt: skip
+_unresolved = alerts.c.state != "resolved"
+Index(
+    "uq_alerts_current", alerts.c.tenant, alerts.c.rule, alerts.c.key, unique=True,
+    sqlite_where=_unresolved, postgresql_where=_unresolved,
+)  # fmt: skip
+
+# A subscription's body format (standard | slack), and each outbox row's event type, so the
+# evaluator's and the console's ``outbox.recent(types, since=...)`` reads an index, not the
+# tenant's whole event history. Appended here, as migration 0013 adds them.
+webhook_subscriptions.append_column(
+    Column("format", String(16), nullable=False, default="standard", server_default="standard")
+)
+outbox.append_column(Column("event_type", String(200), nullable=True))
+Index("ix_outbox_type", outbox.c.tenant, outbox.c.event_type, outbox.c.created_at)
+
+# ---------------------------------------------------------------- configuration versions (0014)
+
+# Cross-tenant, like ``tenants``: mapping registry files and the ownership registry are global.
+# The key is what makes two workers recording one change at once make one version.
+config_versions = Table(
+    "config_versions", metadata,
+    Column("kind", String(16), primary_key=True),  # mapping | ownership
+    Column("name", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("content", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("changed_by", String(200), nullable=False),
+    Column("changed_at", UtcDateTime(), nullable=False),
+    Column("note", Text, nullable=False, default=""),
 )  # fmt: skip
 
 TABLE_NAMES = tuple(sorted(metadata.tables))

@@ -22,6 +22,15 @@ page that cannot be read at all (``malformed_page``: the connector hands it over
 after its retries; the body is set aside, the stream's read ends for this run, and its cursor stays
 where it was, so the next run reads that page again).
 
+An incremental read starts at its cursor, so a bad record at the cursor is read, and set aside,
+by every run until the vendor fixes it. The store keeps one open entry per version of a record
+(``QuarantineRepository.add`` counts a sighting on the entry that holds the same payload), and
+the run's figures count what the run did: ``quarantined``, the ``records_quarantined``
+observation and ``cadastre_records_quarantined_total`` count records set aside by this run,
+sightings of entries already open included - as ``records_synced`` counts a record read again -
+so every record read is counted once per run. How many entries are open is the
+``quarantine_open`` gauge (``uow.quarantine.open_counts``), which does not grow with re-reads.
+
 A record the vendor says it merged into another (``RawRecord.merged_into``, a CRM contact merge)
 is not mapped: identity resolution handles it in the page's transaction (``identity.merging``:
 cross-references and links re-pointed, the merged record tombstoned), counted in ``merged``.
@@ -47,9 +56,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from opentelemetry import trace
+
 from cadastre.contract import Change, Operation
 from cadastre.errors import SyncTimedOut, Transient
 from cadastre.mapping import RecordMapper
+from cadastre.observe import Freshness, traced, working_for
 from cadastre.ports import RawPage, RawRecord, SourceConnector
 from cadastre.sync.engine import BACKWARDS, CursorAdvance, PreparedBatch, QuarantineDraft
 from cadastre.sync.identity import Merge, merge_of, merging
@@ -57,11 +69,12 @@ from cadastre.sync.identity import Merge, merge_of, merging
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-    from cadastre.observe import Metrics
+    from cadastre.observe import Metrics, Observations
     from cadastre.ports import Clock, Store
     from cadastre.sync.engine import BatchItem, SyncEngine
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("cadastre.sync")
 
 
 @dataclass
@@ -78,7 +91,9 @@ class SyncTally:
     # merges whose changes did not all go through (the merged record not wholly tombstoned, a
     # ContactKey refused): logged one by one; counted apart from ``merged``
     merges_incomplete: int = 0
-    quarantined: int = 0  # records set aside (a malformed page counts in unreadable_pages)
+    # records set aside by this run, also one whose open entry already held that version (a
+    # sighting: no new entry); a malformed page counts in unreadable_pages
+    quarantined: int = 0
     pages: int = 0
     unreadable_pages: int = 0
     retries: int = 0
@@ -120,8 +135,12 @@ class SyncRunner:
         backoff_cap: float = 60.0,
         stall_seconds: float | None = 900.0,
         max_seconds: float | None = 6 * 3600.0,
+        observations: Observations | None = None,
     ) -> None:
         self._engine = engine
+        self._observations = observations
+        # (tenant, connection) -> how current its copy is, for the sampler's sync lag
+        self._fresh: dict[tuple[str, str], Freshness] = {}
         self._store = store
         self._clock = clock
         self._metrics = metrics
@@ -149,23 +168,47 @@ class SyncRunner:
         should never carry one (a vendor's clock going backwards: ``quarantine`` it for a
         person); pushed records arrive out of order as a matter of course (``skip`` it, counted
         in ``SyncTally.superseded``: the newer version is already held)."""
-        watchdog = _Watchdog(self._clock, self._stall_seconds, self._max_seconds)
-        body = asyncio.ensure_future(self._run(
-            tenant=tenant, connection=connection, connector=connector, mappers=mappers,
-            full=full, progress=progress, beat=watchdog.beat, superseded=superseded,
-        ))  # fmt: skip
-        outcome = "failed"
-        try:
-            report = await watchdog.guard(body, f"sync of connection {connection!r}")
-            outcome = "ok"
-            return report
-        except SyncTimedOut:
-            outcome = "timed_out"
-            raise
-        finally:
-            if self._metrics is not None:
-                runs = self._metrics.counter("cadastre_sync_runs_total")
-                runs.labels(connection=connection, outcome=outcome).inc()
+        # The run's task and the read-ahead's inherit both from here (asyncio copies the context
+        # into each task): every log line and vendor call of the run is under its span.
+        with working_for(tenant, connection), traced(_tracer, "sync.run", {
+            "cadastre.tenant": tenant, "cadastre.connection": connection, "cadastre.full": full,
+        }) as span:  # fmt: skip
+            watchdog = _Watchdog(self._clock, self._stall_seconds, self._max_seconds)
+            body = asyncio.ensure_future(self._run(
+                tenant=tenant, connection=connection, connector=connector, mappers=mappers,
+                full=full, progress=progress, beat=watchdog.beat, superseded=superseded,
+            ))  # fmt: skip
+            outcome, began = "failed", self._clock.now()
+            try:
+                report = await watchdog.guard(body, f"sync of connection {connection!r}")
+                outcome = "ok"
+                _tallied(span, report.tally)
+                # Everything the vendor changed before the run began has now been read.
+                self._freshen(tenant, connection, began)
+                return report
+            except SyncTimedOut:
+                outcome = "timed_out"
+                raise
+            finally:
+                span.set_attribute("cadastre.outcome", outcome)
+                if self._metrics is not None:
+                    runs = self._metrics.counter("cadastre_sync_runs_total")
+                    runs.labels(connection=connection, outcome=outcome).inc()
+                if self._observations is not None:
+                    ended = "sync_ok" if outcome == "ok" else "sync_failed"
+                    self._observations.count(tenant, connection, ended)
+
+    def freshness(self, tenant: str) -> dict[str, Freshness]:
+        """Connection -> how current its copy is, for the connections this runner synced (the
+        sampler's ``sync_lag_seconds``)."""
+        return {c: f for (t, c), f in self._fresh.items() if t == tenant}
+
+    def _freshen(self, tenant: str, connection: str, basis: datetime | None) -> None:
+        held = self._fresh.get((tenant, connection))
+        if basis is None or (held is not None and held.basis >= basis):
+            basis = held.basis if held is not None else None
+        if basis is not None:
+            self._fresh[(tenant, connection)] = Freshness(basis, self._clock.now())
 
     async def _run(
         self,
@@ -227,8 +270,10 @@ class SyncRunner:
                             if progress is not None:
                                 progress(tally)
                             return cursor or {}
-                        await self._commit(tenant, connection, page, tally,
-                                           skip_superseded=read.skip_superseded)  # fmt: skip
+                        with traced(_tracer, "sync.page", {"cadastre.stream": page.raw.stream,
+                                    "cadastre.records": len(page.raw.records)}):  # fmt: skip
+                            await self._commit(tenant, connection, page, tally,
+                                               skip_superseded=read.skip_superseded)  # fmt: skip
                         beat()
                         cursor = page.raw.cursor
                         failures = 0
@@ -305,6 +350,9 @@ class SyncRunner:
                 stream=raw.stream, code=MALFORMED_PAGE,
             )  # fmt: skip
             await uow.commit()
+        if self._metrics is not None:  # a new entry (a page met again was returned above)
+            set_aside = self._metrics.counter("cadastre_records_quarantined_total")
+            set_aside.labels(connection=read.connection, reason=MALFORMED_PAGE).inc()
 
     async def _commit(
         self, tenant: str, connection: str, page: _Page, tally: SyncTally, *,
@@ -340,18 +388,34 @@ class SyncRunner:
         tally.fetched += len(raw.records)
         if raw.expected is not None and tally.expected is None:
             tally.expected = raw.expected
+        quarantined, reasons = tally.quarantined, tally.reasons.copy()
         tally.quarantined += len(page.drafts)
         tally.reasons.update(page.reasons)
         for item in items:
             _count(item, tally, skip_superseded=skip_superseded)
-        self._observe(connection, raw, len(page.changes), tally)
+        self._observe(
+            tenant, connection, raw, len(page.changes), tally.quarantined - quarantined,
+            tally.reasons - reasons,
+        )  # fmt: skip
 
-    def _observe(self, connection: str, page: RawPage, mapped: int, tally: SyncTally) -> None:
+    def _observe(
+        self, tenant: str, connection: str, page: RawPage, mapped: int, quarantined: int,
+        reasons: Counter[str],
+    ) -> None:  # fmt: skip
+        newest = max((r.source_time for r in page.records if r.source_time), default=None)
+        self._freshen(tenant, connection, newest)
+        if self._observations is not None:
+            # every record of the page is accounted for: stored (in any way), or set aside
+            stored = len(page.records) - quarantined
+            self._observations.count(tenant, connection, "records_synced", stored)
+            self._observations.count(tenant, connection, "records_quarantined", quarantined)
         if self._metrics is None:
             return
         synced = self._metrics.counter("cadastre_records_synced_total")
         synced.labels(connection=connection, stream=page.stream).inc(mapped)
-        newest = max((r.source_time for r in page.records if r.source_time), default=None)
+        set_aside = self._metrics.counter("cadastre_records_quarantined_total")
+        for reason, n in reasons.items():
+            set_aside.labels(connection=connection, reason=reason).inc(n)
         if newest is not None:
             lag = (self._clock.now() - newest).total_seconds()
             gauge = self._metrics.gauge("cadastre_sync_lag_seconds")
@@ -368,6 +432,15 @@ def _merge_fell_short(item: BatchItem) -> str | None:
     if item.change.operation is Operation.DELETE and result.applied and not result.deleted:
         return f"was only partly deleted (fields {', '.join(result.applied)} remain)"
     return None
+
+
+def _tallied(span: trace.Span, tally: SyncTally) -> None:
+    """A finished run's figures on its span (counts only: no record, no key)."""
+    span.set_attributes({
+        "cadastre.fetched": tally.fetched, "cadastre.pages": tally.pages,
+        "cadastre.created": tally.created, "cadastre.updated": tally.updated,
+        "cadastre.quarantined": tally.quarantined, "cadastre.retries": tally.retries,
+    })  # fmt: skip
 
 
 class _Watchdog:

@@ -33,6 +33,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self
 
+from opentelemetry import trace
 from pydantic_core import to_jsonable_python
 
 from cadastre import failpoints
@@ -45,6 +46,7 @@ from cadastre.errors import (
     WriteIndeterminate,
     is_transient,
 )
+from cadastre.observe import traced, working_for
 from cadastre.ports import (
     ExternalRef,
     Idempotency,
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
     from cadastre.sync.writeback import TargetDirectory
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("cadastre.writeback")
 
 ALERT_EVENT = "cadastre.alert.raised.v1"
 MAYBE_SENT = "maybe_sent"  # receipt marker: a transient error after the request may have left
@@ -186,7 +189,13 @@ class WriteBackWorker:
             full = full or len(claimed) >= self._batch
             for target in claimed:
                 try:
-                    await self._process(tenant, target, holder)
+                    with working_for(tenant, target.connection), traced(_tracer, "writeback.send", {
+                        "cadastre.tenant": tenant, "cadastre.connection": target.connection,
+                        "cadastre.entity": target.entity,
+                        "cadastre.operation": target.operation.value,
+                        "cadastre.attempts": target.attempts,
+                    }):  # fmt: skip
+                        await self._process(tenant, target, holder)
                 except _ClaimLost:
                     log.warning("write %s to %s: claim lost", target.write_id, target.connection)
                 except CadastreError as exc:
@@ -498,6 +507,7 @@ class WriteBackWorker:
         self._count(tenant, target, state)
 
     def _count(self, tenant: str, target: WriteTarget, state: WriteState) -> None:
+        trace.get_current_span().set_attribute("cadastre.writeback.state", state.value)
         if self._metrics is not None:
             self._metrics.counter("cadastre_writeback_targets_total").labels(
                 tenant, target.connection, state.value

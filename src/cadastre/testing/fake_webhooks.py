@@ -127,6 +127,9 @@ class FakeDeliveries(_WebhookRepo):
             added += 1
         return added
 
+    async def count_pending(self) -> int:
+        return sum(1 for r in self._mine() if r.delivery.status is DeliveryStatus.PENDING)
+
     async def any_due(self) -> bool:
         return bool(self._due(self._now()))
 

@@ -127,6 +127,14 @@ class FakeWrites:
             return target.next_attempt_at is None or target.next_attempt_at <= now
         return target.state is WriteState.SENDING and row.claimed_until is not None
 
+    async def pending_counts(self) -> dict[str, int]:
+        unsettled = (WriteState.PENDING, WriteState.SENDING, WriteState.HELD)
+        found: dict[str, int] = {}
+        for row in self._read().targets.values():
+            if row.tenant == self._t and row.target.state in unsettled:
+                found[row.target.connection] = found.get(row.target.connection, 0) + 1
+        return found
+
     async def any_due(self) -> bool:
         now = self._now()
         return any(self._claimable(r, now) for r in self._read().targets.values())

@@ -25,10 +25,12 @@ from cadastre.clock import SystemClock
 from cadastre.contract.changes import ApplyResult
 from cadastre.errors import AlreadyExists, ConcurrentUpdate, NotFound, StoreError
 from cadastre.ports import (
+    Alert,
     ApiKey,
     AuditEntry,
     AuditReport,
     Clock,
+    ConfigVersion,
     Conflict,
     Connection,
     ConnectionVersion,
@@ -39,6 +41,9 @@ from cadastre.ports import (
     IdempotencyRecord,
     IdentityLink,
     InboxEntry,
+    MinuteRollup,
+    Operator,
+    OperatorSession,
     OutboxMessage,
     QuarantinedRecord,
     RecordWrite,
@@ -55,10 +60,14 @@ from cadastre.store.audit import GENESIS_HASH, seal, verify_chain
 from cadastre.store.canonical import canonical_copy, json_copy
 from cadastre.store.repositories.records import NUMBER_PATTERN, TIME_PATTERN
 from cadastre.store.repositories.vault import check_secrets
+from cadastre.testing.fake_alerts import FakeAlerts
+from cadastre.testing.fake_config_versions import FakeConfigVersions
 from cadastre.testing.fake_conflicts import FakeConflicts
 from cadastre.testing.fake_events import FakeConsumed
 from cadastre.testing.fake_idempotency import FakeIdempotency
 from cadastre.testing.fake_identities import FakeIdentities
+from cadastre.testing.fake_observations import FakeObservations
+from cadastre.testing.fake_operators import FakeOperatorDirectory
 from cadastre.testing.fake_webhooks import DeliveryRow, FakeDeliveries, FakeSubscriptions
 from cadastre.testing.fake_webhooks_in import FakeWebhooksIn
 from cadastre.testing.fake_writes import FakeWrites, WriteTables
@@ -69,6 +78,7 @@ if TYPE_CHECKING:
 
     from cadastre.contract.events import EventEnvelope
     from cadastre.ports import (
+        AlertRepository,
         AppliedChanges,
         AuditDraft,
         AuditLog,
@@ -82,6 +92,7 @@ if TYPE_CHECKING:
         IdempotencyRepository,
         IdentityRepository,
         KeyRepository,
+        ObservationRepository,
         OutboxRepository,
         ProvenanceRepository,
         ProvenanceWrite,
@@ -144,6 +155,16 @@ class _State:
     # the review queue by conflict id -> (tenant, conflict), insert order
     field_versions: dict[tuple[str, str, str], Mapping[str, Any]] = field(default_factory=dict)
     conflicts: dict[str, tuple[str, Conflict]] = field(default_factory=dict)
+    # vendor minutes (cadastre.testing.fake_observations): (tenant, connection, minute) -> rollup
+    vendor_minutes: dict[tuple[str, str, datetime], MinuteRollup] = field(default_factory=dict)
+    # alerts (cadastre.testing.fake_alerts): alert id -> (tenant, alert), in the order made
+    alerts: dict[str, tuple[str, Alert]] = field(default_factory=dict)
+    outbox_at: dict[int, datetime] = field(default_factory=dict)  # position -> when written
+    # console operators (cadastre.testing.fake_operators): cross-tenant, by username / token hash
+    operators: dict[str, Operator] = field(default_factory=dict)
+    operator_sessions: dict[str, OperatorSession] = field(default_factory=dict)
+    # configuration versions (cadastre.testing.fake_config_versions): (kind, name) -> versions
+    config_versions: dict[tuple[str, str], tuple[ConfigVersion, ...]] = field(default_factory=dict)
 
     def copy(self) -> _State:
         # A shallow copy of each table is enough because nothing below is changed in place:
@@ -156,13 +177,14 @@ class _State:
         return new
 
 
-class FakeStore:
+class FakeStore(FakeOperatorDirectory, FakeConfigVersions):  # cross-tenant calls (issue 9)
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
         self._state = _State()
         self._lock = asyncio.Lock()
         self._holder: asyncio.Task[Any] | None = None
         self._outbox_listeners: list[Callable[[str], None]] = []
+        self._audit_listeners: list[Callable[[str, int], None]] = []
 
     def unit_of_work(self, tenant: str, *, read_only: bool = False) -> FakeUnitOfWork:
         # The fake runs one unit of work at a time either way; read_only is a hint to real stores.
@@ -191,6 +213,10 @@ class FakeStore:
     def watch_outbox(self, listener: Callable[[str], None]) -> Callable[[], None]:
         self._outbox_listeners.append(listener)
         return lambda: self._outbox_listeners.remove(listener)
+
+    def watch_audit(self, listener: Callable[[str, int], None]) -> Callable[[], None]:
+        self._audit_listeners.append(listener)
+        return lambda: self._audit_listeners.remove(listener)
 
     async def close(self) -> None:
         return None
@@ -243,13 +269,16 @@ class FakeUnitOfWork:
         self.schemas: SchemaRepository = _Schemas(self)
         self.consumed: ConsumedEvents = FakeConsumed(self)
         self.wrote_outbox = False  # the relay hears of this unit of work's commit
+        self.audited = 0  # audit entries appended, told to Store.watch_audit's listeners
         self.subscriptions: SubscriptionRepository = FakeSubscriptions(self)
         self.deliveries: DeliveryRepository = FakeDeliveries(self)
         self.webhooks_in: WebhookInbox = FakeWebhooksIn(self)
         self.writes: WriteRepository = FakeWrites(self)
         self.conflicts: ConflictRepository = FakeConflicts(self)
+        self.observations: ObservationRepository = FakeObservations(self)
         self.identities: IdentityRepository = FakeIdentities(self)
         self.idempotency: IdempotencyRepository = FakeIdempotency(self)
+        self.alerts: AlertRepository = FakeAlerts(self)
 
     @property
     def state(self) -> _State:
@@ -269,6 +298,7 @@ class FakeUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         self._state = None
+        self.audited = 0
         self._store._release()
 
     async def commit(self) -> None:
@@ -278,11 +308,16 @@ class FakeUnitOfWork:
             self.wrote_outbox = False
             for listener in list(self._store._outbox_listeners):
                 listener(self.tenant)
+        if self.audited:
+            entries, self.audited = self.audited, 0
+            for audit_listener in list(self._store._audit_listeners):
+                audit_listener(self.tenant, entries)
 
     async def rollback(self) -> None:
         self.state  # noqa: B018 - raises when not open
         self._state = self._store._state.copy()
         self.wrote_outbox = False
+        self.audited = 0
 
 
 class _Repo:
@@ -526,8 +561,18 @@ class _Quarantine(_Repo):
         self, *, connection: str, entity: str, external_id: str | None, reason: str,
         payload: Mapping[str, Any], stream: str = "", code: str = "",
     ) -> QuarantinedRecord:  # fmt: skip
+        copied, digest = canonical_copy(payload)
+        for t, q in self._s.quarantine.values():  # the same version still held: a sighting
+            if (
+                t == self._t and q.resolved_at is None and q.connection == connection
+                and q.stream == stream and q.entity == entity and q.external_id == external_id
+                and canonical_copy(q.payload)[1] == digest
+            ):  # fmt: skip
+                seen = replace(q, sightings=q.sightings + 1, last_seen_at=self._now())
+                self._s.quarantine[q.id] = (self._t, seen)
+                return seen
         item = QuarantinedRecord(
-            uuid.uuid4().hex, connection, entity, external_id, reason, json_copy(payload),
+            uuid.uuid4().hex, connection, entity, external_id, reason, copied,
             self._now(), None, stream, code,
         )  # fmt: skip
         self._s.quarantine[item.id] = (self._t, item)
@@ -586,6 +631,7 @@ class _Outbox(_Repo):
         message = OutboxMessage(event, self._s.next_position, None)
         self._s.outbox[message.position] = (self._t, message)
         self._s.outbox_ids[event.id] = message.position
+        self._s.outbox_at[message.position] = self._now()
         self._s.next_position += 1
         self._uow.wrote_outbox = True
         return message
@@ -599,6 +645,9 @@ class _Outbox(_Repo):
             if t == self._t and m.published_at is None
         ]  # fmt: skip
         return waiting[:limit]
+
+    async def count_pending(self) -> int:
+        return sum(1 for t, m in self._s.outbox.values() if t == self._t and m.published_at is None)
 
     async def mark_published(self, event_ids: Sequence[str]) -> None:
         now, seq = self._now(), self._s.feed_heads.get(self._t, 0)
@@ -620,6 +669,17 @@ class _Outbox(_Repo):
         ]  # fmt: skip
         return sorted(found, key=lambda m: m.feed_seq or 0)[:limit]
 
+    async def recent(
+        self, types: Collection[str], *, since: datetime, limit: int = 100
+    ) -> list[EventEnvelope]:
+        _aware(since)
+        wanted = set(types)
+        found = [
+            m.event for p, (t, m) in sorted(self._s.outbox.items(), reverse=True)
+            if t == self._t and m.event.type in wanted and self._s.outbox_at[p] >= since
+        ]  # fmt: skip
+        return found[: max(limit, 0)]
+
 
 class _Audit(_Repo):
     async def append(
@@ -633,6 +693,7 @@ class _Audit(_Repo):
             action=action, entity=entity, entity_id=entity_id, detail=json_copy(detail or {}),
         )  # fmt: skip
         self._s.audit[self._t] = [*chain, entry]  # copy-on-write, see _State.copy
+        self._uow.audited += 1
         return entry
 
     async def append_many(self, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:

@@ -1,7 +1,7 @@
 """``EventStoreSuite``: the conformance tests of what the events issue added to the store port: the
 change feed's numbering (``outbox.mark_published`` / ``outbox.feed``), the relay's round
-(``pending_outbox_tenants``, ``watch_outbox``) and bus consumers' de-duplication
-(``uow.consumed``).
+(``pending_outbox_tenants``, ``watch_outbox``), the audit metric's hook (``watch_audit``) and
+bus consumers' de-duplication (``uow.consumed``).
 
 ``StoreSuite`` inherits it, so every adapter runs these too.
 """
@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cadastre.contract.events import EventEnvelope
+from cadastre.ports import AuditDraft
 from cadastre.testing.clock import EPOCH
 
 if TYPE_CHECKING:
@@ -127,6 +128,33 @@ class EventStoreSuite:
         stop()
         await _add(store, A, 1, prefix="M")
         assert heard == [A]
+
+    async def test_watch_audit_hears_how_many_entries_each_commit_appended(
+        self, store: Store
+    ) -> None:
+        heard: list[tuple[str, int]] = []
+        stop = store.watch_audit(lambda tenant, n: heard.append((tenant, n)))
+        async with store.unit_of_work(A) as uow:
+            await uow.audit.append(actor="t", action="one")
+            await uow.audit.append_many([AuditDraft("t", "two"), AuditDraft("t", "three")])
+            assert heard == []  # not before the commit
+            await uow.commit()
+            await uow.audit.append(actor="t", action="four")
+            await uow.commit()
+        assert heard == [(A, 3), (A, 1)]  # once per commit, with its count
+        async with store.unit_of_work(B) as uow:
+            await uow.audit.append(actor="t", action="rolled back")
+            await uow.rollback()
+            await uow.records.put("Listing", "L1", {}, expected_version=0)
+            await uow.commit()  # appended nothing (what it had was rolled back)
+        async with store.unit_of_work(B) as uow:
+            await uow.audit.append(actor="t", action="left")  # left without commit
+        assert heard == [(A, 3), (A, 1)]
+        stop()
+        async with store.unit_of_work(A) as uow:
+            await uow.audit.append(actor="t", action="unheard")
+            await uow.commit()
+        assert heard == [(A, 3), (A, 1)]
 
     async def test_first_seen_marks_and_answers_what_is_new(self, store: Store) -> None:
         async with store.unit_of_work(A) as uow:

@@ -56,11 +56,12 @@ from cadastre.testing.store_conflicts_suite import ConflictsStoreSuite
 from cadastre.testing.store_events_suite import EventStoreSuite
 from cadastre.testing.store_identity_suite import IdentityStoreSuite
 from cadastre.testing.store_mls_suite import MlsStoreSuite
+from cadastre.testing.store_observations_suite import ObservationsStoreSuite
 from cadastre.testing.store_webhooks_in_suite import WebhooksInStoreSuite
 from cadastre.testing.store_webhooks_suite import WebhooksStoreSuite
 
 if TYPE_CHECKING:
-    from cadastre.ports import Store
+    from cadastre.ports import QuarantinedRecord, Store, UnitOfWork
 
 A, B = "acme", "globex"
 
@@ -128,6 +129,7 @@ class StoreSuite(
     WebhooksInStoreSuite,
     IdentityStoreSuite,
     ConflictsStoreSuite,
+    ObservationsStoreSuite,
 ):
     """The rules of every port method; the bulk methods' tests come from ``BulkStoreSuite``."""
 
@@ -483,6 +485,74 @@ class StoreSuite(
             await uow.commit()
         async with store.unit_of_work(A) as uow:
             assert await uow.quarantine.open_items() == [second]
+
+    async def test_quarantine_holds_one_open_entry_per_version_of_a_record(
+        self, store: Store, clock: FakeClock
+    ) -> None:
+        """An unchanged bad record read again (an incremental sync's cursor stops on it) is a
+        sighting of its open entry, not a second entry; another payload of it is an entry."""
+
+        async def add(
+            uow: UnitOfWork, payload: dict[str, Any], external_id: str | None = "X1", **kw: Any
+        ) -> QuarantinedRecord:
+            fields = {"connection": "mls", "entity": "Listing", "stream": "Property",
+                      "code": "unknown_enum_value", "reason": "unknown status", **kw}  # fmt: skip
+            return await uow.quarantine.add(external_id=external_id, payload=payload, **fields)
+
+        bad = {"ListingKey": "X1", "StandardStatus": "Sold-ish", "Rooms": [1, {"a": None}]}
+        async with store.unit_of_work(A) as uow:
+            first = await add(uow, bad)
+            await uow.commit()
+        assert (first.sightings, first.last_seen_at) == (1, None)
+        for n in (2, 3):
+            clock.advance(60)
+            async with store.unit_of_work(A) as uow:
+                # the same JSON with its keys in another order, and another reason: the same one
+                again = await add(uow, dict(reversed(bad.items())), reason=f"read {n}")
+                await uow.commit()
+            assert again.id == first.id
+            assert (again.sightings, again.last_seen_at) == (n, clock.now())
+            assert (again.reason, again.payload, again.created_at) == (
+                first.reason, first.payload, first.created_at
+            )  # fmt: skip
+        async with store.unit_of_work(A) as uow:
+            (held,) = await uow.quarantine.open_items()
+            assert held == again
+            assert await uow.quarantine.open_counts() == {"mls": 1}
+            # the vendor changed the record, still bad: a version of its own
+            changed = await add(uow, {**bad, "ListPrice": 1})
+            # not the same record: another key, stream, entity or connection
+            others = [
+                await add(uow, bad, external_id="X2"),
+                await add(uow, bad, external_id=None),
+                await add(uow, bad, stream="Member"),
+                await add(uow, bad, entity="Member"),
+                await add(uow, bad, connection="mls-2"),
+            ]
+            # no external id: only an identical payload is the same entry
+            assert (await add(uow, bad, external_id=None)).id == others[1].id
+            assert (await add(uow, {"n": 2}, external_id=None)).id != others[1].id
+            await uow.commit()
+        ids = {first.id, changed.id, *(o.id for o in others)}
+        assert len(ids) == 7
+        async with store.unit_of_work(B) as uow:  # another tenant's same record: its own entry
+            assert (await add(uow, bad)).id not in ids
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            assert await uow.quarantine.open_counts() == {"mls": 7, "mls-2": 1}
+            await uow.quarantine.resolve(first.id)
+            await uow.commit()
+        async with store.unit_of_work(A) as uow:
+            # resolved (replayed, then broken again upstream): a new entry, counted from one
+            fresh = await add(uow, bad)
+            await uow.commit()
+        assert fresh.id not in ids
+        assert fresh.sightings == 1
+        async with store.unit_of_work(A) as uow:
+            assert await uow.quarantine.get(fresh.id) == fresh
+            resolved = await uow.quarantine.get(first.id)
+            assert resolved is not None
+            assert resolved.sightings == 3
 
     async def test_outbox(self, store: Store, clock: FakeClock) -> None:
         events = [event(subject=f"L{i}") for i in range(3)]

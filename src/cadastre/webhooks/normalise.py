@@ -31,9 +31,11 @@ import contextlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from opentelemetry import trace
+
 from cadastre.errors import CadastreError, LockTimeout, Transient
 from cadastre.mapping import RecordMapper
-from cadastre.observe import get_logger
+from cadastre.observe import get_logger, traced, working_for
 from cadastre.ports import (
     ConnectionStatus,
     InboxEntry,
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
     from cadastre.webhooks.inbox import WebhookReceiver
 
 _log = get_logger("cadastre.webhooks.normaliser")
+_tracer = trace.get_tracer("cadastre.webhooks")
 MALFORMED = "malformed_webhook"
 # Seconds before each retry of an entry the connector failed on; the last failure marks it failed.
 RETRY_AFTER = (10.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 3 * 3600.0)
@@ -214,7 +217,11 @@ class WebhookNormaliser:
                     if not entries:
                         break
                     began, arrivals = asyncio.get_running_loop().time(), self._arrivals
-                    done = await self._normalise(tenant, connection, entries)
+                    with working_for(tenant, connection), traced(_tracer, "webhooks.normalise", {
+                        "cadastre.tenant": tenant, "cadastre.connection": connection,
+                        "cadastre.entries": len(entries),
+                    }):  # fmt: skip
+                        done = await self._normalise(tenant, connection, entries)
                     if done is None:  # paused: its entries wait, and so does the rest
                         break
                     settled += done

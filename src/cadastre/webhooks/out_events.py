@@ -11,6 +11,7 @@ structured-mode JSON (attributes that are not set are left out), sent as ``appli
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -71,6 +72,16 @@ def render(event: EventEnvelope) -> str:
     return orjson.dumps(event.model_dump(mode="json", exclude_none=True)).decode()
 
 
+def endpoint_origin(url: str) -> str:
+    """What an alert says of a subscriber's URL: its origin only. The path of an incoming-webhook
+    URL (Slack's, say) is itself the credential, and alerts go to the console, to other
+    subscriptions and to chat channels."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/..." if parts.scheme else "(unreadable URL)"
+
+
 def alert(tenant: str, subject: str, at: datetime, data: dict[str, Any]) -> EventEnvelope:
     return EventEnvelope(
         source=SOURCE, type=ALERT, subject=subject, time=at, tenant=tenant, data=data
@@ -93,10 +104,10 @@ def disabled_alert(
     where = f"--tenant {tenant}"
     return alert(tenant, off.id, at, {
         "alert": "webhook_subscription_disabled", "severity": "critical",
-        "subscription": off.id, "url": off.url, "reason": off.status_reason,
+        "subscription": off.id, "url": endpoint_origin(off.url), "reason": off.status_reason,
         "failing_since": off.failing_since.isoformat() if off.failing_since else None,
         "last_status": last_status, "last_error": last_error,
-        "summary": f"webhook subscription {off.id} ({off.url}) was disabled: "
+        "summary": f"webhook subscription {off.id} ({endpoint_origin(off.url)}) was disabled: "
         f"{off.status_reason}; its new events are not delivered",
         "action": f"mend the endpoint, then `cadastre subscriptions enable {off.id} {where}` "
         "(its waiting deliveries resume); `cadastre deliveries redeliver --subscription "
@@ -111,7 +122,8 @@ def dead_alert(
     """The alert of a delivery whose every attempt failed: it is in the dead-letter queue."""
     return alert(tenant, subscription.id, at, {
         "alert": "webhook_delivery_dead", "severity": "warning",
-        "subscription": subscription.id, "url": subscription.url, "delivery": delivery.id,
+        "subscription": subscription.id, "url": endpoint_origin(subscription.url),
+        "delivery": delivery.id,
         "event_id": delivery.event_id, "event_type": delivery.event_type,
         "attempts": attempt.number, "last_status": attempt.status,
         "last_error": attempt.error, "first_attempt_at": delivery.created_at.isoformat(),

@@ -12,6 +12,7 @@ keeps (subscription, event id) unique as well, so even a mark pruned long ago ca
 A subscription that pins a major is sent the event converted to it
 (``cadastre.contract.upcast.read_as``). Subscriptions disabled when an event passes are not sent
 it later: they resume with the events that follow their enabling, as Svix's endpoints do.
+A ``slack`` subscription's body is the Slack message of the alert (``webhooks.slack``).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 from cadastre.contract.upcast import read_as
 from cadastre.errors import UpcastUnavailable
-from cadastre.ports import Delivery, DeliveryStatus, SubscriptionStatus
+from cadastre.ports import Delivery, DeliveryStatus, SubscriptionFormat, SubscriptionStatus
 from cadastre.webhooks.deliveries import DeliveryService
 from cadastre.webhooks.delivery_sender import DeliverySender
 from cadastre.webhooks.out_events import about_subscription, render, wanted_type
 from cadastre.webhooks.out_gateways import SubscriberGateways
 from cadastre.webhooks.out_signing import SigningKeys
+from cadastre.webhooks.slack import render_slack
 from cadastre.webhooks.subscriptions import SubscriptionService
 
 if TYPE_CHECKING:
@@ -102,14 +104,16 @@ class DeliveryDispatcher:
         made: list[Delivery] = []
         for event in events:
             about = about_subscription(event)
-            bodies: dict[str, str] = {}  # wanted type -> body: shared by the subscriptions
+            # (wanted type, format) -> body: shared by the subscriptions
+            bodies: dict[tuple[str, SubscriptionFormat], str] = {}
             for subscription in subscriptions:
                 wanted = wanted_type(subscription.event_types, event.type)
                 if wanted is None or subscription.id == about:
                     continue
-                if wanted not in bodies:
+                shape = (wanted, subscription.format)
+                if shape not in bodies:
                     try:
-                        bodies[wanted] = render(read_as(event, wanted))
+                        bodies[shape] = _body(read_as(event, wanted), subscription.format)
                     except UpcastUnavailable as exc:
                         # Not sent rather than sent as a major it did not ask for; a converter
                         # is a code change, and the event stays in the outbox for a replay.
@@ -118,11 +122,18 @@ class DeliveryDispatcher:
                         continue
                 made.append(Delivery(
                     id=f"dlv_{secrets.token_hex(10)}", subscription=subscription.id,
-                    event_id=event.id, event_type=wanted, body=bodies[wanted],
+                    event_id=event.id, event_type=wanted, body=bodies[shape],
                     status=DeliveryStatus.PENDING, attempts=0, redeliveries=0,
                     next_attempt_at=now, created_at=now, updated_at=now,
                 ))  # fmt: skip
         return made
+
+
+def _body(event: EventEnvelope, format: SubscriptionFormat) -> str:
+    """The CloudEvents JSON of the event, or the Slack message of an alert event."""
+    if format is SubscriptionFormat.SLACK:
+        return render_slack(event)
+    return render(event)
 
 
 class WebhooksOut:

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 from cadastre.errors import ConfigurationError, NotFound
 from cadastre.gateway import AddressAllowList
 from cadastre.observe import SECRETS
-from cadastre.ports import Secret, Subscription, SubscriptionStatus
+from cadastre.ports import Secret, Subscription, SubscriptionFormat, SubscriptionStatus
 from cadastre.webhooks.out_events import check_event_types
 from cadastre.webhooks.out_urls import check_url
+from cadastre.webhooks.slack import check_slack_types
 from cadastre.webhooks.standard import new_secret
 
 if TYPE_CHECKING:
@@ -76,12 +77,20 @@ class SubscriptionService:
 
     async def add(
         self, tenant: str, *, url: str, event_types: Sequence[str], description: str = "",
-        actor: str = "api",
+        actor: str = "api", format: SubscriptionFormat | str = SubscriptionFormat.STANDARD,
     ) -> Created:  # fmt: skip
         if await self._store.get_tenant(tenant) is None:
             raise NotFound(f"tenant {tenant!r} does not exist")
-        checked = await check_url(url, self._allow, resolver=self._resolver)
+        try:
+            body_format = SubscriptionFormat(format)
+        except ValueError:
+            raise ConfigurationError(
+                f"format {format!r} is not one of {', '.join(SubscriptionFormat)}"
+            ) from None
         types = check_event_types(event_types)
+        if body_format is SubscriptionFormat.SLACK:
+            check_slack_types(types)
+        checked = await check_url(url, self._allow, resolver=self._resolver)
         if len(description) > MAX_DESCRIPTION:
             raise ConfigurationError(f"a description is at most {MAX_DESCRIPTION} characters")
         id = f"sub_{secrets.token_hex(8)}"
@@ -89,7 +98,7 @@ class SubscriptionService:
         subscription = Subscription(
             id=id, url=checked, event_types=types, description=description,
             status=SubscriptionStatus.ACTIVE, status_reason="", failing_since=None,
-            credential=credential_name(id), created_at=now, updated_at=now,
+            credential=credential_name(id), created_at=now, updated_at=now, format=body_format,
         )  # fmt: skip
         secret = _fresh_secret()
         await self._vault.add(tenant, subscription.credential, SCHEME, {"secret": secret})
@@ -97,7 +106,8 @@ class SubscriptionService:
             async with self._store.unit_of_work(tenant) as uow:
                 await uow.subscriptions.add(subscription)
                 await self._audit(uow, actor, "subscription.created", subscription,
-                                  url=subscription.url, event_types=list(types))  # fmt: skip
+                                  url=subscription.url, event_types=list(types),
+                                  format=body_format.value)  # fmt: skip
                 await uow.commit()
         except BaseException:
             await self._vault.delete(tenant, subscription.credential)  # no orphan secret

@@ -1,9 +1,11 @@
 """No secret in any sink (RELIABILITY.md #20): a full sync over real HTTP with canary credentials,
 a refused refresh, a call with a refused API key and a forced exception with its traceback, all at
 DEBUG; then every log line (the hub's own handler and a raw capture of every logger, httpx's and
-httpcore's included), every span and its attributes, the metrics exposition, the API's answers,
-the outbox, the reprs of the settings and the hub, and the credential's error messages are
-searched for the canaries: 0 occurrences."""
+httpcore's included), every span and its attributes (the API's server spans too, for requests
+that carried a canary in their bearer token, query string and headers), the metrics exposition
+(read from the registry and from ``GET /metrics``), the API's answers, the outbox, the reprs of
+the settings and the hub, and the credential's error messages are searched for the canaries:
+0 occurrences."""
 
 from __future__ import annotations
 
@@ -17,9 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import generate_latest
 
@@ -33,6 +32,7 @@ from cadastre.ports import ApiKeyScope
 from cadastre.simulators import ResoSimulator, serve
 from cadastre.simulators.auth import AuthSimulator
 from cadastre.testing import FakeClock
+from tests.spans import captured
 
 TENANT = "acme"
 LOOPBACK = ("127.0.0.0/8", "::1")
@@ -72,15 +72,9 @@ def raw_logs() -> Iterator[RawCapture]:
     root.setLevel(previous)
 
 
-@pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    yield from captured()
 
 
 @pytest.mark.timeout(120)
@@ -141,12 +135,26 @@ async def test_no_canary_in_logs_spans_metrics_api_or_errors(
                 raise RuntimeError(f"boom while holding {opened}")
             except RuntimeError:
                 logging.getLogger("cadastre.test").exception("forced failure")
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
+        app = create_app(hub)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://hub.test") as api:  # fmt: skip
             answers = [
                 (await api.get(path, headers={"Authorization": f"Bearer {key}"})).text
                 for path in ("/v1/credentials", "/v1/connections/health")
             ]
+            # 5. the API refusing canaries: a bearer token, a query string, a header
+            refused = await api.get(f"/v1/credentials?client_secret={CLIENT_SECRET}",
+                                    headers={"Authorization": f"Bearer {API_KEY}",
+                                             "X-Refresh": REFRESH_TOKEN})  # fmt: skip
+            answers.append(refused.text)
+            assert refused.status_code == 401
+            metrics = await api.get("/metrics")  # the test client is on loopback
+            assert metrics.status_code == 200
+        remote = httpx.ASGITransport(app=app, client=("203.0.113.9", 4000))
+        async with httpx.AsyncClient(transport=remote, base_url="http://hub.test") as outside:
+            denied = await outside.get("/metrics", headers={"Authorization": f"Bearer {API_KEY}"})
+            answers.append(denied.text)
+            assert denied.status_code == 403
         async with hub.store.unit_of_work(TENANT, read_only=True) as uow:
             outbox = [m.event.model_dump_json() for m in await uow.outbox.pending(limit=1000)]
         sinks = {
@@ -154,6 +162,7 @@ async def test_no_canary_in_logs_spans_metrics_api_or_errors(
             "every logger": "\n".join(raw_logs.lines),
             "spans": "\n".join(s.to_json() for s in spans.get_finished_spans()),
             "metrics": generate_latest(hub.metrics.registry).decode(),
+            "/metrics": metrics.text,
             "api": "\n".join(answers),
             "outbox": "\n".join(outbox),
             "errors": "\n".join(errors),
@@ -164,6 +173,9 @@ async def test_no_canary_in_logs_spans_metrics_api_or_errors(
     assert "forced failure" in hub_log.getvalue()  # the logs were written...
     assert "cadastre.gateway.metering" in hub_log.getvalue()
     assert errors  # ...the failures happened...
+    assert "cadastre_vendor_requests_total" in sinks["/metrics"]
+    assert "GET /v1/credentials" in sinks["spans"]  # the API's server spans were there to search
+    assert "sync.run" in sinks["spans"]
     assert any("needs_reauth" in e for e in errors)
     for sink, text in sinks.items():  # ...and none of them shows a secret
         for canary in (CLIENT_SECRET, API_KEY, REFRESH_TOKEN):

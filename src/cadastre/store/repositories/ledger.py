@@ -4,6 +4,7 @@ idempotency ledger. (The outbox, which it also appends to, is in ``outbox.py``.)
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
@@ -13,7 +14,7 @@ from cadastre.errors import ConcurrentUpdate, NotFound
 from cadastre.ports import AuditDraft, AuditEntry, AuditReport, QuarantinedRecord
 from cadastre.store import tables as t
 from cadastre.store.audit import GENESIS_HASH, seal, verify_chain
-from cadastre.store.canonical import json_copy
+from cadastre.store.canonical import canonical_copy, json_copy
 from cadastre.store.repositories.base import SqlRepository, chunked
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ AUDIT_PAGE = 500
 def _quarantined(r: Row[Any]) -> QuarantinedRecord:
     return QuarantinedRecord(
         r.id, r.connection, r.entity, r.external_id, r.reason, r.payload, r.created_at,
-        r.resolved_at, r.stream, r.code, r.attempts,
+        r.resolved_at, r.stream, r.code, r.attempts, r.sightings, r.last_seen_at,
     )  # fmt: skip
 
 
@@ -43,9 +44,32 @@ class SqlQuarantine(SqlRepository):
         stream: str = "",
         code: str = "",
     ) -> QuarantinedRecord:
+        copied, digest = canonical_copy(payload)
+        c = t.quarantine.c
+        # The same version of the record, still held: the cursor met it again. A look before
+        # the insert, not a unique index: the scheduler runs one sync of a connection at a
+        # time, and should two writers race, the two entries they leave hold one payload and
+        # one replay resolves both (existing rows were open copies too, folded by 0016).
+        same_key = c.external_id.is_(None) if external_id is None else c.external_id == external_id
+        same = (
+            select(t.quarantine)
+            .where(c.tenant == self.tenant, c.digest == digest, c.resolved_at.is_(None))
+            .where(c.connection == connection, c.stream == stream, c.entity == entity, same_key)
+            .order_by(c.position)
+            .limit(1)
+        )
+        held = (await self.execute(same)).first()
+        now = self.now()
+        if held is not None:
+            await self.execute(
+                update(t.quarantine)
+                .where(c.position == held.position)
+                .values(sightings=c.sightings + 1, last_seen_at=now)
+            )
+            return replace(_quarantined(held), sightings=held.sightings + 1, last_seen_at=now)
         item = QuarantinedRecord(
-            uuid.uuid4().hex, connection, entity, external_id, reason, json_copy(payload),
-            self.now(), None, stream, code,
+            uuid.uuid4().hex, connection, entity, external_id, reason, copied, now, None,
+            stream, code,
         )  # fmt: skip
         await self.execute(
             t.quarantine.insert().values(
@@ -60,6 +84,8 @@ class SqlQuarantine(SqlRepository):
                 stream=stream,
                 code=code,
                 attempts=0,
+                digest=digest,
+                sightings=1,
             )
         )
         return item
@@ -178,6 +204,7 @@ class SqlAudit(SqlRepository):
         ]  # fmt: skip
         # RETURNING makes SQLAlchemy send one multi-row INSERT rather than an executemany.
         await self.execute(t.audit_log.insert().returning(c.seq), rows)
+        self._uow.audited(len(entries))
         return entries
 
     async def entries(self, after_seq: int = 0) -> AsyncIterator[AuditEntry]:

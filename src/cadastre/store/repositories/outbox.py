@@ -16,7 +16,7 @@ from cadastre.store import tables as t
 from cadastre.store.repositories.base import SqlRepository, chunked
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
     from datetime import datetime
 
     from sqlalchemy import Row
@@ -59,9 +59,10 @@ class SqlOutbox(SqlRepository):
             self.own(event.tenant, "the event")
         now = self.now()
         rows = [
-            {"event_id": e.id, "tenant": self.tenant, "event": _event_json(e), "created_at": now}
+            {"event_id": e.id, "tenant": self.tenant, "event": _event_json(e), "created_at": now,
+             "event_type": e.type}
             for e in events
-        ]
+        ]  # fmt: skip
         c = t.outbox.c
         statement = self.insert(t.outbox).on_conflict_do_nothing().returning(c.event_id, c.position)
         positions = {r.event_id: int(r.position) for r in await self.execute(statement, rows)}
@@ -84,6 +85,11 @@ class SqlOutbox(SqlRepository):
             .limit(limit)
         )
         return [_message(r) for r in rows]
+
+    async def count_pending(self) -> int:
+        c = t.outbox.c
+        query = select(func.count()).where(c.tenant == self.tenant, c.published_at.is_(None))
+        return int((await self.execute(query)).scalar_one())
 
     async def mark_published(self, event_ids: Sequence[str]) -> None:
         if not event_ids:
@@ -127,6 +133,21 @@ class SqlOutbox(SqlRepository):
             .limit(limit)
         )
         return [_message(r) for r in rows]
+
+    async def recent(
+        self, types: Collection[str], *, since: datetime, limit: int = 100
+    ) -> list[EventEnvelope]:
+        wanted = list(dict.fromkeys(types))
+        if not wanted or limit <= 0:
+            return []
+        c = t.outbox.c
+        rows = await self.execute(
+            select(c.event)
+            .where(c.tenant == self.tenant, c.event_type.in_(wanted), c.created_at >= since)
+            .order_by(c.created_at.desc(), c.position.desc())
+            .limit(limit)
+        )
+        return [EventEnvelope.model_validate(r.event) for r in rows]
 
 
 class SqlConsumed(SqlRepository):

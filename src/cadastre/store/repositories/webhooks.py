@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from cadastre.errors import AlreadyExists
 from cadastre.ports import (
@@ -22,6 +22,7 @@ from cadastre.ports import (
     DeliveryAttempt,
     DeliveryStatus,
     Subscription,
+    SubscriptionFormat,
     SubscriptionStatus,
 )
 from cadastre.store import tables as t
@@ -43,7 +44,7 @@ def _subscription(row: Row[Any]) -> Subscription:
         id=row.id, url=row.url, event_types=tuple(row.event_types), description=row.description,
         status=SubscriptionStatus(row.status), status_reason=row.status_reason,
         failing_since=row.failing_since, credential=row.credential, created_at=row.created_at,
-        updated_at=row.updated_at,
+        updated_at=row.updated_at, format=SubscriptionFormat(row.format),
     )  # fmt: skip
 
 
@@ -75,6 +76,7 @@ class SqlSubscriptions(SqlRepository):
                 credential=subscription.credential,
                 created_at=subscription.created_at,
                 updated_at=subscription.updated_at,
+                format=subscription.format.value,
             )
             .on_conflict_do_nothing()
             .returning(s.id)
@@ -175,6 +177,13 @@ class SqlDeliveries(SqlRepository):
             & or_(c.claimed_until.is_(None), c.claimed_until < now)
         )
         return claimable, active
+
+    async def count_pending(self) -> int:
+        c = t.webhook_deliveries.c
+        query = select(func.count()).where(
+            c.tenant == self.tenant, c.status == DeliveryStatus.PENDING.value
+        )
+        return int((await self.execute(query)).scalar_one())
 
     async def any_due(self) -> bool:
         c = t.webhook_deliveries.c

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, or_, select, tuple_, update
+from sqlalchemy import and_, delete, func, or_, select, tuple_, update
 
 from cadastre.errors import AlreadyExists
 from cadastre.ports import (
@@ -157,6 +157,16 @@ class SqlWrites(SqlRepository):
         # A sending target whose claim ran out lost its worker: recovery takes it over.
         orphaned = and_(c.state == WriteState.SENDING.value, c.claimed_until.is_not(None))
         return and_(c.tenant == self.tenant, free, or_(pending, orphaned))
+
+    async def pending_counts(self) -> dict[str, int]:
+        c = t.write_targets.c
+        unsettled = [s.value for s in (WriteState.PENDING, WriteState.SENDING, WriteState.HELD)]
+        rows = await self.execute(
+            select(c.connection, func.count().label("n"))
+            .where(c.tenant == self.tenant, c.state.in_(unsettled))
+            .group_by(c.connection)
+        )
+        return {r.connection: int(r.n) for r in rows}
 
     async def any_due(self) -> bool:
         c = t.write_targets.c

@@ -400,6 +400,7 @@ class ResoConnector:
                 kind = response.headers.get("content-type", "no content type")
                 problem = f"the answer is not JSON ({len(content)} bytes, {kind})"
             else:
+                self._gateway.note_shape(response, body)  # what the page looks like, not holds
                 try:
                     return self._collection(body, str(response.url))
                 except _NotACollection as exc:

@@ -138,6 +138,7 @@ class BuildiumConnector:
                 kind = response.headers.get("content-type", "no content type")
                 problem = f"the answer is not JSON ({len(content)} bytes, {kind})"
             else:
+                self._gateway.note_shape(response, body)  # what the page looks like, not holds
                 if isinstance(body, list):
                     return body, _count(response.headers.get("X-Total-Count"))
                 problem = f"the answer is a JSON {type(body).__name__}, not a list"
