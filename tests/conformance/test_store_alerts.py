@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-from sqlalchemy import text
 
-from cadastre.store import PostgresStore, SqliteStore
-from cadastre.testing import FakeClock, FakeStore
 from cadastre.testing.store_alerts_suite import AlertsStoreSuite
+from tests.conformance.adapters import OnFakeStore, OnPostgresStore, OnSqliteStore
 
 
-class TestFakeStoreAlerts(AlertsStoreSuite):
-    @pytest.fixture
-    def store(self, clock: FakeClock) -> FakeStore:
-        return FakeStore(clock)
+class TestFakeStoreAlerts(OnFakeStore, AlertsStoreSuite):
+    pass
 
 
-class TestSqliteStoreAlerts(AlertsStoreSuite):
-    @pytest.fixture
-    async def store(self, clock: FakeClock, tmp_path: Path) -> AsyncIterator[SqliteStore]:
-        store = SqliteStore(tmp_path / "var" / "cadastre.db", clock)
-        await store.migrate()
-        yield store
-        await store.close()
+class TestSqliteStoreAlerts(OnSqliteStore, AlertsStoreSuite):
+    pass
 
 
 @pytest.mark.postgres
-class TestPostgresStoreAlerts(AlertsStoreSuite):
-    @pytest.fixture
-    async def store(self, clock: FakeClock, postgres_url: str) -> AsyncIterator[PostgresStore]:
-        store = PostgresStore(postgres_url, clock)
-        async with store.engine.begin() as conn:
-            await conn.execute(text("TRUNCATE alerts, outbox RESTART IDENTITY"))
-        yield store
-        await store.close()
+class TestPostgresStoreAlerts(OnPostgresStore, AlertsStoreSuite):
+    truncate = "alerts, outbox RESTART IDENTITY"

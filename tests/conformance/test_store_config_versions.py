@@ -6,42 +6,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
-from cadastre.store import PostgresStore, SqliteStore
+from cadastre.store import PostgresStore
 from cadastre.store.repositories import config_versions as repository
-from cadastre.testing import FakeClock, FakeStore
+from cadastre.testing import FakeClock
 from cadastre.testing.store_config_suite import V1, V2, ConfigVersionsStoreSuite
+from tests.conformance.adapters import OnFakeStore, OnPostgresStore, OnSqliteStore
 
 
-class TestFakeStoreConfigVersions(ConfigVersionsStoreSuite):
-    @pytest.fixture
-    def store(self, clock: FakeClock) -> FakeStore:
-        return FakeStore(clock)
+class TestFakeStoreConfigVersions(OnFakeStore, ConfigVersionsStoreSuite):
+    pass
 
 
-class TestSqliteStoreConfigVersions(ConfigVersionsStoreSuite):
-    @pytest.fixture
-    async def store(self, clock: FakeClock, tmp_path: Path) -> AsyncIterator[SqliteStore]:
-        store = SqliteStore(tmp_path / "var" / "cadastre.db", clock)
-        await store.migrate()
-        yield store
-        await store.close()
+class TestSqliteStoreConfigVersions(OnSqliteStore, ConfigVersionsStoreSuite):
+    pass
 
 
 @pytest.mark.postgres
-class TestPostgresStoreConfigVersions(ConfigVersionsStoreSuite):
-    @pytest.fixture
-    async def store(self, clock: FakeClock, postgres_url: str) -> AsyncIterator[PostgresStore]:
-        store = PostgresStore(postgres_url, clock)
-        async with store.engine.begin() as conn:
-            await conn.execute(text("TRUNCATE config_versions"))
-        yield store
-        await store.close()
+class TestPostgresStoreConfigVersions(OnPostgresStore, ConfigVersionsStoreSuite):
+    truncate = "config_versions"
 
     @pytest.fixture
     async def other(self, clock: FakeClock, postgres_url: str) -> AsyncIterator[PostgresStore]:
